@@ -1,0 +1,1 @@
+//! The launcher plugin store and registry.

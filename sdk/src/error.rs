@@ -1,0 +1,138 @@
+//! The error a plugin returns from a job; it crosses the boundary as JSON.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, in the terms the host needs to pick an exit code and decide about retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The job's input or parameters are not acceptable (to the plugin or the service).
+    InvalidInput,
+    /// The service rejected the credentials (HTTP 401/403).
+    Unauthorized,
+    /// The service is rate limiting; `retry_after` says how long it asked to wait.
+    RateLimited,
+    /// The service or a local engine is down or failing (connection refused, 5xx, missing binary).
+    Unavailable,
+    /// The service did not answer in time.
+    Timeout,
+    /// The host asked the job to stop.
+    Cancelled,
+    /// A bug or an unexpected state in the plugin.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Returns the snake_case name used on the wire and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed job: a kind for the host, a message for the user, and an optional hint.
+///
+/// Messages must never contain secrets; the HTTP helper takes care of that for its errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginError {
+    /// What class of failure this is.
+    pub kind: ErrorKind,
+    /// A lowercase, one-line description of what failed.
+    pub message: String,
+    /// What the user can do about it, if anything useful can be said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// For [`ErrorKind::RateLimited`]: how long the service asked to wait, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<f64>,
+}
+
+impl PluginError {
+    /// Returns an error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        PluginError {
+            kind,
+            message: message.into(),
+            hint: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// Returns an [`ErrorKind::InvalidInput`] error.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// Returns an [`ErrorKind::Unauthorized`] error.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, message)
+    }
+
+    /// Returns an [`ErrorKind::Unavailable`] error.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
+    /// Returns an [`ErrorKind::Timeout`] error.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, message)
+    }
+
+    /// Returns an [`ErrorKind::Internal`] error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Returns the error a job reports when the host cancelled it.
+    pub fn cancelled() -> Self {
+        Self::new(ErrorKind::Cancelled, "the job was cancelled")
+    }
+
+    /// Returns a rate-limit error, remembering how long the service asked to wait.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        let mut err = Self::new(ErrorKind::RateLimited, message);
+        err.retry_after_secs = retry_after.map(|d| d.as_secs_f64());
+        err
+    }
+
+    /// Adds a hint telling the user what to do.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl From<std::io::Error> for PluginError {
+    fn from(err: std::io::Error) -> Self {
+        match err.kind() {
+            std::io::ErrorKind::Interrupted => PluginError::cancelled(),
+            std::io::ErrorKind::TimedOut => PluginError::timeout(err.to_string()),
+            _ => PluginError::internal(err.to_string()),
+        }
+    }
+}

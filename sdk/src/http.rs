@@ -1,0 +1,1 @@
+//! A blocking HTTP client for adapters (being written).

@@ -1,0 +1,57 @@
+//! The SDK for `launcher` adapter plugins.
+//!
+//! A plugin is a `cdylib` that implements [`Plugin`] and calls [`export_plugin!`]. The host
+//! discovers the library, reads its [`Manifest`] (tools, tasks, parameters, settings), and
+//! sends it [`Job`]s; the plugin writes outputs through its [`Context`]. Nothing but C types
+//! and JSON crosses the library boundary (see [`abi`]), and the macro writes all the `unsafe`.
+//!
+//! # Example
+//!
+//! ```
+//! use launcher_sdk::{export_plugin, Context, ContentKind, Job, JobResult, Manifest, Plugin,
+//!     PluginError, Settings, ToolSpec};
+//! use std::io::Write;
+//!
+//! struct Shout;
+//!
+//! impl Plugin for Shout {
+//!     fn manifest() -> Manifest {
+//!         Manifest::new("shout", "0.1.0")
+//!             .tool(ToolSpec::new("shout", ContentKind::Text, &["chat"]).description("answers in capitals"))
+//!     }
+//!
+//!     fn new(_tool: &str, _settings: &Settings) -> Result<Self, PluginError> {
+//!         Ok(Shout)
+//!     }
+//!
+//!     fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+//!         let prompt = job.require_str("prompt")?;
+//!         cx.text(&prompt.to_uppercase())?;
+//!         Ok(JobResult::default())
+//!     }
+//! }
+//!
+//! export_plugin!(Shout);
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod abi;
+mod error;
+#[cfg(feature = "http")]
+pub mod http;
+mod plugin;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod types;
+
+pub use error::{ErrorKind, PluginError};
+pub use plugin::{Context, OutputWriter, Plugin};
+pub use types::{
+    ContentKind, CreateRequest, Job, JobResult, LogLevel, LogLine, Manifest, OutputHeader,
+    ParamSpec, ParamType, Progress, SettingSpec, Settings, TaskSpec, ToolSpec, is_identifier,
+    standard_tasks, task_spec,
+};
+
+/// Re-exported so plugins need not depend on serde_json themselves.
+pub use serde_json;

@@ -1,0 +1,1 @@
+//! One in-process fake per vendor API.
