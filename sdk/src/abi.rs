@@ -188,12 +188,45 @@ pub const fn plugin_api<P: Plugin>() -> PluginApi {
     }
 }
 
+thread_local! {
+    /// Whether this thread is inside an entry point, where panics are reported to the host.
+    static IN_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Where the last panic on this thread happened, for the host's message.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs this plugin's panic hook; called once by the init function.
+///
+/// A plugin has its own copy of std and so its own hook. Inside an entry point the panic is
+/// reported to the host as the call's error, so the hook only remembers where it happened;
+/// elsewhere (a thread the plugin spawned) it prints the usual line.
+#[doc(hidden)]
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_CALL.with(|c| c.get()) {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                PANIC_LOCATION.with(|p| *p.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `body` catching panics, writes its result or error into `out`, returns the status.
 fn guarded<T: serde::Serialize>(
     out: *mut Buffer,
     body: impl FnOnce() -> Result<T, PluginError>,
 ) -> i32 {
-    let (status, bytes) = match catch_unwind(AssertUnwindSafe(body)) {
+    let was_in_call = IN_CALL.with(|c| c.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(body));
+    IN_CALL.with(|c| c.set(was_in_call));
+    let (status, bytes) = match outcome {
         Ok(Ok(value)) => match serde_json::to_vec(&value) {
             Ok(bytes) => (STATUS_OK, bytes),
             Err(err) => (
@@ -204,7 +237,13 @@ fn guarded<T: serde::Serialize>(
             ),
         },
         Ok(Err(err)) => (STATUS_ERROR, error_json(&err)),
-        Err(payload) => (STATUS_PANIC, panic_message(payload.as_ref()).into_bytes()),
+        Err(payload) => {
+            let mut message = panic_message(payload.as_ref());
+            if let Some(location) = PANIC_LOCATION.with(|p| p.borrow_mut().take()) {
+                message.push_str(&format!(" (at {location})"));
+            }
+            (STATUS_PANIC, message.into_bytes())
+        }
     };
     if !out.is_null() {
         // SAFETY: the host passes a valid, writable Buffer slot for every call.
@@ -355,6 +394,7 @@ macro_rules! export_plugin {
         pub extern "C" fn launcher_plugin_init(
             _host_abi_minor: u32,
         ) -> *const $crate::abi::PluginApi {
+            $crate::abi::install_panic_hook();
             static API: $crate::abi::PluginApi = $crate::abi::plugin_api::<$plugin>();
             &API
         }
@@ -422,16 +462,16 @@ impl PluginLib {
     /// Checks a header read from a library: magic, ABI major and size.
     pub fn check_header(header: &PluginHeader) -> Result<(), String> {
         if header.magic != MAGIC {
-            return Err("its header does not carry the launcher plugin magic".to_string());
+            return Err("does not carry the launcher plugin magic in its header".to_string());
         }
         if header.abi_major != ABI_MAJOR {
             return Err(format!(
-                "it was built for plugin ABI {}, and this launcher speaks ABI {ABI_MAJOR}",
+                "was built for plugin ABI {}, and this launcher speaks ABI {ABI_MAJOR}",
                 header.abi_major
             ));
         }
         if (header.size as usize) < size_of::<PluginHeader>() {
-            return Err(format!("its header is {} bytes, too small", header.size));
+            return Err(format!("has a header of {} bytes, too small", header.size));
         }
         Ok(())
     }
@@ -446,13 +486,13 @@ impl PluginLib {
         // plugin was built with this SDK, whose init cannot panic.
         let api = unsafe { init(ABI_MINOR) };
         if api.is_null() {
-            return Err("its init function returned no table".to_string());
+            return Err("returned no function table from its init function".to_string());
         }
         // SAFETY: non-null, pointing to a static table that lives as long as the library.
         let api: &'static PluginApi = unsafe { &*api };
         if (api.size as usize) < size_of::<PluginApi>() {
             return Err(format!(
-                "its function table is {} bytes, too small for ABI {ABI_MAJOR}",
+                "has a function table of {} bytes, too small for ABI {ABI_MAJOR}",
                 api.size
             ));
         }
