@@ -1,0 +1,236 @@
+//! Voice names: friendly aliases, and the voice list `espeak-ng --voices` prints.
+
+/// The voice used when the job names none: espeak-ng's own default.
+pub(crate) const DEFAULT_VOICE: &str = "en";
+
+/// Names people use for a language, mapped to the espeak-ng voice that speaks it.
+/// espeak-ng matches voices case-insensitively, so the keys are lowercase.
+const ALIASES: &[(&str, &str)] = &[
+    ("zh", "cmn"),
+    ("zh-cn", "cmn"),
+    ("zh-hans", "cmn"),
+    ("zh-cmn", "cmn"),
+    ("zh-tw", "cmn"),
+    ("cmn", "cmn"),
+    ("mandarin", "cmn"),
+    ("chinese", "cmn"),
+    ("putonghua", "cmn"),
+    ("yue", "yue"),
+    ("zh-yue", "yue"),
+    ("zh-hk", "yue"),
+    ("cantonese", "yue"),
+    ("english", "en"),
+];
+
+/// Returns the espeak-ng voice for `requested`, resolving aliases and keeping a `+variant`
+/// suffix (`mandarin+f2` becomes `cmn+f2`).
+pub(crate) fn resolve(requested: &str) -> String {
+    let requested = requested.trim();
+    let (base, variant) = match requested.split_once('+') {
+        Some((base, variant)) => (base, Some(variant)),
+        None => (requested, None),
+    };
+    // People write locales both ways (`zh_CN`, `zh-CN`); espeak-ng only knows dashes.
+    let key = base.replace('_', "-").to_ascii_lowercase();
+    let base = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map_or(base, |(_, voice)| voice);
+    match variant {
+        Some(variant) => format!("{base}+{variant}"),
+        None => base.to_string(),
+    }
+}
+
+/// One line of `espeak-ng --voices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VoiceEntry {
+    /// The language code, e.g. `en-us`.
+    pub(crate) language: String,
+    /// `male`, `female` or empty.
+    pub(crate) gender: String,
+    /// The descriptive name, with spaces.
+    pub(crate) name: String,
+    /// The voice file relative to espeak-ng's data, e.g. `gmw/en-US`.
+    pub(crate) file: String,
+    /// Other language codes it answers to.
+    pub(crate) also: Vec<String>,
+}
+
+impl VoiceEntry {
+    /// Returns what to pass as `--voice` to get exactly this voice: the last part of its
+    /// file, which espeak-ng accepts even where the language code is shared by several.
+    /// A variant is only a suffix (`en+Alicia`), so its id starts with `+`.
+    pub(crate) fn id(&self) -> String {
+        let last = self.file.rsplit('/').next().unwrap_or(&self.file);
+        if self.is_variant() {
+            format!("+{last}")
+        } else {
+            last.to_string()
+        }
+    }
+
+    /// Returns whether this is a variant (a voice quality added to a language's voice).
+    pub(crate) fn is_variant(&self) -> bool {
+        self.file.starts_with("!v/")
+    }
+
+    /// Returns whether espeak-ng needs the separate MBROLA synthesizer for this voice.
+    pub(crate) fn needs_mbrola(&self) -> bool {
+        self.file.starts_with("mb/")
+    }
+}
+
+/// Parses the table `espeak-ng --voices[=lang]` prints.
+///
+/// Its columns are separated by spaces, and only the last (other languages, as
+/// `(code priority)` groups) contains spaces itself; names use `_` for spaces.
+pub(crate) fn parse_list(listing: &str) -> Vec<VoiceEntry> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let priority = fields.next()?;
+            // Skips the header line and anything else that is not a voice row.
+            priority.parse::<u32>().ok()?;
+            let language = fields.next()?.to_string();
+            let age_gender = fields.next()?;
+            let name = fields.next()?.replace('_', " ");
+            let file = fields.next()?.to_string();
+            let rest: Vec<&str> = fields.collect();
+            let also = rest
+                .join(" ")
+                .split('(')
+                .filter_map(|group| group.split_whitespace().next())
+                .map(|code| code.trim_end_matches(')').to_string())
+                .filter(|code| !code.is_empty())
+                .collect();
+            let gender = match age_gender.rsplit('/').next() {
+                Some("M") => "male",
+                Some("F") => "female",
+                _ => "",
+            }
+            .to_string();
+            Some(VoiceEntry {
+                language,
+                gender,
+                name,
+                file,
+                also,
+            })
+        })
+        .collect()
+}
+
+/// Formats voices as an aligned table whose first column is what `--voice` takes.
+pub(crate) fn format_table(voices: &[VoiceEntry]) -> String {
+    let rows: Vec<[String; 5]> = voices
+        .iter()
+        .map(|v| {
+            let mut name = v.name.clone();
+            if v.needs_mbrola() {
+                name.push_str(" [needs MBROLA]");
+            }
+            [
+                v.id(),
+                v.language.clone(),
+                v.gender.clone(),
+                name,
+                v.also.join(", "),
+            ]
+        })
+        .collect();
+    let header = ["VOICE", "LANGUAGE", "GENDER", "NAME", "ALSO"].map(String::from);
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                let pad = width - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = "\
+Pty Language       Age/Gender VoiceName          File                 Other Languages
+ 5  cmn             --/M      Chinese_(Mandarin,_latin_as_English) sit/cmn              (zh-cmn 5)(zh 5)
+ 5  cmn-latn-pinyin --/M      Chinese_(Mandarin,_latin_as_Pinyin) sit/cmn-Latn-pinyin  (zh-cmn 5)(zh 5)
+ 5  zh              --/M      chinese-mb-cn1     mb/mb-cn1            
+ 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)
+ 5  variant         --/F      Alicia             !v/Alicia            
+";
+
+    #[test]
+    fn mandarin_and_cantonese_aliases() {
+        for name in [
+            "zh", "zh-CN", "ZH-cn", "zh_CN", "cmn", "mandarin", "Mandarin",
+        ] {
+            assert_eq!(resolve(name), "cmn", "{name}");
+        }
+        for name in ["yue", "zh-HK", "cantonese", "zh-yue"] {
+            assert_eq!(resolve(name), "yue", "{name}");
+        }
+    }
+
+    #[test]
+    fn other_voices_and_variants_pass_through() {
+        assert_eq!(resolve("en-us"), "en-us");
+        assert_eq!(resolve("gmw/en-US"), "gmw/en-US");
+        assert_eq!(resolve(" fr "), "fr");
+        assert_eq!(resolve("mandarin+f2"), "cmn+f2");
+        assert_eq!(resolve("en+klatt"), "en+klatt");
+    }
+
+    #[test]
+    fn parses_the_voice_table() {
+        let voices = parse_list(LISTING);
+        assert_eq!(voices.len(), 5);
+        let cmn = &voices[0];
+        assert_eq!(cmn.language, "cmn");
+        assert_eq!(cmn.gender, "male");
+        assert_eq!(cmn.name, "Chinese (Mandarin, latin as English)");
+        assert_eq!(cmn.file, "sit/cmn");
+        assert_eq!(cmn.id(), "cmn");
+        assert_eq!(cmn.also, ["zh-cmn", "zh"]);
+        assert_eq!(voices[1].id(), "cmn-Latn-pinyin");
+        assert!(voices[2].needs_mbrola());
+        assert!(voices[2].also.is_empty());
+        assert_eq!(voices[3].id(), "en-US");
+        assert_eq!(voices[4].gender, "female");
+        assert!(voices[4].is_variant());
+        assert_eq!(voices[4].id(), "+Alicia");
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_marks_mbrola_voices() {
+        let table = format_table(&parse_list(LISTING));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 6);
+        assert!(lines[0].starts_with("VOICE "));
+        let column = lines[0].find("LANGUAGE").unwrap();
+        for line in &lines[1..] {
+            assert_eq!(line[..column].split_whitespace().count(), 1, "{line}");
+            assert_ne!(line.as_bytes()[column], b' ', "{line}");
+        }
+        assert!(lines[3].contains("[needs MBROLA]"));
+        assert!(lines[1].ends_with("zh-cmn, zh"));
+    }
+}
