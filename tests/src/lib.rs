@@ -3,4 +3,7 @@
 //! Emulators are test code only: each binds `127.0.0.1:0` on a background thread, records the
 //! requests it receives, scripts faults, and stops when dropped.
 
+pub mod cli;
 pub mod emulators;
+pub mod http;
+pub mod media;

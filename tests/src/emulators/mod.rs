@@ -1,1 +1,3 @@
 //! One in-process fake per vendor API.
+
+pub mod azure;

@@ -1,0 +1,117 @@
+//! `launcher list`: the installed tools, by category.
+
+use anyhow::Result;
+use launcher_sdk::ContentKind;
+use launcher_sdk::serde_json::{self, json};
+
+use crate::catalog::{Catalog, Tool};
+use crate::commands::Globals;
+use crate::home::{Config, Home};
+use crate::settings;
+
+/// Lists tools, optionally only one category or task.
+pub(crate) fn run(
+    globals: &Globals,
+    category: Option<ContentKind>,
+    task: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let home = Home::locate()?;
+    let config = Config::load(&home.config_file())?;
+    let catalog = Catalog::discover(&home);
+    globals.report_catalog(&catalog);
+    let mut tools: Vec<&Tool> = catalog
+        .tools
+        .iter()
+        .filter(|t| category.is_none_or(|c| t.spec.category == c))
+        .filter(|t| task.is_none_or(|task| t.spec.tasks.iter().any(|x| x == task)))
+        .collect();
+    tools.sort_by(|a, b| {
+        a.spec
+            .category
+            .cmp(&b.spec.category)
+            .then(a.spec.id.cmp(&b.spec.id))
+    });
+
+    if as_json {
+        let items: Vec<_> = tools
+            .iter()
+            .map(|t| {
+                let missing: Vec<&str> = settings::missing(&t.spec, &[], &config)
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                json!({
+                    "id": t.spec.id,
+                    "category": t.spec.category,
+                    "tasks": t.spec.tasks,
+                    "plugin": t.plugin,
+                    "version": t.version,
+                    "ready": missing.is_empty(),
+                    "missing_settings": missing,
+                    "description": t.spec.description,
+                    "priority": t.spec.priority,
+                    "origin": t.origin,
+                    "library": t.library,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+
+    if tools.is_empty() {
+        let what = match (category, task) {
+            (Some(c), _) => format!(" in category {c}"),
+            (None, Some(t)) => format!(" for task {t}"),
+            _ => String::new(),
+        };
+        globals.status(&format!(
+            "no tools installed{what}; `launcher search` finds more"
+        ));
+        return Ok(());
+    }
+    let id_width = tools
+        .iter()
+        .map(|t| t.spec.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let task_width = tools
+        .iter()
+        .map(|t| t.spec.tasks.join(", ").len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let plugin_width = tools
+        .iter()
+        .map(|t| t.plugin.len() + t.version.len() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    for kind in ContentKind::ALL {
+        let in_kind: Vec<&&Tool> = tools.iter().filter(|t| t.spec.category == kind).collect();
+        if in_kind.is_empty() {
+            continue;
+        }
+        println!("{kind}");
+        for t in in_kind {
+            let missing = settings::missing(&t.spec, &[], &config);
+            let status = match missing.first() {
+                None => "ready".to_string(),
+                Some(s) => match &s.env {
+                    Some(env) => format!("not ready: set {env}"),
+                    None => format!("not ready: needs setting `{}`", s.name),
+                },
+            };
+            let plugin = format!("{} {}", t.plugin, t.version);
+            println!(
+                "  {:<id_width$}  {:<task_width$}  {:<plugin_width$}  {status}",
+                t.spec.id,
+                t.spec.tasks.join(", "),
+                plugin,
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! Every environment variable launcher itself reads, in one place.
+
+/// The one directory holding config, plugins, lockfile and caches.
+pub(crate) const HOME: &str = "LAUNCHER_HOME";
+/// Extra directories to discover plugin libraries in, separated like `PATH`.
+pub(crate) const PLUGIN_PATH: &str = "LAUNCHER_PLUGIN_PATH";
+/// Any non-empty value turns progress bars off.
+pub(crate) const NO_PROGRESS: &str = "LAUNCHER_NO_PROGRESS";
+
+/// Returns the value of `name` when set and not empty.
+pub(crate) fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Returns the value of `name` as an OS string when set and not empty.
+pub(crate) fn var_os(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}

@@ -1,0 +1,319 @@
+//! Where a job's outputs go: files written under a temporary name and renamed when complete,
+//! or text streamed to stdout.
+//!
+//! A file output is never left half-written: until the job succeeds it lives under a hidden
+//! temporary name beside its destination, and every temporary file is removed on failure,
+//! on cancellation, and on a second Ctrl-C. An existing file is never replaced unless the user
+//! passed `--force`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use launcher_sdk::{ContentKind, OutputHeader};
+use serde::Serialize;
+
+use crate::failure::{Class, fail};
+
+/// Temporary files in flight, shared with the Ctrl-C handler so it can remove them.
+pub(crate) type Pending = Arc<Mutex<Vec<PathBuf>>>;
+
+/// How the user asked for outputs to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// `-o`: a file path, or `-` for stdout.
+    pub(crate) explicit: Option<PathBuf>,
+    /// `--force`: replace existing files.
+    pub(crate) force: bool,
+    /// `--json`: stdout carries the result, so text is collected instead of streamed.
+    pub(crate) json: bool,
+    /// The stem of default file names, e.g. the task name.
+    pub(crate) stem: String,
+    /// The directory for default file names.
+    pub(crate) dir: PathBuf,
+}
+
+/// One finished output, as reported in the result.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Written {
+    pub(crate) name: String,
+    pub(crate) kind: ContentKind,
+    pub(crate) media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<String>,
+}
+
+enum Target {
+    Stdout,
+    Collect(Vec<u8>),
+    File {
+        tmp: PathBuf,
+        dest: PathBuf,
+        file: BufWriter<File>,
+    },
+}
+
+struct Open {
+    header: OutputHeader,
+    target: Target,
+    size: u64,
+}
+
+/// The outputs of one job.
+pub(crate) struct Outputs {
+    plan: Plan,
+    open: Vec<Open>,
+    pending: Pending,
+}
+
+impl Outputs {
+    pub(crate) fn new(plan: Plan, pending: Pending) -> Outputs {
+        Outputs {
+            plan,
+            open: Vec::new(),
+            pending,
+        }
+    }
+
+    /// Checks before the job runs that `-o` will not replace a file by accident.
+    pub(crate) fn precheck(plan: &Plan) -> anyhow::Result<()> {
+        if let Some(path) = &plan.explicit {
+            if path.as_os_str() != "-" && !plan.force && path.exists() {
+                return Err(crate::failure::Failure::new(
+                    Class::Exists,
+                    format!("{} exists already", path.display()),
+                )
+                .hint("pass --force to replace it, or choose another name with -o")
+                .into());
+            }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !parent.is_dir() {
+                    return Err(fail(
+                        Class::InvalidInput,
+                        format!(
+                            "cannot write {}: directory {} does not exist",
+                            path.display(),
+                            parent.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a chunk of an output, opening it on first sight.
+    pub(crate) fn write(&mut self, header: &OutputHeader, bytes: &[u8]) -> io::Result<()> {
+        let index = match self.open.iter().position(|o| o.header.name == header.name) {
+            Some(i) => i,
+            None => {
+                let target = self.target_for(header)?;
+                self.open.push(Open {
+                    header: header.clone(),
+                    target,
+                    size: 0,
+                });
+                self.open.len() - 1
+            }
+        };
+        let open = &mut self.open[index];
+        open.size += bytes.len() as u64;
+        match &mut open.target {
+            Target::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+            Target::Collect(buf) => {
+                buf.extend_from_slice(bytes);
+                Ok(())
+            }
+            Target::File { file, .. } => file.write_all(bytes),
+        }
+    }
+
+    fn target_for(&mut self, header: &OutputHeader) -> io::Result<Target> {
+        let first = self.open.is_empty();
+        let dest = match &self.plan.explicit {
+            Some(path) if path.as_os_str() == "-" => return Ok(Target::Stdout),
+            Some(path) if first => path.clone(),
+            Some(path) => numbered(path, self.open.len() + 1),
+            None if header.kind == ContentKind::Text && !self.plan.json => {
+                return Ok(Target::Stdout);
+            }
+            None if header.kind == ContentKind::Text => return Ok(Target::Collect(Vec::new())),
+            None => self.default_path(header),
+        };
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let file_name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{file_name}.{}.part", std::process::id()));
+        let file = File::create(&tmp)?;
+        self.pending.lock().expect("pending list").push(tmp.clone());
+        Ok(Target::File {
+            tmp,
+            dest,
+            file: BufWriter::with_capacity(256 * 1024, file),
+        })
+    }
+
+    /// Returns a file name in the plan's directory that does not exist yet.
+    fn default_path(&self, header: &OutputHeader) -> PathBuf {
+        let ext = if header.extension.is_empty() {
+            "bin"
+        } else {
+            header.extension.as_str()
+        };
+        let taken: Vec<&PathBuf> = self
+            .open
+            .iter()
+            .filter_map(|o| match &o.target {
+                Target::File { dest, .. } => Some(dest),
+                _ => None,
+            })
+            .collect();
+        (1..)
+            .map(|n| {
+                let name = if n == 1 {
+                    format!("{}.{ext}", self.plan.stem)
+                } else {
+                    format!("{}-{n}.{ext}", self.plan.stem)
+                };
+                self.plan.dir.join(name)
+            })
+            .find(|p| !p.exists() && !taken.contains(&p))
+            .expect("some numbered name is free")
+    }
+
+    /// Completes every output: flushes, syncs and moves files into place.
+    pub(crate) fn finish(mut self) -> anyhow::Result<Vec<Written>> {
+        let mut written = Vec::new();
+        let open = std::mem::take(&mut self.open);
+        for output in open {
+            let Open {
+                header,
+                target,
+                size,
+            } = output;
+            let (path, text) = match target {
+                Target::Stdout => (None, None),
+                Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned())),
+                Target::File { tmp, dest, file } => {
+                    let file = file.into_inner().map_err(|e| e.into_error())?;
+                    file.sync_all()?;
+                    drop(file);
+                    place(&tmp, &dest, self.plan.force)?;
+                    self.pending
+                        .lock()
+                        .expect("pending list")
+                        .retain(|p| p != &tmp);
+                    (Some(dest), None)
+                }
+            };
+            written.push(Written {
+                name: header.name,
+                kind: header.kind,
+                media_type: header.media_type,
+                path,
+                size,
+                text,
+            });
+        }
+        Ok(written)
+    }
+
+    /// Removes every temporary file: the job failed or was cancelled.
+    pub(crate) fn abandon(mut self) {
+        for output in self.open.drain(..) {
+            if let Target::File { tmp, file, .. } = output.target {
+                drop(file);
+                let _ = std::fs::remove_file(&tmp);
+                self.pending
+                    .lock()
+                    .expect("pending list")
+                    .retain(|p| p != &tmp);
+            }
+        }
+    }
+}
+
+impl Drop for Outputs {
+    fn drop(&mut self) {
+        // Outputs neither finished nor abandoned (a panic in the host) must not be left behind.
+        for output in self.open.drain(..) {
+            if let Target::File { tmp, .. } = output.target {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+    }
+}
+
+/// Moves a finished temporary file to its destination, never replacing a file unless forced.
+fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
+    if force {
+        std::fs::rename(tmp, dest)?;
+        return Ok(());
+    }
+    // A hard link fails if the destination exists, so a file that appeared while the job
+    // ran is never clobbered.
+    match std::fs::hard_link(tmp, dest) {
+        Ok(()) => {
+            std::fs::remove_file(tmp)?;
+            Ok(())
+        }
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(tmp);
+            Err(crate::failure::Failure::new(
+                Class::Exists,
+                format!(
+                    "{} appeared while the job ran; the output was not saved",
+                    dest.display()
+                ),
+            )
+            .hint("pass --force to replace it")
+            .into())
+        }
+        Err(_) => {
+            if dest.exists() {
+                let _ = std::fs::remove_file(tmp);
+                return Err(fail(
+                    Class::Exists,
+                    format!("{} exists already", dest.display()),
+                ));
+            }
+            std::fs::rename(tmp, dest)?;
+            Ok(())
+        }
+    }
+}
+
+/// Returns `path` with `-n` before its extension.
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
+}
+
+/// Removes the temporary files still pending (from the Ctrl-C handler).
+pub(crate) fn remove_pending(pending: &Pending) {
+    if let Ok(list) = pending.lock() {
+        for path in list.iter() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The parameters of a job: declared by its task and tool, parsed from the command line, and
+//! checked before any plugin is called.
+
+use std::path::Path;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use launcher_sdk::serde_json::{Map, Number, Value};
+use launcher_sdk::{ParamSpec, ParamType, TaskSpec, ToolSpec};
+
+use crate::failure::{Class, fail};
+
+/// The most text a single parameter may carry; more is almost surely a mistake (a binary file
+/// piped in) and would only be refused by the service after a long upload.
+pub(crate) const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Returns the parameters of `task` as performed by `tool`: the task's common ones, with the
+/// tool's own of the same name taking their place, then the tool's others.
+pub(crate) fn params_of(task: &TaskSpec, tool: &ToolSpec) -> Vec<ParamSpec> {
+    let mut params: Vec<ParamSpec> = task
+        .params
+        .iter()
+        .map(|p| {
+            tool.params
+                .iter()
+                .find(|t| t.name == p.name)
+                .unwrap_or(p)
+                .clone()
+        })
+        .collect();
+    for own in &tool.params {
+        if !params.iter().any(|p| p.name == own.name) {
+            params.push(own.clone());
+        }
+    }
+    params
+}
+
+/// Returns the name of the parameter that takes the job's main text, if any.
+pub(crate) fn text_param(params: &[ParamSpec]) -> Option<&str> {
+    ["text", "prompt"].into_iter().find(|name| {
+        params
+            .iter()
+            .any(|p| p.name == *name && p.ty == ParamType::String)
+    })
+}
+
+/// Returns the command-line spelling of a parameter name.
+pub(crate) fn flag_name(name: &str) -> String {
+    name.replace('_', "-")
+}
+
+/// Adds one clap argument per parameter to `cmd`.
+pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec]) -> Command {
+    let text = text_param(params).map(str::to_string);
+    for param in params {
+        let mut arg = Arg::new(param.name.clone())
+            .long(flag_name(&param.name))
+            .help(describe(param))
+            .value_name(param.ty.as_str().to_uppercase())
+            .help_heading("Parameters");
+        arg = match param.ty {
+            ParamType::Boolean => arg
+                .num_args(0..=1)
+                .default_missing_value("true")
+                .require_equals(true)
+                .value_name("BOOL"),
+            _ if param.multiple => arg.action(ArgAction::Append),
+            _ => arg.action(ArgAction::Set),
+        };
+        // The main text may be given as --text or --prompt, whichever the task calls it.
+        if text.as_deref() == Some(param.name.as_str()) {
+            let other = if param.name == "text" {
+                "prompt"
+            } else {
+                "text"
+            };
+            if !params.iter().any(|p| p.name == other) {
+                arg = arg.visible_alias(other);
+            }
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
+fn describe(param: &ParamSpec) -> String {
+    let mut help = param.description.clone();
+    let mut facts = Vec::new();
+    if param.required {
+        facts.push("required".to_string());
+    }
+    if !param.choices.is_empty() {
+        facts.push(format!("one of: {}", param.choices.join(", ")));
+    }
+    match (param.min, param.max, param.ty) {
+        (Some(min), Some(max), ParamType::Integer | ParamType::Number) => {
+            facts.push(format!("{min} to {max}"))
+        }
+        (Some(min), None, ParamType::Integer | ParamType::Number) => {
+            facts.push(format!("at least {min}"))
+        }
+        (None, Some(max), ParamType::Integer | ParamType::Number) => {
+            facts.push(format!("at most {max}"))
+        }
+        _ => {}
+    }
+    if let Some(default) = &param.default {
+        facts.push(format!("default: {}", show_value(default)));
+    }
+    if param.multiple {
+        facts.push("may be repeated".to_string());
+    }
+    if !facts.is_empty() {
+        if !help.is_empty() {
+            help.push(' ');
+        }
+        help.push_str(&format!("[{}]", facts.join("; ")));
+    }
+    help
+}
+
+/// Renders a JSON value the way a user would type it.
+pub(crate) fn show_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Collects the values given on the command line, typed and checked against `params`.
+///
+/// `text` is the main text when it came from elsewhere (a file or stdin). Missing optional
+/// parameters take their defaults; missing required ones are an invalid-input failure.
+pub(crate) fn collect(
+    params: &[ParamSpec],
+    matches: &ArgMatches,
+    text: Option<String>,
+) -> anyhow::Result<Map<String, Value>> {
+    let mut values = Map::new();
+    let text_name = text_param(params).map(str::to_string);
+    for param in params {
+        let given: Vec<String> = matches
+            .get_many::<String>(&param.name)
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        let given = if given.is_empty() && text_name.as_deref() == Some(param.name.as_str()) {
+            text.clone().into_iter().collect()
+        } else {
+            given
+        };
+        if given.is_empty() {
+            if let Some(default) = &param.default {
+                values.insert(param.name.clone(), default.clone());
+            } else if param.required {
+                return Err(fail(
+                    Class::InvalidInput,
+                    format!("--{} is required", flag_name(&param.name)),
+                ));
+            }
+            continue;
+        }
+        let mut typed = Vec::with_capacity(given.len());
+        for raw in &given {
+            typed.push(check(param, raw)?);
+        }
+        let value = if param.multiple {
+            Value::Array(typed)
+        } else {
+            typed.pop().expect("one value was given")
+        };
+        values.insert(param.name.clone(), value);
+    }
+    Ok(values)
+}
+
+/// Parses and checks one value of `param`.
+pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
+    let flag = flag_name(&param.name);
+    let invalid = |why: String| fail(Class::InvalidInput, format!("--{flag}: {why}"));
+    let value = match param.ty {
+        ParamType::String => {
+            if raw.len() > MAX_TEXT_BYTES {
+                return Err(invalid(format!(
+                    "{} bytes is more than the {} MiB launcher accepts",
+                    raw.len(),
+                    MAX_TEXT_BYTES / (1024 * 1024)
+                )));
+            }
+            if param.required && raw.trim().is_empty() {
+                return Err(invalid("is empty".to_string()));
+            }
+            let chars = raw.chars().count() as f64;
+            if let Some(min) = param.min {
+                if chars < min {
+                    return Err(invalid(format!("is shorter than {min} characters")));
+                }
+            }
+            if let Some(max) = param.max {
+                if chars > max {
+                    return Err(invalid(format!("is longer than {max} characters")));
+                }
+            }
+            Value::String(raw.to_string())
+        }
+        ParamType::Integer => {
+            let n: i64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("`{raw}` is not a whole number")))?;
+            in_range(param, n as f64).map_err(invalid)?;
+            Value::Number(n.into())
+        }
+        ParamType::Number => {
+            let n: f64 = raw
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| invalid(format!("`{raw}` is not a number")))?;
+            in_range(param, n).map_err(invalid)?;
+            Value::Number(Number::from_f64(n).expect("finite"))
+        }
+        ParamType::Boolean => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Value::Bool(true),
+            "false" | "no" | "0" | "off" => Value::Bool(false),
+            _ => return Err(invalid(format!("`{raw}` is not true or false"))),
+        },
+        ParamType::File => {
+            let path = Path::new(raw);
+            let meta = std::fs::metadata(path)
+                .map_err(|e| invalid(format!("cannot read `{raw}`: {e}")))?;
+            if !meta.is_file() {
+                return Err(invalid(format!("`{raw}` is not a file")));
+            }
+            let absolute = path
+                .canonicalize()
+                .map_err(|e| invalid(format!("cannot resolve `{raw}`: {e}")))?;
+            Value::String(absolute.to_string_lossy().into_owned())
+        }
+    };
+    if !param.choices.is_empty() {
+        let text = show_value(&value);
+        if !param.choices.iter().any(|c| c == &text) {
+            return Err(invalid(format!(
+                "`{text}` is not one of {}",
+                param.choices.join(", ")
+            )));
+        }
+    }
+    Ok(value)
+}
+
+fn in_range(param: &ParamSpec, n: f64) -> Result<(), String> {
+    match (param.min, param.max) {
+        (Some(min), Some(max)) if n < min || n > max => {
+            Err(format!("{n} is out of range ({min} to {max})"))
+        }
+        (Some(min), None) if n < min => Err(format!("{n} is below the minimum {min}")),
+        (None, Some(max)) if n > max => Err(format!("{n} is above the maximum {max}")),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(name: &str) -> ParamSpec {
+        ParamSpec::new(name, ParamType::Number, "").range(0.5, 2.0)
+    }
+
+    #[test]
+    fn numbers_are_typed_and_ranged() {
+        assert_eq!(check(&number("rate"), "1.5").unwrap(), Value::from(1.5));
+        assert!(check(&number("rate"), "fast").is_err());
+        assert!(check(&number("rate"), "3").is_err());
+        assert!(check(&number("rate"), "NaN").is_err());
+        let int = ParamSpec::new("steps", ParamType::Integer, "").range(1.0, 10.0);
+        assert_eq!(check(&int, "7").unwrap(), Value::from(7));
+        assert!(check(&int, "7.5").is_err());
+        assert!(check(&int, "0").is_err());
+    }
+
+    #[test]
+    fn choices_and_empty_text_are_checked() {
+        let choice = ParamSpec::new("format", ParamType::String, "").choices(["wav", "mp3"]);
+        assert!(check(&choice, "mp3").is_ok());
+        assert!(check(&choice, "flac").is_err());
+        let text = ParamSpec::new("text", ParamType::String, "").required();
+        assert!(check(&text, "  \n").is_err());
+        assert!(check(&text, &"a".repeat(MAX_TEXT_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn tool_params_replace_task_params_of_the_same_name() {
+        let task = launcher_sdk::task_spec("tts").unwrap();
+        let tool = ToolSpec::new("t", launcher_sdk::ContentKind::Audio, &["tts"])
+            .param(ParamSpec::new("rate", ParamType::Integer, "wpm"))
+            .param(ParamSpec::new("style", ParamType::String, ""));
+        let params = params_of(&task, &tool);
+        assert_eq!(
+            params.iter().find(|p| p.name == "rate").unwrap().ty,
+            ParamType::Integer
+        );
+        assert!(params.iter().any(|p| p.name == "style"));
+        assert_eq!(text_param(&params), Some("text"));
+    }
+}

@@ -1,0 +1,211 @@
+//! A tool's settings: from the command line, then the environment, then the config file.
+
+use std::process::{Command, Stdio};
+
+use launcher_sdk::{SettingSpec, Settings, ToolSpec};
+
+use crate::env;
+use crate::failure::{Class, Failure};
+use crate::home::Config;
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SettingSource {
+    CommandLine,
+    Env(String),
+    ConfigFile,
+    ConfigCommand,
+    Missing,
+}
+
+impl SettingSource {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            SettingSource::CommandLine => "--set".to_string(),
+            SettingSource::Env(var) => format!("${var}"),
+            SettingSource::ConfigFile => "config file".to_string(),
+            SettingSource::ConfigCommand => "config file command".to_string(),
+            SettingSource::Missing => "not set".to_string(),
+        }
+    }
+}
+
+/// Returns where `setting` of `tool` would come from, without running any command.
+pub(crate) fn source_of(
+    tool: &str,
+    setting: &SettingSpec,
+    cli: &[(String, String)],
+    config: &Config,
+) -> SettingSource {
+    if cli.iter().any(|(k, v)| k == &setting.name && !v.is_empty()) {
+        return SettingSource::CommandLine;
+    }
+    if let Some(var) = &setting.env {
+        if env::var(var).is_some() {
+            return SettingSource::Env(var.clone());
+        }
+    }
+    if config
+        .setting(tool, &setting.name)
+        .is_some_and(|v| !v.is_empty())
+    {
+        return SettingSource::ConfigFile;
+    }
+    if config.setting_command(tool, &setting.name).is_some() {
+        return SettingSource::ConfigCommand;
+    }
+    SettingSource::Missing
+}
+
+/// Returns the required settings of `tool` that have no value anywhere.
+pub(crate) fn missing<'t>(
+    tool: &'t ToolSpec,
+    cli: &[(String, String)],
+    config: &Config,
+) -> Vec<&'t SettingSpec> {
+    tool.settings
+        .iter()
+        .filter(|s| s.required && source_of(&tool.id, s, cli, config) == SettingSource::Missing)
+        .collect()
+}
+
+/// Returns the failure for a tool that lacks `setting`, saying how to provide it.
+pub(crate) fn not_ready(
+    tool: &str,
+    setting: &SettingSpec,
+    config_path: &std::path::Path,
+) -> Failure {
+    let mut ways = Vec::new();
+    if let Some(var) = &setting.env {
+        ways.push(format!("set {var}"));
+    }
+    ways.push(format!(
+        "add `{name} = \"...\"`{cmd} under [tools.{tool}] in {}",
+        config_path.display(),
+        name = setting.name,
+        cmd = if setting.secret {
+            format!(" (or `{}_command = \"pass show ...\"`)", setting.name)
+        } else {
+            String::new()
+        }
+    ));
+    ways.push(format!("pass --set {}=...", setting.name));
+    Failure::new(
+        Class::NotReady,
+        format!(
+            "tool `{tool}` is not ready: setting `{}` is missing",
+            setting.name
+        ),
+    )
+    .hint(ways.join(", or "))
+}
+
+/// Resolves every setting of `tool`, running configured commands for those that need it.
+pub(crate) fn resolve(
+    tool: &ToolSpec,
+    cli: &[(String, String)],
+    config: &Config,
+    config_path: &std::path::Path,
+) -> Result<Settings, Failure> {
+    let mut values = Settings::default();
+    for setting in &tool.settings {
+        let value = match source_of(&tool.id, setting, cli, config) {
+            SettingSource::CommandLine => cli
+                .iter()
+                .rev()
+                .find(|(k, _)| k == &setting.name)
+                .map(|(_, v)| v.clone()),
+            SettingSource::Env(var) => env::var(&var),
+            SettingSource::ConfigFile => config.setting(&tool.id, &setting.name),
+            SettingSource::ConfigCommand => {
+                let command = config
+                    .setting_command(&tool.id, &setting.name)
+                    .expect("source says it exists");
+                Some(run_command(&tool.id, &setting.name, &command)?)
+            }
+            SettingSource::Missing => None,
+        };
+        match value {
+            Some(v) => {
+                values.0.insert(setting.name.clone(), v);
+            }
+            None if setting.required => return Err(not_ready(&tool.id, setting, config_path)),
+            None => {}
+        }
+    }
+    // Settings given with --set that the tool does not declare are a mistake worth reporting.
+    if let Some((name, _)) = cli
+        .iter()
+        .find(|(k, _)| !tool.settings.iter().any(|s| &s.name == k))
+    {
+        let known: Vec<&str> = tool.settings.iter().map(|s| s.name.as_str()).collect();
+        return Err(Failure::new(
+            Class::Usage,
+            format!("tool `{}` has no setting `{name}`", tool.id),
+        )
+        .hint(if known.is_empty() {
+            "it takes no settings".to_string()
+        } else {
+            format!("its settings are: {}", known.join(", "))
+        }));
+    }
+    Ok(values)
+}
+
+/// Runs a configured command (e.g. a password manager) and returns its first line of output.
+fn run_command(tool: &str, setting: &str, command: &str) -> Result<String, Failure> {
+    let shell = if cfg!(windows) {
+        ("cmd", "/C")
+    } else {
+        ("sh", "-c")
+    };
+    let output = Command::new(shell.0)
+        .arg(shell.1)
+        .arg(command)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            Failure::new(
+                Class::NotReady,
+                format!("cannot run the command for setting `{setting}` of `{tool}`: {e}"),
+            )
+        })?;
+    // The command's output is the secret itself: it never goes into a message.
+    if !output.status.success() {
+        return Err(Failure::new(
+            Class::NotReady,
+            format!(
+                "the command for setting `{setting}` of `{tool}` failed ({})",
+                output.status
+            ),
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value = text.lines().next().unwrap_or("").trim().to_string();
+    if value.is_empty() {
+        return Err(Failure::new(
+            Class::NotReady,
+            format!("the command for setting `{setting}` of `{tool}` printed nothing"),
+        ));
+    }
+    Ok(value)
+}
+
+/// Returns the values of the secret settings of `tool`, to scrub from anything shown.
+pub(crate) fn secrets(tool: &ToolSpec, settings: &Settings) -> Vec<String> {
+    tool.settings
+        .iter()
+        .filter(|s| s.secret)
+        .filter_map(|s| settings.get(&s.name))
+        .filter(|v| v.len() >= 4)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Replaces every secret in `text` with `***`.
+pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |acc, secret| {
+        acc.replace(secret.as_str(), "***")
+    })
+}

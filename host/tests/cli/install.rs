@@ -1,0 +1,96 @@
+//! `install --path` and `uninstall`: the local side of the plugin store.
+
+use launcher_testkit::test_context;
+
+#[test]
+fn a_local_library_is_validated_installed_listed_and_uninstalled() {
+    let ctx = test_context!();
+    let library = ctx.built_library("launcher_fixture_panicky");
+    let out = ctx.run(["install", "--path", library.to_str().unwrap()]);
+    out.success();
+    assert!(
+        out.stderr.contains("installed panicky 0.1.0"),
+        "{}",
+        out.stderr
+    );
+
+    let list = ctx.run(["list", "--json"]).json();
+    let tool = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "panicky")
+        .cloned()
+        .expect("listed");
+    assert_eq!(tool["origin"], "store");
+    assert!(ctx.home.path().join("plugins.lock").is_file());
+    ctx.run([
+        "run", "panicky", "--mode", "ok", "--text", "hi", "-o", "ok.wav",
+    ])
+    .success();
+
+    // The store copy is what runs: the original may go away.
+    let uninstall = ctx.run(["uninstall", "panicky"]);
+    uninstall.success();
+    assert!(!ctx.run(["list"]).stdout.contains("panicky"));
+    assert!(!ctx.home.path().join("plugins/panicky").exists());
+    ctx.run(["uninstall", "panicky"]).expect_code(3);
+}
+
+#[test]
+fn invalid_libraries_are_refused_and_nothing_is_installed() {
+    let ctx = test_context!();
+    let garbage = ctx.work_file("liblauncher_plugin_garbage.so");
+    std::fs::write(&garbage, b"\x7fELF but not really").unwrap();
+    let out = ctx.run(["install", "--path", garbage.to_str().unwrap()]);
+    out.expect_code(5);
+    assert!(out.stderr.contains("cannot be loaded"), "{}", out.stderr);
+
+    let future = ctx.built_library("launcher_fixture_abi_future");
+    let out = ctx.run(["install", "--path", future.to_str().unwrap()]);
+    out.expect_code(5);
+    assert!(out.stderr.contains("plugin ABI 2"), "{}", out.stderr);
+
+    ctx.run(["install", "--path", "no-such-file.so"])
+        .expect_code(3);
+    let lock = ctx.home.path().join("plugins.lock");
+    assert!(
+        !lock.exists()
+            || !std::fs::read_to_string(&lock)
+                .unwrap()
+                .contains("[[plugins]]")
+    );
+    let installed: Vec<String> = launcher_testkit::cli::list_dir(&ctx.home.path().join("plugins"))
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(installed.is_empty(), "{installed:?}");
+}
+
+#[test]
+fn a_library_changed_after_install_is_skipped_with_a_warning() {
+    let ctx = test_context!();
+    let library = ctx.built_library("launcher_fixture_panicky");
+    ctx.run(["install", "--path", library.to_str().unwrap()])
+        .success();
+    let installed = ctx
+        .home
+        .path()
+        .join("plugins/panicky/0.1.0")
+        .join(library.file_name().unwrap());
+    std::fs::write(&installed, b"tampered").unwrap();
+    let out = ctx.run(["list"]);
+    out.success();
+    assert!(!out.stdout.contains("panicky"), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("changed or vanished since it was installed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("espeak"),
+        "others keep working: {}",
+        out.stdout
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `launcher` binary with the real plugin libraries built beside it,
+//! each test in its own `LAUNCHER_HOME`.
+
+mod azure;
+mod discovery;
+mod failures;
+mod install;
+mod run;

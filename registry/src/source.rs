@@ -1,0 +1,715 @@
+//! Registry sources: reading index files and downloading archives from a local directory, a
+//! `file://` URL or an `http(s)://` URL.
+//!
+//! HTTP index files are cached under `cache/index/<registry>/`, at the same relative paths as
+//! in the registry, each with a small header of validators:
+//!
+//! ```text
+//! etag: "5f3a-1c"
+//! last-modified: Tue, 03 Mar 2026 10:00:00 GMT
+//!
+//! {"v":1,"name":"azure-tts",...}
+//! ```
+//!
+//! A later fetch sends them back (`If-None-Match`, `If-Modified-Since`), and a `304 Not
+//! Modified` answer reuses the cached body. In offline mode only the cache is read. A 404, 410
+//! or 451 means the file does not exist (no such plugin). Archives are never cached: they are
+//! streamed into a staging directory, hashed as they arrive and cut off at the declared size.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Once, OnceLock};
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url, header};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::atomic;
+use crate::error::{Error, ErrorKind, Result};
+use crate::index::{CATALOG_FILE, CONFIG_FILE, IndexConfig, IndexFile, index_path};
+use crate::report::Reporter;
+use crate::store::Store;
+use crate::verify::{TrustedKeys, hex};
+
+/// A registry as the user configured it: where its index is, and which keys sign it.
+///
+/// The host keeps these in its config file, keyed by registry name, e.g.
+///
+/// ```toml
+/// [registries.default]
+/// index = "https://plugins.example.org/index/"
+/// trust = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryConfig {
+    /// The index location: a directory path, a `file://` URL or an `http(s)://` URL.
+    pub index: String,
+    /// The minisign public keys trusted to sign its archives (base64 key lines or whole `.pub`
+    /// files).
+    #[serde(default)]
+    pub trust: Vec<String>,
+}
+
+impl RegistryConfig {
+    /// Checks that `name` can name a registry and that the location and every key parse, so
+    /// `registry add` can refuse a bad entry before it is saved.
+    pub fn check(&self, name: &str) -> Result<()> {
+        check_registry_name(name)?;
+        Location::parse(name, &self.index)?;
+        let keys = TrustedKeys::parse(&self.trust)?;
+        if keys.is_empty() {
+            return Err(ErrorKind::RegistryConfig {
+                registry: name.to_string(),
+                message: "no trusted key is given; archives could not be verified".to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+fn check_registry_name(name: &str) -> Result<()> {
+    // The name is a directory name in the cache.
+    if launcher_sdk::is_identifier(name) {
+        Ok(())
+    } else {
+        Err(ErrorKind::RegistryConfig {
+            registry: name.to_string(),
+            message: "a registry name is lowercase letters, digits and dashes".to_string(),
+        }
+        .into())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Location {
+    Dir(PathBuf),
+    Http(Url),
+}
+
+impl Location {
+    fn parse(registry: &str, index: &str) -> Result<Location> {
+        let invalid = |message: String| {
+            ErrorKind::RegistryConfig {
+                registry: registry.to_string(),
+                message,
+            }
+            .into()
+        };
+        let lower = index.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let mut url =
+                Url::parse(index).map_err(|e| invalid(format!("`{index}` is not a URL: {e}")))?;
+            // Relative paths resolve against a directory, not a file.
+            if !url.path().ends_with('/') {
+                url.set_path(&format!("{}/", url.path()));
+            }
+            Ok(Location::Http(url))
+        } else if lower.starts_with("file://") {
+            let url =
+                Url::parse(index).map_err(|e| invalid(format!("`{index}` is not a URL: {e}")))?;
+            let path = url
+                .to_file_path()
+                .map_err(|()| invalid(format!("`{index}` is not a local file URL")))?;
+            Ok(Location::Dir(path))
+        } else if index.contains("://") {
+            Err(invalid(format!(
+                "`{index}` is neither a path nor a file://, http:// or https:// URL"
+            )))
+        } else {
+            Ok(Location::Dir(PathBuf::from(index)))
+        }
+    }
+}
+
+/// An open registry: its index files and archives.
+#[derive(Debug)]
+pub struct Registry {
+    name: String,
+    config: RegistryConfig,
+    location: Location,
+    keys: TrustedKeys,
+    cache: PathBuf,
+    offline: bool,
+    http: OnceLock<Http>,
+    index_config: OnceLock<IndexConfig>,
+}
+
+impl Registry {
+    /// Opens registry `name`, caching its index under `store`'s cache. Offline, only the cache
+    /// is read (for HTTP registries) and archives cannot be downloaded from HTTP.
+    pub fn open(
+        name: &str,
+        config: &RegistryConfig,
+        store: &Store,
+        offline: bool,
+    ) -> Result<Registry> {
+        check_registry_name(name)?;
+        Ok(Registry {
+            name: name.to_string(),
+            location: Location::parse(name, &config.index)?,
+            keys: TrustedKeys::parse(&config.trust)?,
+            config: config.clone(),
+            cache: store.index_cache_dir().join(name),
+            offline,
+            http: OnceLock::new(),
+            index_config: OnceLock::new(),
+        })
+    }
+
+    /// Returns the registry's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns the registry's configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// Returns the keys trusted to sign this registry's archives.
+    pub fn keys(&self) -> &TrustedKeys {
+        &self.keys
+    }
+
+    /// Returns the registry's `config.json`.
+    pub fn index_config(&self) -> Result<&IndexConfig> {
+        if let Some(config) = self.index_config.get() {
+            return Ok(config);
+        }
+        let text = self
+            .fetch(CONFIG_FILE)?
+            .ok_or_else(|| ErrorKind::RegistryConfig {
+                registry: self.name.clone(),
+                message: format!(
+                    "it has no {CONFIG_FILE} at `{}`",
+                    self.describe(CONFIG_FILE)
+                ),
+            })?;
+        let config: IndexConfig =
+            serde_json::from_str(&text).map_err(|e| ErrorKind::InvalidIndex {
+                location: self.describe(CONFIG_FILE),
+                message: e.to_string(),
+            })?;
+        Ok(self.index_config.get_or_init(|| config))
+    }
+
+    /// Returns the published versions of `name`, or `None` if the registry has no such plugin.
+    pub fn versions(&self, name: &str) -> Result<Option<IndexFile>> {
+        let Some(path) = index_path(name) else {
+            return Ok(None);
+        };
+        Ok(self
+            .fetch(&path)?
+            .map(|text| IndexFile::parse(&text, Some(name))))
+    }
+
+    /// Returns every line of every plugin, from the registry's catalog file.
+    pub fn catalog(&self) -> Result<IndexFile> {
+        let text = self
+            .fetch(CATALOG_FILE)?
+            .ok_or_else(|| ErrorKind::RegistryConfig {
+                registry: self.name.clone(),
+                message: format!(
+                    "it has no {CATALOG_FILE} at `{}`, which search needs",
+                    self.describe(CATALOG_FILE)
+                ),
+            })?;
+        Ok(IndexFile::parse(&text, None))
+    }
+
+    /// Returns where an index file lives, for messages.
+    fn describe(&self, relative: &str) -> String {
+        match &self.location {
+            Location::Dir(root) => root.join(relative).display().to_string(),
+            Location::Http(base) => base
+                .join(relative)
+                .map_or_else(|_| format!("{base}{relative}"), |u| u.to_string()),
+        }
+    }
+
+    /// Returns an index file's text, or `None` if it does not exist.
+    fn fetch(&self, relative: &str) -> Result<Option<String>> {
+        match &self.location {
+            Location::Dir(root) => {
+                let path = root.join(relative);
+                match fs::read_to_string(&path) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io("read", &path, e)),
+                }
+            }
+            Location::Http(base) => {
+                let url = base.join(relative).map_err(|e| ErrorKind::InvalidIndex {
+                    location: format!("{base}{relative}"),
+                    message: e.to_string(),
+                })?;
+                self.fetch_cached(&url, &self.cache.join(relative))
+            }
+        }
+    }
+
+    fn fetch_cached(&self, url: &Url, cache: &Path) -> Result<Option<String>> {
+        let cached = read_cache(cache)?;
+        if self.offline {
+            return match cached {
+                Some(entry) => Ok(Some(entry.body)),
+                None => Err(ErrorKind::NotCached {
+                    registry: self.name.clone(),
+                    what: url.to_string(),
+                }
+                .into()),
+            };
+        }
+        let http = self.http(url)?;
+        let validators = cached
+            .as_ref()
+            .map(|c| (c.etag.clone(), c.last_modified.clone()));
+        let response = http.get(url, validators)?;
+        match response {
+            Fetched::NotModified => match cached {
+                Some(entry) => Ok(Some(entry.body)),
+                // Only sent validators come back as 304, so the cache was there a moment ago;
+                // if it vanished, ask again without them.
+                None => match http.get(url, None)? {
+                    Fetched::Body { text, .. } => Ok(Some(text)),
+                    _ => Ok(None),
+                },
+            },
+            Fetched::Missing => {
+                match fs::remove_file(cache) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove", cache, e)),
+                }
+                Ok(None)
+            }
+            Fetched::Body {
+                text,
+                etag,
+                last_modified,
+            } => {
+                write_cache(
+                    cache,
+                    &CacheEntry {
+                        etag,
+                        last_modified,
+                        body: text.clone(),
+                    },
+                )?;
+                Ok(Some(text))
+            }
+        }
+    }
+
+    fn http(&self, url: &Url) -> Result<&Http> {
+        if let Some(http) = self.http.get() {
+            return Ok(http);
+        }
+        let http = Http::new(url)?;
+        Ok(self.http.get_or_init(|| http))
+    }
+
+    /// Streams the archive of `name` `version` for `target` into `dest` (a new file), capped at
+    /// `size` bytes; returns its sha256. The size check is exact: fewer bytes is an error too.
+    pub(crate) fn download(
+        &self,
+        name: &str,
+        version: &Version,
+        target: &str,
+        size: u64,
+        dest: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<String> {
+        let template = self.index_config()?;
+        let location = template
+            .archive_location(name, version, target)
+            .map_err(|message| ErrorKind::InvalidIndex {
+                location: self.describe(CONFIG_FILE),
+                message,
+            })?;
+        let out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .map_err(|e| Error::io("create", dest, e))?;
+        let mut sink = Sink {
+            out,
+            dest,
+            hasher: Sha256::new(),
+            received: 0,
+            declared: size,
+            name,
+            version,
+            reporter,
+        };
+        reporter.download_started(name, version, size);
+        match self.archive_source(&location)? {
+            ArchiveSource::File(path) => {
+                let mut file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(Error::io("read", &path, e)),
+                    };
+                    sink.push(&buf[..n])?;
+                }
+            }
+            ArchiveSource::Url(url) => {
+                if self.offline {
+                    return Err(ErrorKind::NotCached {
+                        registry: self.name.clone(),
+                        what: url.to_string(),
+                    }
+                    .into());
+                }
+                self.http(&url)?.download(&url, &mut sink)?;
+            }
+        }
+        let sum = sink.finish()?;
+        reporter.download_finished(name);
+        Ok(sum)
+    }
+
+    fn archive_source(&self, location: &str) -> Result<ArchiveSource> {
+        let lower = location.to_ascii_lowercase();
+        let invalid = |message: String| {
+            ErrorKind::InvalidIndex {
+                location: self.describe(CONFIG_FILE),
+                message,
+            }
+            .into()
+        };
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            Url::parse(location)
+                .map(ArchiveSource::Url)
+                .map_err(|e| invalid(format!("`{location}` is not a URL: {e}")))
+        } else if lower.starts_with("file://") {
+            Url::parse(location)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .map(ArchiveSource::File)
+                .ok_or_else(|| invalid(format!("`{location}` is not a local file URL")))
+        } else if location.contains("://") {
+            Err(invalid(format!("`{location}` has an unsupported scheme")))
+        } else {
+            match &self.location {
+                Location::Dir(root) => Ok(ArchiveSource::File(root.join(location))),
+                Location::Http(base) => base
+                    .join(location)
+                    .map(ArchiveSource::Url)
+                    .map_err(|e| invalid(format!("`{location}`: {e}"))),
+            }
+        }
+    }
+}
+
+enum ArchiveSource {
+    File(PathBuf),
+    Url(Url),
+}
+
+/// Where downloaded bytes go: the staging file, hashed and counted as they arrive.
+struct Sink<'a> {
+    out: File,
+    dest: &'a Path,
+    hasher: Sha256,
+    received: u64,
+    declared: u64,
+    name: &'a str,
+    version: &'a Version,
+    reporter: &'a dyn Reporter,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.received + bytes.len() as u64 > self.declared {
+            return Err(self.too_large());
+        }
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", self.dest, e))?;
+        self.hasher.update(bytes);
+        self.received += bytes.len() as u64;
+        self.reporter.download_progress(self.name, self.received);
+        Ok(())
+    }
+
+    fn too_large(&self) -> Error {
+        ErrorKind::DownloadTooLarge {
+            name: self.name.to_string(),
+            version: self.version.clone(),
+            declared: self.declared,
+        }
+        .into()
+    }
+
+    fn truncated(&self) -> Error {
+        ErrorKind::DownloadTruncated {
+            name: self.name.to_string(),
+            version: self.version.clone(),
+            declared: self.declared,
+            received: self.received,
+        }
+        .into()
+    }
+
+    fn finish(self) -> Result<String> {
+        if self.received < self.declared {
+            return Err(self.truncated());
+        }
+        self.out
+            .sync_all()
+            .map_err(|e| Error::io("write", self.dest, e))?;
+        Ok(hex(&self.hasher.finalize()))
+    }
+}
+
+/// A blocking face over reqwest: one current-thread runtime per registry, so no thread runs in
+/// the background and the library stays synchronous like the rest of the store.
+#[derive(Debug)]
+struct Http {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+enum Fetched {
+    Body {
+        text: String,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    NotModified,
+    Missing,
+}
+
+impl Http {
+    fn new(url: &Url) -> Result<Http> {
+        static PROVIDER: Once = Once::new();
+        PROVIDER.call_once(|| {
+            // Fails only if the process already chose a provider, which then serves as well.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ErrorKind::Network {
+                url: url.to_string(),
+                source: Box::new(e),
+            })?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("launcher/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ErrorKind::Network {
+                url: url.to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(Http { client, runtime })
+    }
+
+    fn get(
+        &self,
+        url: &Url,
+        validators: Option<(Option<String>, Option<String>)>,
+    ) -> Result<Fetched> {
+        let network = |e: reqwest::Error| -> Error {
+            ErrorKind::Network {
+                url: url.to_string(),
+                source: Box::new(e),
+            }
+            .into()
+        };
+        self.runtime.block_on(async {
+            let mut request = self.client.get(url.clone());
+            if let Some((etag, last_modified)) = validators {
+                if let Some(etag) = etag {
+                    request = request.header(header::IF_NONE_MATCH, etag);
+                }
+                if let Some(date) = last_modified {
+                    request = request.header(header::IF_MODIFIED_SINCE, date);
+                }
+            }
+            let response = request.send().await.map_err(network)?;
+            let status = response.status();
+            if status == StatusCode::NOT_MODIFIED {
+                return Ok(Fetched::NotModified);
+            }
+            if is_missing(status) {
+                return Ok(Fetched::Missing);
+            }
+            if !status.is_success() {
+                return Err(ErrorKind::HttpStatus {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                }
+                .into());
+            }
+            let header_text = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let etag = header_text(header::ETAG);
+            let last_modified = header_text(header::LAST_MODIFIED);
+            let bytes = response.bytes().await.map_err(network)?;
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| ErrorKind::InvalidIndex {
+                location: url.to_string(),
+                message: "it is not UTF-8".to_string(),
+            })?;
+            Ok(Fetched::Body {
+                text,
+                etag,
+                last_modified,
+            })
+        })
+    }
+
+    fn download(&self, url: &Url, sink: &mut Sink<'_>) -> Result<()> {
+        let network = |e: reqwest::Error| -> Error {
+            ErrorKind::Network {
+                url: url.to_string(),
+                source: Box::new(e),
+            }
+            .into()
+        };
+        self.runtime.block_on(async {
+            let mut response = self.client.get(url.clone()).send().await.map_err(network)?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(ErrorKind::HttpStatus {
+                    url: url.to_string(),
+                    status: status.as_u16(),
+                }
+                .into());
+            }
+            if response.content_length().is_some_and(|n| n > sink.declared) {
+                return Err(sink.too_large());
+            }
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => sink.push(&chunk)?,
+                    Ok(None) => return Ok(()),
+                    // A connection cut short (or stalled past the read timeout) is reported as
+                    // what it means for the user: the archive did not arrive whole.
+                    Err(_) if sink.received < sink.declared => return Err(sink.truncated()),
+                    Err(e) => return Err(network(e)),
+                }
+            }
+        })
+    }
+}
+
+fn is_missing(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 404 | 410 | 451)
+}
+
+struct CacheEntry {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    body: String,
+}
+
+fn read_cache(path: &Path) -> Result<Option<CacheEntry>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // A damaged cache entry is as good as none: the next fetch replaces it.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let Some((head, body)) = text.split_once("\n\n") else {
+        return Ok(None);
+    };
+    let mut entry = CacheEntry {
+        etag: None,
+        last_modified: None,
+        body: body.to_string(),
+    };
+    for line in head.lines() {
+        if let Some(value) = line.strip_prefix("etag: ") {
+            entry.etag = Some(value.to_string());
+        } else if let Some(value) = line.strip_prefix("last-modified: ") {
+            entry.last_modified = Some(value.to_string());
+        }
+    }
+    Ok(Some(entry))
+}
+
+fn write_cache(path: &Path, entry: &CacheEntry) -> Result<()> {
+    let dir = atomic::parent(path);
+    fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+    let mut text = String::new();
+    // Validators are one-line header values; anything else is not worth sending back.
+    for (name, value) in [
+        ("etag", &entry.etag),
+        ("last-modified", &entry.last_modified),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| !v.contains('\n')) {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+    }
+    text.push('\n');
+    text.push_str(&entry.body);
+    atomic::write_file(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse() {
+        assert!(matches!(
+            Location::parse("r", "/srv/index").unwrap(),
+            Location::Dir(p) if p == Path::new("/srv/index")
+        ));
+        assert!(matches!(
+            Location::parse("r", "file:///srv/index").unwrap(),
+            Location::Dir(p) if p == Path::new("/srv/index")
+        ));
+        match Location::parse("r", "https://plugins.example/index").unwrap() {
+            Location::Http(url) => assert_eq!(url.as_str(), "https://plugins.example/index/"),
+            other => panic!("{other:?}"),
+        }
+        assert!(Location::parse("r", "ftp://plugins.example/").is_err());
+    }
+
+    #[test]
+    fn config_check_wants_a_good_name_and_a_key() {
+        let config = RegistryConfig {
+            index: "/srv/index".to_string(),
+            trust: Vec::new(),
+        };
+        let err = config.check("default").unwrap_err().to_string();
+        assert!(err.contains("no trusted key"), "{err}");
+        assert!(config.check("Bad Name").is_err());
+    }
+
+    #[test]
+    fn cache_entries_round_trip_and_tolerate_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ec/ho/echo");
+        let entry = CacheEntry {
+            etag: Some("\"abc\"".to_string()),
+            last_modified: None,
+            body: "{\"v\":1}\n\n{\"v\":1}\n".to_string(),
+        };
+        write_cache(&path, &entry).unwrap();
+        let read = read_cache(&path).unwrap().unwrap();
+        assert_eq!(read.etag.as_deref(), Some("\"abc\""));
+        assert_eq!(read.last_modified, None);
+        assert_eq!(read.body, entry.body);
+        fs::write(&path, "no header here").unwrap();
+        assert!(read_cache(&path).unwrap().is_none());
+    }
+}
