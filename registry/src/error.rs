@@ -1,6 +1,6 @@
 //! The errors of this crate.
 //!
-//! [`Error`] is small (one box) so results stay cheap to move; its [`ErrorKind`] is what the
+//! [`Error`](struct@Error) is small (one box) so results stay cheap to move; its [`ErrorKind`] is what the
 //! host matches to pick an exit code. Messages are lowercase, name the plugin, path or URL
 //! involved, and leave the cause to [`std::error::Error::source`].
 
@@ -54,7 +54,7 @@ impl From<ResolveError> for Error {
     }
 }
 
-/// The kinds of [`Error`].
+/// The kinds of [`Error`](struct@Error).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -113,6 +113,10 @@ pub enum ErrorKind {
         /// The name given.
         name: String,
     },
+
+    /// An install was asked for, but no registry is configured.
+    #[error("no registry is configured")]
+    NoRegistries,
 
     /// A registry's `config.json` or index file does not parse.
     #[error("invalid index file `{location}`: {message}")]

@@ -151,24 +151,26 @@ impl IndexFile {
             if line.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Schema>(line) {
-                Ok(schema) if schema.v > INDEX_SCHEMA => continue,
-                Ok(_) => {}
+            // One parse in the common case; the schema alone is read only for lines that fail,
+            // to tell a newer schema (skipped silently) from a broken line.
+            let parsed = match serde_json::from_str::<IndexLine>(line) {
+                Ok(parsed) if parsed.v > INDEX_SCHEMA => continue,
+                Ok(parsed) => parsed,
                 Err(e) => {
-                    file.skipped.push(format!("line {}: {e}", number + 1));
+                    if !matches!(serde_json::from_str::<Schema>(line), Ok(s) if s.v > INDEX_SCHEMA)
+                    {
+                        file.skipped.push(format!("line {}: {e}", number + 1));
+                    }
                     continue;
                 }
-            }
-            match serde_json::from_str::<IndexLine>(line) {
-                Ok(parsed) => match name {
-                    Some(name) if parsed.name != name => file.skipped.push(format!(
-                        "line {}: names `{}`, not `{name}`",
-                        number + 1,
-                        parsed.name
-                    )),
-                    _ => file.lines.push(parsed),
-                },
-                Err(e) => file.skipped.push(format!("line {}: {e}", number + 1)),
+            };
+            match name {
+                Some(name) if parsed.name != name => file.skipped.push(format!(
+                    "line {}: names `{}`, not `{name}`",
+                    number + 1,
+                    parsed.name
+                )),
+                _ => file.lines.push(parsed),
             }
         }
         file

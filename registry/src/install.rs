@@ -453,10 +453,7 @@ fn select<'r>(registries: &'r [Registry], only: Option<&str>) -> Result<Vec<&'r 
                 }
                 .into()
             }),
-        None if registries.is_empty() => Err(ErrorKind::UnknownRegistry {
-            name: "(none configured)".to_string(),
-        }
-        .into()),
+        None if registries.is_empty() => Err(ErrorKind::NoRegistries.into()),
         None => Ok(registries.iter().collect()),
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use launcher_sdk::Manifest;
-use minisign::{KeyPair as MinisignKeyPair, PublicKeyBox, SecretKey, SecretKeyBox};
+use minisign::{KeyPair as MinisignKeyPair, PublicKey, PublicKeyBox, SecretKey, SecretKeyBox};
 use semver::{Version, VersionReq};
 use serde_json::Value;
 
@@ -136,6 +136,9 @@ fn secret_key_from_text(
     let boxed = || SecretKeyBox::from_string(text).map_err(|e| e.to_string());
     match boxed()?.into_unencrypted_secret_key() {
         Ok(key) => Ok(key),
+        Err(_) if unencrypted_without_checksum(text).is_some() => {
+            Ok(unencrypted_without_checksum(text).expect("just checked"))
+        }
         // Never let the crate prompt on the terminal: no password given means none to use.
         Err(_) => match password {
             Some(password) => boxed()?
@@ -144,6 +147,45 @@ fn secret_key_from_text(
             None => Err("it is password-protected (or damaged); give its password".to_string()),
         },
     }
+}
+
+/// Reads an unencrypted key whose checksum is all zeros, as `minisign -G -W` (0.11) writes
+/// them and the minisign crate refuses as corrupt. Nothing is lost: every signature is checked
+/// against the key's own public half right after signing, so a damaged key still fails.
+fn unencrypted_without_checksum(text: &str) -> Option<SecretKey> {
+    // sig_alg 2, kdf_alg 2, chk_alg 2, salt 32, opslimit 8, memlimit 8, keynum 8, key 64, chk 32.
+    const LEN: usize = 158;
+    let line = text.lines().nth(1)?.trim();
+    let bytes = base64_decode(line)?;
+    let unencrypted = bytes.len() == LEN && bytes[2..4] == [0, 0];
+    if !unencrypted || bytes[LEN - 32..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    SecretKey::from_bytes(&bytes).ok()
+}
+
+/// Decodes standard padded base64, or returns `None`.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// Signs the file at `archive` with a secret key (the text of a minisign `.key` file) and the
@@ -164,15 +206,30 @@ pub fn sign(
 fn sign_with(archive: &Path, key: &SecretKey, trusted_comment: &str) -> Result<String> {
     let file = File::open(archive).map_err(|e| Error::io("read", archive, e))?;
     let untrusted = "signature from launcher publish";
-    minisign::sign(None, key, file, Some(trusted_comment), Some(untrusted))
-        .map(|sig| sig.into_string())
-        .map_err(|e| {
-            ErrorKind::Key {
-                key: format!("for `{}`", archive.display()),
-                message: format!("signing failed: {e}"),
-            }
-            .into()
-        })
+    let failed = |e: minisign::PError| -> Error {
+        ErrorKind::Key {
+            key: format!("for `{}`", archive.display()),
+            message: format!("signing failed: {e}"),
+        }
+        .into()
+    };
+    // Given the public half, the crate verifies the new signature before returning it.
+    let public = PublicKey::from_secret_key(key).map_err(failed)?;
+    minisign::sign(
+        Some(&public),
+        key,
+        file,
+        Some(trusted_comment),
+        Some(untrusted),
+    )
+    .map(|sig| sig.into_string())
+    .map_err(|e| {
+        ErrorKind::Key {
+            key: format!("for `{}`", archive.display()),
+            message: format!("signing failed: {e}"),
+        }
+        .into()
+    })
 }
 
 /// What to publish.
@@ -433,7 +490,14 @@ pub fn pack(
             .file_name()
             .and_then(|n| n.to_str())
             .filter(|n| crate::plugin_toml::is_file_name(n))
-            .ok_or_else(|| Error::io("pack", doc, io::ErrorKind::InvalidInput.into()))?
+            .ok_or_else(|| {
+                let plain = "its file name is not a plain UTF-8 name";
+                Error::io(
+                    "pack",
+                    doc,
+                    io::Error::new(io::ErrorKind::InvalidInput, plain),
+                )
+            })?
             .to_string();
         if names.contains(&name) {
             continue;
@@ -832,6 +896,53 @@ mod tests {
             .verify(&file, &sig, "echo", &Version::new(1, 0, 0), "t")
             .unwrap();
         assert!(!format!("{keys:?}").contains(&keys.secret));
+    }
+
+    // Made with minisign 0.11 (Debian's package): `minisign -G -W`, then
+    // `minisign -S -m archive -t "launcher-plugin name=echo version=1.0.0 target=t"` over the
+    // 13 bytes `archive bytes`.
+    const CLI_PUBLIC: &str = "untrusted comment: minisign public key 68A3067B72FCD395\n\
+        RWSV0/xyewajaPiYP/zrvuPwmybbxPgijx4+i6RxdJGLkiwLfmVmwOO9\n";
+    const CLI_SECRET: &str = "untrusted comment: minisign encrypted secret key\n\
+        RWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAldP8cnsGo2hAxuky7rA5\
+        quXdFRqNpEgLFCW9rN4o4xey9yg4HdXKd/iYP/zrvuPwmybbxPgijx4+i6RxdJGLkiwLfmVmwOO9AAAAAAAAAAAAAAAA\
+        AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+    const CLI_SIGNATURE: &str = "untrusted comment: signature from minisign secret key\n\
+        RUSV0/xyewajaHlZHLzYIh8DeYJfwc1nsC7OtBrZGwNEI+OBMM18tyqsynsrePEbyAjRmzNTw6jVGWna4SnRmRxIm4P\
+        H80oAOwk=\n\
+        trusted comment: launcher-plugin name=echo version=1.0.0 target=t\n\
+        GJI4bioGUfydO/W+dbcGhB+Ym6n8kB3W+GwwOoVwzn0AVR6zDSr+jrdUSiVSowZTATb6eynoAq4rx64X+QdECg==\n";
+
+    #[test]
+    fn interoperates_with_the_minisign_tool() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        fs::write(&archive, b"archive bytes").unwrap();
+        let trusted = crate::verify::TrustedKeys::parse([CLI_PUBLIC]).unwrap();
+        assert_eq!(trusted.key_ids(), ["68A3067B72FCD395"]);
+        let version = Version::new(1, 0, 0);
+        trusted
+            .verify(&archive, CLI_SIGNATURE, "echo", &version, "t")
+            .unwrap();
+
+        // Its unencrypted secret keys, which carry no checksum, sign here too.
+        let comment = trusted_comment("echo", &version, "t");
+        let sig = sign(&archive, CLI_SECRET, None, &comment).unwrap();
+        trusted
+            .verify(&archive, &sig, "echo", &version, "t")
+            .unwrap();
+
+        // A damaged one is refused rather than producing bad signatures.
+        let damaged = CLI_SECRET.replacen("7rA5", "7rA6", 1);
+        assert!(sign(&archive, &damaged, None, &comment).is_err());
+    }
+
+    #[test]
+    fn base64_decodes_what_it_should() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVsbG8hIQ==").unwrap(), b"hello!!");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert!(base64_decode("a*b").is_none());
     }
 
     #[test]

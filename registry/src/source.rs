@@ -34,6 +34,10 @@ use crate::report::Reporter;
 use crate::store::Store;
 use crate::verify::{TrustedKeys, hex};
 
+/// The largest index file accepted over HTTP: a catalog of many thousands of plugins fits, a
+/// hostile server cannot exhaust memory.
+const MAX_INDEX_FILE: u64 = 256 << 20;
+
 /// A registry as the user configured it: where its index is, and which keys sign it.
 ///
 /// The host keeps these in its config file, keyed by registry name, e.g.
@@ -126,6 +130,9 @@ impl Location {
 }
 
 /// An open registry: its index files and archives.
+///
+/// Its methods block (HTTP runs on a runtime of its own), so call them from plain threads, not
+/// from inside an async runtime.
 #[derive(Debug)]
 pub struct Registry {
     name: String,
@@ -561,8 +568,28 @@ impl Http {
             };
             let etag = header_text(header::ETAG);
             let last_modified = header_text(header::LAST_MODIFIED);
-            let bytes = response.bytes().await.map_err(network)?;
-            let text = String::from_utf8(bytes.to_vec()).map_err(|_| ErrorKind::InvalidIndex {
+            let too_large = || -> Error {
+                ErrorKind::InvalidIndex {
+                    location: url.to_string(),
+                    message: format!("it is larger than {MAX_INDEX_FILE} bytes"),
+                }
+                .into()
+            };
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_INDEX_FILE)
+            {
+                return Err(too_large());
+            }
+            let mut response = response;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(network)? {
+                if (bytes.len() + chunk.len()) as u64 > MAX_INDEX_FILE {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let text = String::from_utf8(bytes).map_err(|_| ErrorKind::InvalidIndex {
                 location: url.to_string(),
                 message: "it is not UTF-8".to_string(),
             })?;

@@ -501,6 +501,75 @@ fn write_response(writer: &mut impl Write, response: &Response) -> io::Result<()
     writer.flush()
 }
 
+/// Serves the files of a directory, as a static registry host would: `ETag`s on every file,
+/// `304` for a matching `If-None-Match`, `404` for anything missing. Scripted faults take the
+/// place of the reply for a path.
+pub struct StaticServer {
+    server: HttpServer,
+    faults: Arc<Mutex<HashMap<String, Reply>>>,
+}
+
+impl StaticServer {
+    /// Serves `dir` on a loopback port until dropped.
+    pub fn start(dir: impl Into<std::path::PathBuf>) -> StaticServer {
+        let dir = dir.into();
+        let faults: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let scripted = Arc::clone(&faults);
+        let server = HttpServer::start(move |req| {
+            if let Some(reply) = lock(&scripted).get(&req.path) {
+                return reply.clone();
+            }
+            let relative = req
+                .path
+                .split('?')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('/');
+            if relative.split('/').any(|part| part == "..") {
+                return Reply::Respond(Response::new(404));
+            }
+            let Ok(bytes) = std::fs::read(dir.join(relative)) else {
+                return Reply::Respond(Response::new(404));
+            };
+            let etag = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                format!("\"{:016x}\"", hasher.finish())
+            };
+            if req.header("If-None-Match") == Some(etag.as_str()) {
+                return Reply::Respond(Response::new(304).header("ETag", etag));
+            }
+            Reply::Respond(Response::new(200).header("ETag", etag).body(bytes))
+        });
+        StaticServer { server, faults }
+    }
+
+    /// Returns the root URL, ending in `/`.
+    pub fn url(&self) -> String {
+        format!("{}/", self.server.url())
+    }
+
+    /// Makes every request for `path` (e.g. `/config.json`) get `reply` instead.
+    pub fn fault(&self, path: &str, reply: Reply) {
+        lock(&self.faults).insert(path.to_string(), reply);
+    }
+
+    /// Returns the requests received for `path`.
+    pub fn requests_for(&self, path: &str) -> Vec<Request> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    /// Returns every request received.
+    pub fn requests(&self) -> Vec<Request> {
+        self.server.requests()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
