@@ -38,10 +38,24 @@ pub(crate) enum Command {
     /// Run a job: `launcher run <tool|task> [parameters]`, or `launcher run --to <kind> ...`.
     #[command(disable_help_flag = true)]
     Run(RunArgs),
-    /// Install a plugin (`--path` for a library built locally).
+    /// Find plugins in the configured registries.
+    Search(SearchArgs),
+    /// Install plugins from a registry (`name`, `name@^1.2`), or a library built locally (`--path`).
     Install(InstallArgs),
     /// Remove an installed plugin.
     Uninstall(UninstallArgs),
+    /// Update installed plugins to the newest version their requirement allows.
+    Update(UpdateArgs),
+    /// Show installed plugins that have newer versions.
+    Outdated(OutdatedArgs),
+    /// Install exactly what the lockfile records (on a new machine, after an upgrade).
+    Sync(SyncArgs),
+    /// Manage the registries plugins are installed from.
+    Registry(RegistryArgs),
+    /// Pack, sign and add a built plugin to a registry directory.
+    Publish(PublishArgs),
+    /// Mark a published version as yanked (or not, with --undo) in a registry directory.
+    Yank(YankArgs),
     /// Validate a plugin library in this (child) process and print its manifest.
     #[command(name = "__probe", hide = true)]
     Probe(ProbeArgs),
@@ -78,9 +92,138 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InstallArgs {
-    /// A plugin library built locally (liblauncher_plugin_<name>.so).
+    /// Plugins to install: `name` (the newest stable version) or `name@<semver requirement>`.
+    #[arg(
+        value_name = "NAME[@REQ]",
+        required_unless_present = "path",
+        conflicts_with = "path"
+    )]
+    pub(crate) specs: Vec<String>,
+    /// A plugin library built locally (`liblauncher_plugin_<name>.so`) instead.
     #[arg(long, value_name = "LIBRARY")]
-    pub(crate) path: PathBuf,
+    pub(crate) path: Option<PathBuf>,
+    /// Install from this registry only.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) registry: Option<String>,
+    /// Allow versions the publisher yanked.
+    #[arg(long)]
+    pub(crate) allow_yanked: bool,
+    /// Install again even if that version is installed and intact.
+    #[arg(long)]
+    pub(crate) reinstall: bool,
+    /// Use only the cached index; fetch nothing.
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// Words to look for in names and descriptions.
+    pub(crate) query: Option<String>,
+    /// Only plugins making this kind of content.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub(crate) category: Option<ContentKind>,
+    /// Only plugins performing this task.
+    #[arg(long, value_name = "TASK")]
+    pub(crate) task: Option<String>,
+    /// Use only the cached index.
+    #[arg(long)]
+    pub(crate) offline: bool,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The plugin to update; all plugins installed from registries when absent.
+    pub(crate) name: Option<String>,
+    /// Use only the cached index.
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct OutdatedArgs {
+    /// Use only the cached index.
+    #[arg(long)]
+    pub(crate) offline: bool,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// Use only the cached index.
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RegistryArgs {
+    #[command(subcommand)]
+    pub(crate) command: RegistryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RegistryCommand {
+    /// Add (or replace) a registry: a directory, a `file://` URL or an `http(s)://` URL.
+    Add {
+        /// The name to call it by.
+        name: String,
+        /// Where its index is.
+        location: String,
+        /// A minisign public key (or a `.pub` file) trusted to sign its plugins; repeatable.
+        #[arg(long, value_name = "KEY", required = true)]
+        trust: Vec<String>,
+    },
+    /// List the configured registries.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a registry (installed plugins stay).
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Make a minisign key pair for publishing (encrypted with $LAUNCHER_KEY_PASSWORD if set).
+    Keygen {
+        /// Where to write the secret key.
+        secret: PathBuf,
+        /// Where to write the public key (default: the secret key's path with `.pub`).
+        #[arg(long)]
+        public: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The built plugin library; a README and LICENSE beside it are packed too.
+    pub(crate) library: PathBuf,
+    /// The registry directory to add it to (created if new).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) index: PathBuf,
+    /// The minisign secret key to sign with ($LAUNCHER_KEY_PASSWORD if it is encrypted).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: PathBuf,
+    /// The launcher versions the plugin works with (a semver requirement; default any).
+    #[arg(long, value_name = "REQ")]
+    pub(crate) host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct YankArgs {
+    /// The version to yank, as `name@version`.
+    pub(crate) spec: String,
+    /// The registry directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) index: PathBuf,
+    /// Unyank instead.
+    #[arg(long)]
+    pub(crate) undo: bool,
 }
 
 #[derive(Debug, Args)]

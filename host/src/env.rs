@@ -7,6 +7,9 @@ pub(crate) const PLUGIN_PATH: &str = "LAUNCHER_PLUGIN_PATH";
 /// Any non-empty value turns progress bars off.
 pub(crate) const NO_PROGRESS: &str = "LAUNCHER_NO_PROGRESS";
 
+/// The password of an encrypted minisign secret key, for `publish` and `registry keygen`.
+pub(crate) const KEY_PASSWORD: &str = "LAUNCHER_KEY_PASSWORD";
+
 /// Returns the value of `name` when set and not empty.
 pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -30,6 +30,8 @@ pub(crate) enum Class {
     Timeout,
     /// An output file exists already (and `--force` was not given).
     Exists,
+    /// A download or archive failed verification.
+    Integrity,
     /// The user cancelled (Ctrl-C).
     Cancelled,
 }
@@ -48,6 +50,7 @@ impl Class {
             Class::Unavailable => 8,
             Class::Timeout => 9,
             Class::Exists => 10,
+            Class::Integrity => 11,
             Class::Cancelled => 130,
         }
     }

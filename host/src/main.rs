@@ -9,6 +9,8 @@ mod home;
 mod loader;
 mod output;
 mod params;
+mod progress;
+mod registries;
 mod route;
 mod settings;
 
@@ -16,8 +18,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RegistryCommand};
 use crate::commands::Globals;
+use crate::commands::registry;
 use crate::failure::{Class, Failure};
 
 fn main() -> ExitCode {
@@ -55,8 +58,53 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             globals.quiet |= args.args.iter().any(|a| a == "-q");
             commands::run::run(&globals, args.args)
         }
-        Command::Install(args) => commands::plugins::install_path(globals, &args.path),
+        Command::Install(args) => match &args.path {
+            Some(path) => commands::plugins::install_path(globals, path),
+            None => registry::install(
+                globals,
+                &args.specs,
+                &registry::InstallFlags {
+                    registry: args.registry,
+                    allow_yanked: args.allow_yanked,
+                    reinstall: args.reinstall,
+                    offline: args.offline,
+                },
+            ),
+        },
         Command::Uninstall(args) => commands::plugins::uninstall(globals, &args.name),
+        Command::Search(args) => registry::search(
+            globals,
+            launcher_registry::SearchQuery {
+                text: args.query,
+                category: args.category.map(|c| c.to_string()),
+                task: args.task,
+            },
+            args.offline,
+            args.json,
+        ),
+        Command::Update(args) => registry::update(globals, args.name.as_deref(), args.offline),
+        Command::Outdated(args) => registry::outdated(globals, args.offline, args.json),
+        Command::Sync(args) => registry::sync(globals, args.offline),
+        Command::Registry(args) => match args.command {
+            RegistryCommand::Add {
+                name,
+                location,
+                trust,
+            } => registry::add(globals, &name, &location, &trust),
+            RegistryCommand::List { json } => registry::list(json),
+            RegistryCommand::Remove { name } => registry::remove(globals, &name),
+            RegistryCommand::Keygen { secret, public } => {
+                registry::keygen(globals, &secret, public.as_deref())
+            }
+        },
+        Command::Publish(args) => registry::publish(
+            globals,
+            &args.library,
+            &args.index,
+            &args.key,
+            args.host.as_deref(),
+        ),
+        Command::Yank(args) => registry::yank(globals, &args.spec, &args.index, args.undo),
         Command::Probe(args) => probe(&args.library),
     }
 }

@@ -5,7 +5,7 @@
 //!   magic bytes, ABI major and minor, and its own size;
 //! - [`INIT_SYMBOL`], a function returning a pointer to a static [`PluginApi`] table.
 //!
-//! Only C types cross: byte slices carrying JSON (the messages of [`crate::types`]) and function
+//! Only C types cross: byte slices carrying JSON (the messages of [`Manifest`], [`Job`] and friends) and function
 //! pointers. Memory is freed by the side that allocated it: buffers a plugin returns go back
 //! through [`PluginApi::free_buffer`]; slices the host passes in are borrowed for one call.
 //! Tables carry their size and only ever grow by appending fields, so a host reads a field only
@@ -13,7 +13,7 @@
 //! panic unwinding out of `extern "C"` aborts the process.
 //!
 //! [`export_plugin!`](crate::export_plugin) writes the plugin side; [`PluginLib`] is the host side,
-//! used by the `launcher` binary and by [`crate::testing`].
+//! used by the `launcher` binary and by the SDK's `testing` module.
 
 #![allow(unsafe_code)]
 
@@ -479,8 +479,8 @@ impl PluginLib {
     /// Calls `init` and checks the table it returns.
     ///
     /// # Safety
-    /// `init` must be the init function of a library whose header passed [`check_header`]
-    /// (Self::check_header), and the library must stay loaded for the rest of the process.
+    /// `init` must be the init function of a library whose header passed [`PluginLib::check_header`]
+    /// and the library must stay loaded for the rest of the process.
     pub unsafe fn init(init: InitFn) -> Result<PluginLib, String> {
         // SAFETY: the caller vouches for `init`; a panic in it is caught below only if the
         // plugin was built with this SDK, whose init cannot panic.

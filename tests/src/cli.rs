@@ -183,6 +183,20 @@ impl TestContext {
         Outcome::from(self.cmd().args(args).output().expect("launcher runs"))
     }
 
+    /// Runs launcher with `args` and extra environment variables for this command only.
+    pub fn run_with_env<I, S>(&self, args: I, env: &[(&str, &str)]) -> Outcome
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.cmd();
+        cmd.args(args);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        Outcome::from(cmd.output().expect("launcher runs"))
+    }
+
     /// Runs launcher with `args`, feeding `input` on stdin.
     pub fn run_with_stdin<I, S>(&self, args: I, input: &[u8]) -> Outcome
     where

@@ -3,6 +3,7 @@
 pub(crate) mod info;
 pub(crate) mod list;
 pub(crate) mod plugins;
+pub(crate) mod registry;
 pub(crate) mod run;
 
 use std::io::IsTerminal;

@@ -5,4 +5,5 @@ mod azure;
 mod discovery;
 mod failures;
 mod install;
+mod registry;
 mod run;

@@ -1,0 +1,480 @@
+//! The registry commands: `registry add|list|remove|keygen`, `search`, `install <name>`,
+//! `update`, `outdated`, `sync`, `publish` and `yank`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use launcher_registry::{
+    ErrorKind, HostInfo, InstallContext, InstallOptions, InstallOutcome, KeyPair, PluginSpec,
+    PublishRequest, RegistryConfig, SearchQuery, Store,
+};
+use launcher_sdk::serde_json::{self, json};
+use semver::Version;
+
+use crate::commands::Globals;
+use crate::env;
+use crate::failure::{Class, Failure, fail};
+use crate::home::Home;
+use crate::loader;
+use crate::progress::Progress;
+use crate::registries::{Entry, Registries, normalize_location, read_key};
+
+/// Returns the user-facing failure for a registry error, with its exit code.
+pub(crate) fn registry_failure(err: launcher_registry::Error) -> anyhow::Error {
+    let class = match err.kind() {
+        ErrorKind::Resolve(_)
+        | ErrorKind::NotInstalled { .. }
+        | ErrorKind::UnknownRegistry { .. } => Class::NotFound,
+        ErrorKind::NoRegistries => Class::NotFound,
+        ErrorKind::Network { .. } | ErrorKind::HttpStatus { .. } | ErrorKind::NotCached { .. } => {
+            Class::Unavailable
+        }
+        ErrorKind::DownloadTooLarge { .. }
+        | ErrorKind::DownloadTruncated { .. }
+        | ErrorKind::ChecksumMismatch { .. }
+        | ErrorKind::Signature { .. }
+        | ErrorKind::UnsafeArchive { .. }
+        | ErrorKind::PackageMismatch { .. } => Class::Integrity,
+        ErrorKind::Validation { .. }
+        | ErrorKind::InvalidManifest { .. }
+        | ErrorKind::InvalidPluginToml { .. } => Class::InvalidInput,
+        ErrorKind::RegistryConfig { .. } => Class::Usage,
+        _ => Class::Failure,
+    };
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if class == Class::Integrity {
+        message.push_str("; nothing was installed");
+    }
+    Failure::new(class, message).into()
+}
+
+fn host_info() -> HostInfo {
+    HostInfo::current(
+        Version::parse(env!("CARGO_PKG_VERSION")).expect("the package version is semver"),
+    )
+}
+
+fn validate(path: &Path) -> Result<launcher_sdk::Manifest, String> {
+    loader::probe(path)
+}
+
+/// `launcher registry add`.
+pub(crate) fn add(globals: &Globals, name: &str, location: &str, trust: &[String]) -> Result<()> {
+    let home = Home::locate()?;
+    let mut registries = Registries::load(&home)?;
+    let keys = trust
+        .iter()
+        .map(|k| read_key(k))
+        .collect::<Result<Vec<_>>>()?;
+    let config = RegistryConfig {
+        index: normalize_location(location),
+        trust: keys,
+    };
+    config.check(name).map_err(registry_failure)?;
+    if config.trust.is_empty() {
+        return Err(Failure::new(
+            Class::Usage,
+            format!("registry `{name}` needs at least one trusted key"),
+        )
+        .hint("pass --trust with the publisher's minisign public key (or its .pub file)")
+        .into());
+    }
+    let entry = Entry {
+        name: name.to_string(),
+        config,
+    };
+    let replaced = match registries.entries.iter_mut().find(|e| e.name == name) {
+        Some(existing) => {
+            *existing = entry;
+            true
+        }
+        None => {
+            registries.entries.push(entry);
+            false
+        }
+    };
+    registries.save()?;
+    globals.status(&format!(
+        "{} registry `{name}` ({location})",
+        if replaced { "updated" } else { "added" }
+    ));
+    Ok(())
+}
+
+/// `launcher registry list`.
+pub(crate) fn list(as_json: bool) -> Result<()> {
+    let registries = Registries::load(&Home::locate()?)?;
+    if as_json {
+        let items: Vec<_> = registries
+            .entries
+            .iter()
+            .map(|e| json!({"name": e.name, "index": e.config.index, "trust": e.config.trust}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    for e in &registries.entries {
+        println!(
+            "{}  {}  ({} trusted key{})",
+            e.name,
+            e.config.index,
+            e.config.trust.len(),
+            if e.config.trust.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+/// `launcher registry remove`.
+pub(crate) fn remove(globals: &Globals, name: &str) -> Result<()> {
+    let mut registries = Registries::load(&Home::locate()?)?;
+    let before = registries.entries.len();
+    registries.entries.retain(|e| e.name != name);
+    if registries.entries.len() == before {
+        return Err(fail(
+            Class::NotFound,
+            format!("no registry named `{name}` is configured"),
+        ));
+    }
+    registries.save()?;
+    globals.status(&format!(
+        "removed registry `{name}`; plugins installed from it stay installed"
+    ));
+    Ok(())
+}
+
+/// `launcher registry keygen`: a minisign key pair for publishing.
+pub(crate) fn keygen(globals: &Globals, secret: &Path, public: Option<&Path>) -> Result<()> {
+    let public = public
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| secret.with_extension("pub"));
+    for path in [secret, public.as_path()] {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let password = env::var(env::KEY_PASSWORD);
+    let pair = KeyPair::generate(password.as_deref()).map_err(registry_failure)?;
+    pair.write(secret, &public).map_err(registry_failure)?;
+    globals.status(&format!(
+        "wrote {} and {}",
+        secret.display(),
+        public.display()
+    ));
+    println!("{}", pair.public_base64());
+    Ok(())
+}
+
+/// `launcher search`.
+pub(crate) fn search(
+    globals: &Globals,
+    query: SearchQuery,
+    offline: bool,
+    as_json: bool,
+) -> Result<()> {
+    let home = Home::locate()?;
+    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let registries = Registries::load(&home)?.open(&store, offline)?;
+    let hits =
+        launcher_registry::search(&registries, &query, &host_info()).map_err(registry_failure)?;
+    if as_json {
+        let items: Vec<_> = hits
+            .iter()
+            .map(|h| {
+                json!({
+                    "name": h.name,
+                    "version": h.version.to_string(),
+                    "registry": h.registry,
+                    "categories": h.categories,
+                    "tasks": h.tasks,
+                    "description": h.description,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        globals.status("no plugin matches");
+        return Ok(());
+    }
+    let name_w = hits.iter().map(|h| h.name.len()).max().unwrap_or(4);
+    let ver_w = hits
+        .iter()
+        .map(|h| h.version.to_string().len())
+        .max()
+        .unwrap_or(7);
+    let cat_w = hits
+        .iter()
+        .map(|h| h.categories.join(",").len())
+        .max()
+        .unwrap_or(8);
+    let task_w = hits
+        .iter()
+        .map(|h| h.tasks.join(",").len())
+        .max()
+        .unwrap_or(5);
+    let several = registries.len() > 1;
+    for h in &hits {
+        let registry = if several {
+            format!("  [{}]", h.registry)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<name_w$}  {:<ver_w$}  {:<cat_w$}  {:<task_w$}  {}{registry}",
+            h.name,
+            h.version.to_string(),
+            h.categories.join(","),
+            h.tasks.join(","),
+            h.description
+        );
+    }
+    Ok(())
+}
+
+/// Options shared by the commands that install from registries.
+pub(crate) struct InstallFlags {
+    pub(crate) registry: Option<String>,
+    pub(crate) allow_yanked: bool,
+    pub(crate) reinstall: bool,
+    pub(crate) offline: bool,
+}
+
+/// `launcher install <name>[@req]...`.
+pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags) -> Result<()> {
+    let home = Home::locate()?;
+    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let registries = Registries::load(&home)?.open(&store, flags.offline)?;
+    let host = host_info();
+    let progress = Progress::new(*globals);
+    let cx = InstallContext {
+        registries: &registries,
+        host: &host,
+        validate: &validate,
+        reporter: &progress,
+    };
+    let options = InstallOptions {
+        registry: flags.registry.clone(),
+        allow_yanked: flags.allow_yanked,
+        reinstall: flags.reinstall,
+    };
+    let mut lock = store.lock(&progress).map_err(registry_failure)?;
+    for warning in lock.warnings().to_vec() {
+        globals.warn(&warning);
+    }
+    for spec in specs {
+        let spec: PluginSpec = spec
+            .parse()
+            .map_err(|e: launcher_registry::Error| fail(Class::Usage, e.to_string()))?;
+        let outcome = lock
+            .install(&cx, &spec, &options)
+            .map_err(registry_failure)?;
+        report_outcome(globals, &outcome);
+    }
+    Ok(())
+}
+
+fn report_outcome(globals: &Globals, outcome: &InstallOutcome) {
+    let entry = &outcome.entry;
+    let from = match &entry.source {
+        launcher_registry::Source::Registry { registry, .. } => format!("registry `{registry}`"),
+        launcher_registry::Source::Path { path } => path.display().to_string(),
+    };
+    let message = match (&outcome.previous, outcome.changed) {
+        (_, false) => format!("{} {} is already installed", entry.name, entry.version),
+        (Some(prev), true) if prev.version != entry.version => {
+            format!(
+                "updated {} {} -> {} from {from}",
+                entry.name, prev.version, entry.version
+            )
+        }
+        (Some(_), true) => format!("reinstalled {} {} from {from}", entry.name, entry.version),
+        (None, true) => format!("installed {} {} from {from}", entry.name, entry.version),
+    };
+    globals.status(&message);
+}
+
+fn report_each(
+    globals: &Globals,
+    results: Vec<(String, launcher_registry::Result<InstallOutcome>)>,
+) -> Result<()> {
+    let mut first_error = None;
+    for (name, result) in results {
+        match result {
+            Ok(outcome) => report_outcome(globals, &outcome),
+            Err(err) => {
+                let failure = registry_failure(err);
+                eprintln!("error: {name}: {failure}");
+                first_error.get_or_insert(failure);
+            }
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `launcher update [name]`.
+pub(crate) fn update(globals: &Globals, name: Option<&str>, offline: bool) -> Result<()> {
+    with_registries(globals, offline, |lock, cx| {
+        let results = lock.update(cx, name).map_err(registry_failure)?;
+        if results.is_empty() {
+            globals.status("nothing installed from a registry");
+        }
+        report_each(globals, results)
+    })
+}
+
+/// `launcher sync`.
+pub(crate) fn sync(globals: &Globals, offline: bool) -> Result<()> {
+    with_registries(globals, offline, |lock, cx| {
+        let results = lock.sync(cx).map_err(registry_failure)?;
+        if results.is_empty() {
+            globals.status("the lockfile records no plugins");
+        }
+        report_each(globals, results)
+    })
+}
+
+fn with_registries(
+    globals: &Globals,
+    offline: bool,
+    body: impl FnOnce(&mut launcher_registry::StoreLock<'_>, &InstallContext<'_>) -> Result<()>,
+) -> Result<()> {
+    let home = Home::locate()?;
+    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let registries = Registries::load(&home)?.open(&store, offline)?;
+    let host = host_info();
+    let progress = Progress::new(*globals);
+    let cx = InstallContext {
+        registries: &registries,
+        host: &host,
+        validate: &validate,
+        reporter: &progress,
+    };
+    let mut lock = store.lock(&progress).map_err(registry_failure)?;
+    for warning in lock.warnings().to_vec() {
+        globals.warn(&warning);
+    }
+    body(&mut lock, &cx)
+}
+
+/// `launcher outdated`.
+pub(crate) fn outdated(globals: &Globals, offline: bool, as_json: bool) -> Result<()> {
+    let home = Home::locate()?;
+    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let registries = Registries::load(&home)?.open(&store, offline)?;
+    let rows =
+        launcher_registry::outdated(&store, &registries, &host_info()).map_err(registry_failure)?;
+    if as_json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|o| {
+                json!({
+                    "name": o.name,
+                    "registry": o.registry,
+                    "installed": o.installed.to_string(),
+                    "requirement": o.requirement,
+                    "wanted": o.wanted.as_ref().map(ToString::to_string),
+                    "latest": o.latest.as_ref().map(ToString::to_string),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        globals.status("every plugin installed from a registry is up to date");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<10} {:<10} {:<10} requirement",
+        "plugin", "installed", "wanted", "latest"
+    );
+    for o in rows {
+        let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), ToString::to_string);
+        println!(
+            "{:<20} {:<10} {:<10} {:<10} {}",
+            o.name,
+            o.installed.to_string(),
+            show(&o.wanted),
+            show(&o.latest),
+            o.requirement
+        );
+    }
+    Ok(())
+}
+
+/// `launcher publish`.
+pub(crate) fn publish(
+    globals: &Globals,
+    library: &Path,
+    index: &Path,
+    key: &Path,
+    host: Option<&str>,
+) -> Result<()> {
+    let manifest = loader::probe(library).map_err(|reason| {
+        fail(
+            Class::InvalidInput,
+            format!("{} {reason}", library.display()),
+        )
+    })?;
+    let host = host
+        .map(|h| {
+            h.parse::<semver::VersionReq>()
+                .map_err(|e| fail(Class::Usage, format!("--host `{h}`: {e}")))
+        })
+        .transpose()?;
+    let docs_dir = library.parent().unwrap_or(Path::new("."));
+    let docs = launcher_registry::find_docs(docs_dir).map_err(registry_failure)?;
+    let password = env::var(env::KEY_PASSWORD);
+    let published = launcher_registry::publish(&PublishRequest {
+        library,
+        manifest: &manifest,
+        index,
+        secret_key: key,
+        password: password.as_deref(),
+        host,
+        target: None,
+        docs,
+    })
+    .map_err(registry_failure)?;
+    globals.status(&format!(
+        "published {} {} to {} ({})",
+        manifest.name,
+        manifest.version,
+        index.display(),
+        published.archive.display()
+    ));
+    Ok(())
+}
+
+/// `launcher yank`.
+pub(crate) fn yank(globals: &Globals, spec: &str, index: &Path, undo: bool) -> Result<()> {
+    let (name, version) = spec.split_once('@').ok_or_else(|| {
+        fail(
+            Class::Usage,
+            format!("give the exact version to yank, as name@version, not `{spec}`"),
+        )
+    })?;
+    let version = Version::parse(version.trim_start_matches('=')).map_err(|e| {
+        fail(
+            Class::Usage,
+            format!("`{version}` is not an exact version: {e}"),
+        )
+    })?;
+    launcher_registry::yank(index, name, &version, !undo).map_err(registry_failure)?;
+    globals.status(&format!(
+        "{} {name} {version}",
+        if undo { "unyanked" } else { "yanked" }
+    ));
+    Ok(())
+}

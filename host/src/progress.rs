@@ -1,0 +1,90 @@
+//! Drawing what the registry library reports: a progress bar for downloads on a terminal,
+//! plain lines otherwise (with `-v`).
+
+use std::cell::RefCell;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use launcher_registry::{Reporter, Stage};
+use semver::Version;
+
+use crate::commands::Globals;
+
+/// Reports registry work to the user.
+pub(crate) struct Progress {
+    globals: Globals,
+    bar: RefCell<Option<ProgressBar>>,
+}
+
+impl Progress {
+    pub(crate) fn new(globals: Globals) -> Progress {
+        Progress {
+            globals,
+            bar: RefCell::new(None),
+        }
+    }
+
+    fn finish_bar(&self) {
+        if let Some(bar) = self.bar.borrow_mut().take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish_bar();
+    }
+}
+
+impl Reporter for Progress {
+    fn waiting_for_lock(&self, lock_file: &Path) {
+        self.globals.status(&format!(
+            "waiting for another launcher to finish with the plugin store ({})",
+            lock_file.display()
+        ));
+    }
+
+    fn download_started(&self, name: &str, version: &Version, total: u64) {
+        self.globals
+            .info(&format!("downloading {name} {version} ({total} bytes)"));
+        if !self.globals.show_progress() {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style =
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(format!("{name} {version}"));
+        *self.bar.borrow_mut() = Some(bar);
+    }
+
+    fn download_progress(&self, _name: &str, received: u64) {
+        if let Some(bar) = self.bar.borrow().as_ref() {
+            bar.set_position(received);
+        }
+    }
+
+    fn download_finished(&self, _name: &str) {
+        self.finish_bar();
+    }
+
+    fn stage(&self, name: &str, version: &Version, stage: Stage) {
+        let what = match stage {
+            Stage::Verifying => "verifying checksum and signature",
+            Stage::Extracting => "extracting",
+            Stage::Validating => "validating the library in a child process",
+            Stage::Installing => "installing",
+            Stage::Recording => "recording in the lockfile",
+            _ => "working",
+        };
+        self.globals.info(&format!("{name} {version}: {what}"));
+    }
+
+    fn warning(&self, message: &str) {
+        self.finish_bar();
+        self.globals.warn(message);
+    }
+}
