@@ -322,13 +322,13 @@ impl ManifestCache {
     /// Returns the manifest of `library`, probing it if it is new or changed.
     fn manifest(&mut self, library: &Path) -> Result<Manifest, String> {
         let fingerprint = Fingerprint::of(library).ok_or_else(|| "cannot be read".to_string())?;
-        if let Some(entry) = self.file.entries.get(library) {
-            if entry.fingerprint == fingerprint {
-                return match &entry.outcome {
-                    Outcome::Manifest(m) => Ok(m.clone()),
-                    Outcome::Refused(reason) => Err(reason.clone()),
-                };
-            }
+        if let Some(entry) = self.file.entries.get(library)
+            && entry.fingerprint == fingerprint
+        {
+            return match &entry.outcome {
+                Outcome::Manifest(m) => Ok(m.clone()),
+                Outcome::Refused(reason) => Err(reason.clone()),
+            };
         }
         let result = loader::probe(library);
         self.probed.push(library.to_path_buf());

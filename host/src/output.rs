@@ -90,17 +90,17 @@ impl Outputs {
                 .hint("pass --force to replace it, or choose another name with -o")
                 .into());
             }
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                if !parent.is_dir() {
-                    return Err(fail(
-                        Class::InvalidInput,
-                        format!(
-                            "cannot write {}: directory {} does not exist",
-                            path.display(),
-                            parent.display()
-                        ),
-                    ));
-                }
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                && !parent.is_dir()
+            {
+                return Err(fail(
+                    Class::InvalidInput,
+                    format!(
+                        "cannot write {}: directory {} does not exist",
+                        path.display(),
+                        parent.display()
+                    ),
+                ));
             }
         }
         Ok(())

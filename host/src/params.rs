@@ -190,15 +190,15 @@ pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
                 return Err(invalid("is empty".to_string()));
             }
             let chars = raw.chars().count() as f64;
-            if let Some(min) = param.min {
-                if chars < min {
-                    return Err(invalid(format!("is shorter than {min} characters")));
-                }
+            if let Some(min) = param.min
+                && chars < min
+            {
+                return Err(invalid(format!("is shorter than {min} characters")));
             }
-            if let Some(max) = param.max {
-                if chars > max {
-                    return Err(invalid(format!("is longer than {max} characters")));
-                }
+            if let Some(max) = param.max
+                && chars > max
+            {
+                return Err(invalid(format!("is longer than {max} characters")));
             }
             Value::String(raw.to_string())
         }

@@ -40,10 +40,10 @@ pub(crate) fn source_of(
     if cli.iter().any(|(k, v)| k == &setting.name && !v.is_empty()) {
         return SettingSource::CommandLine;
     }
-    if let Some(var) = &setting.env {
-        if env::var(var).is_some() {
-            return SettingSource::Env(var.clone());
-        }
+    if let Some(var) = &setting.env
+        && env::var(var).is_some()
+    {
+        return SettingSource::Env(var.clone());
     }
     if config
         .setting(tool, &setting.name)

@@ -76,6 +76,16 @@ impl Outcome {
 impl TestContext {
     /// Creates a context for the launcher binary at `bin`.
     pub fn new(bin: &str) -> TestContext {
+        let bin_dir = Path::new(bin).parent().expect("binary has a directory");
+        let (prefix, suffix) = library_affixes();
+        let espeak = bin_dir.join(format!("{prefix}launcher_plugin_espeak{suffix}"));
+        // `cargo test` builds plugin libraries only into deps/; the end-to-end tests need them
+        // beside the binary, where `cargo build` puts them and where launcher looks.
+        assert!(
+            espeak.is_file(),
+            "{} is missing: run `cargo build --workspace` before `cargo test --workspace`",
+            espeak.display()
+        );
         TestContext {
             bin: PathBuf::from(bin),
             home: tempfile::tempdir().expect("temp home"),
@@ -96,13 +106,7 @@ impl TestContext {
     /// Returns the path of a library built in this workspace, e.g. `launcher_plugin_espeak`.
     #[track_caller]
     pub fn built_library(&self, stem: &str) -> PathBuf {
-        let (prefix, suffix) = if cfg!(windows) {
-            ("", ".dll")
-        } else if cfg!(target_os = "macos") {
-            ("lib", ".dylib")
-        } else {
-            ("lib", ".so")
-        };
+        let (prefix, suffix) = library_affixes();
         let file = format!("{prefix}{stem}{suffix}");
         let dir = self.bin_dir();
         for candidate in [dir.join(&file), dir.join("deps").join(&file)] {
@@ -124,13 +128,7 @@ impl TestContext {
 
     /// Writes `bytes` into the plugin directory as the library of plugin `name`.
     pub fn add_plugin_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let (prefix, suffix) = if cfg!(windows) {
-            ("", ".dll")
-        } else if cfg!(target_os = "macos") {
-            ("lib", ".dylib")
-        } else {
-            ("lib", ".so")
-        };
+        let (prefix, suffix) = library_affixes();
         let path = self.plugins.path().join(format!(
             "{prefix}launcher_plugin_{}{suffix}",
             name.replace('-', "_")
@@ -229,6 +227,17 @@ impl TestContext {
     /// Returns the names of the files in the working directory, sorted.
     pub fn work_files(&self) -> Vec<String> {
         list_dir(self.work.path())
+    }
+}
+
+/// The file name prefix and suffix of dynamic libraries on this platform.
+fn library_affixes() -> (&'static str, &'static str) {
+    if cfg!(windows) {
+        ("", ".dll")
+    } else if cfg!(target_os = "macos") {
+        ("lib", ".dylib")
+    } else {
+        ("lib", ".so")
     }
 }
 

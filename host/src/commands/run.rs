@@ -114,15 +114,14 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
 
     let explicit = matches.get_one::<String>("output").map(PathBuf::from);
     // `-o speech.mp3` picks the format when none was given.
-    if let (Some(path), Some(format)) = (&explicit, params.iter().find(|p| p.name == "format")) {
-        if matches.get_one::<String>("format").is_none() {
-            if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-                values.insert(
-                    "format".to_string(),
-                    params::check(format, &ext.to_ascii_lowercase())?,
-                );
-            }
-        }
+    if let (Some(path), Some(format)) = (&explicit, params.iter().find(|p| p.name == "format"))
+        && matches.get_one::<String>("format").is_none()
+        && let Some(ext) = path.extension().and_then(|e| e.to_str())
+    {
+        values.insert(
+            "format".to_string(),
+            params::check(format, &ext.to_ascii_lowercase())?,
+        );
     }
     let json_out = matches.get_flag("json");
     let plan = Plan {
@@ -429,10 +428,10 @@ fn call_failure(tool: &str, err: CallError, secrets: &[String]) -> anyhow::Error
         CallError::Plugin(err) => {
             let class = Class::of_kind(err.kind);
             let mut message = format!("{tool}: {}", scrub(&err.message));
-            if err.kind == ErrorKind::RateLimited {
-                if let Some(secs) = err.retry_after_secs {
-                    message.push_str(&format!(" (the service asked to wait {secs:.0} s)"));
-                }
+            if err.kind == ErrorKind::RateLimited
+                && let Some(secs) = err.retry_after_secs
+            {
+                message.push_str(&format!(" (the service asked to wait {secs:.0} s)"));
             }
             let mut failure = Failure::new(class, message);
             if let Some(hint) = err.hint {

@@ -8,7 +8,7 @@
 //!
 //! Text goes to espeak-ng on stdin, never as an argument, so text starting with a dash or
 //! longer than the command line allows is spoken as is. The audio is spooled to a temporary
-//! file and its header repaired (see [`wav`]) before it is streamed to the host.
+//! file and its header repaired (see the `wav` module) before it is streamed to the host.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
