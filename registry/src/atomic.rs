@@ -15,7 +15,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut temp = tempfile::Builder::new()
+    let mut temp = shared_file_builder()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
@@ -26,6 +26,19 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     temp.persist(path)
         .map_err(|e| Error::io("replace", path, e.error))?;
     sync_dir(dir)
+}
+
+/// Returns a temporary-file builder whose files end up readable by everyone (less the umask),
+/// like files written normally: tempfile's default of owner-only would stop a web server running
+/// as another user from serving a published registry.
+pub(crate) fn shared_file_builder<'a, 'b>() -> tempfile::Builder<'a, 'b> {
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o644));
+    }
+    builder
 }
 
 /// Flushes a directory's entries (creations, renames, removals) to disk.
@@ -81,5 +94,16 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["plugins.lock"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn replaced_files_are_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        write_file(&path, b"{}").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "mode {mode:o}");
     }
 }

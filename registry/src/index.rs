@@ -111,7 +111,7 @@ pub struct IndexLine {
     pub yanked: bool,
 }
 
-fn first_schema() -> u32 {
+pub(crate) fn first_schema() -> u32 {
     1
 }
 

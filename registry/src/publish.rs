@@ -351,7 +351,7 @@ pub fn publish(request: &PublishRequest<'_>) -> Result<Published> {
     // Pack beside the destination, so the final rename cannot cross file systems.
     let archive_dir = atomic::parent(&destination).to_path_buf();
     fs::create_dir_all(&archive_dir).map_err(|e| Error::io("create", &archive_dir, e))?;
-    let packed = tempfile::Builder::new()
+    let packed = atomic::shared_file_builder()
         .prefix(".publish-")
         .suffix(".tar.gz")
         .tempfile_in(&archive_dir)

@@ -1,12 +1,15 @@
 //! Search: what the registries offer, from their catalog files alone.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
-use semver::Version;
+use semver::{Version, VersionReq};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::error::Result;
-use crate::index::IndexLine;
-use crate::resolve::{HostInfo, Request, resolve};
+use crate::index::{INDEX_SCHEMA, first_schema};
+use crate::resolve::HostInfo;
 use crate::source::Registry;
 
 /// What to look for. Empty fields match everything.
@@ -51,38 +54,23 @@ pub fn search(
         .split_whitespace()
         .map(str::to_lowercase)
         .collect();
-    let mut hits: BTreeMap<String, (u8, SearchHit)> = BTreeMap::new();
+    let mut hits: HashMap<String, (u8, SearchHit)> = HashMap::new();
     for registry in registries {
-        let catalog = registry.catalog()?;
-        let mut by_name: BTreeMap<String, Vec<IndexLine>> = BTreeMap::new();
-        for line in catalog.lines {
-            by_name.entry(line.name.clone()).or_default().push(line);
-        }
-        for (name, lines) in by_name {
-            if hits.contains_key(&name) {
-                continue;
-            }
-            let request = Request {
-                name: &name,
-                requirement: None,
-                allow_yanked: false,
-                pinned: None,
-            };
-            let Ok(line) = resolve(&lines, &request, host) else {
-                continue;
-            };
-            let Some(rank) = rank(line, &words, query) else {
+        let text = registry.catalog_text()?;
+        let newest = newest_installable(&text, host, &hits);
+        for (name, line) in newest {
+            let Some(rank) = rank(&line, &words, query) else {
                 continue;
             };
             let hit = SearchHit {
-                name: name.clone(),
+                name: name.clone().into_owned(),
                 registry: registry.name().to_string(),
-                version: line.vers.clone(),
-                description: line.desc.clone(),
-                categories: line.categories.clone(),
-                tasks: line.tasks.clone(),
+                version: line.vers,
+                description: line.desc.into_owned(),
+                categories: line.categories.iter().map(|c| c.to_string()).collect(),
+                tasks: line.tasks.iter().map(|t| t.to_string()).collect(),
             };
-            hits.insert(name, (rank, hit));
+            hits.insert(name.into_owned(), (rank, hit));
         }
     }
     let mut hits: Vec<(u8, SearchHit)> = hits.into_values().collect();
@@ -90,9 +78,124 @@ pub fn search(
     Ok(hits.into_iter().map(|(_, hit)| hit).collect())
 }
 
+/// The fields of an index line search reads, borrowed from the catalog's text where JSON
+/// allows. Artifacts are skipped: search never downloads, and their signatures are most of a
+/// line's bytes, so a catalog of 10,000 plugins is read without allocating them.
+#[derive(Deserialize)]
+struct CatalogLine<'a> {
+    #[serde(default = "first_schema")]
+    v: u32,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    vers: Version,
+    abi: u32,
+    host: VersionReq,
+    #[serde(default, borrow)]
+    desc: Cow<'a, str>,
+    // Kinds, task names and target triples never need JSON escapes, so they are borrowed; a
+    // line that escapes one anyway is left out of search (install reads index files instead).
+    #[serde(default, borrow)]
+    categories: Vec<&'a str>,
+    #[serde(default, borrow)]
+    tasks: Vec<&'a str>,
+    #[serde(borrow)]
+    targets: HashMap<&'a str, IgnoredAny>,
+    #[serde(default)]
+    yanked: bool,
+}
+
+impl CatalogLine<'_> {
+    /// Returns whether a bare `launcher install <name>` could pick this line: a schema this
+    /// client reads, a stable version, this ABI and launcher version, a build for this target,
+    /// not yanked (the same rules as [`resolve`](crate::resolve()) with no requirement).
+    fn installable(&self, host: &HostInfo) -> bool {
+        self.v <= INDEX_SCHEMA
+            && self.vers.pre.is_empty()
+            && !self.yanked
+            && self.abi == host.abi
+            && self.host.matches(&host.version)
+            && self.targets.contains_key(host.target.as_str())
+    }
+}
+
+/// Returns the newest installable line of each plugin in `catalog` not among `found` already.
+///
+/// The catalog is cut into one piece per core at line boundaries: parsing is nearly all of
+/// search's time, and lines are independent.
+fn newest_installable<'a>(
+    catalog: &'a str,
+    host: &HostInfo,
+    found: &HashMap<String, (u8, SearchHit)>,
+) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+    let pieces = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut chunks = Vec::with_capacity(pieces);
+    let mut rest = catalog;
+    while !rest.is_empty() {
+        let target = (catalog.len() / pieces).max(1).min(rest.len());
+        let cut = rest[target..]
+            .find('\n')
+            .map_or(rest.len(), |i| target + i + 1);
+        let (chunk, tail) = rest.split_at(cut);
+        chunks.push(chunk);
+        rest = tail;
+    }
+    let parts: Vec<HashMap<Cow<'a, str>, CatalogLine<'a>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || newest_in(chunk, host, found)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut newest = HashMap::new();
+    for part in parts {
+        for (name, line) in part {
+            keep_newer(&mut newest, name, line);
+        }
+    }
+    newest
+}
+
+/// Returns the newest installable line of each plugin among `lines`.
+fn newest_in<'a>(
+    lines: &'a str,
+    host: &HostInfo,
+    found: &HashMap<String, (u8, SearchHit)>,
+) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+    let mut newest = HashMap::new();
+    for line in lines.lines() {
+        // Unparsable lines are reported by the install path, which reads index files.
+        let Ok(line) = serde_json::from_str::<CatalogLine<'_>>(line.trim()) else {
+            continue;
+        };
+        if line.installable(host) && !found.contains_key(line.name.as_ref()) {
+            keep_newer(&mut newest, line.name.clone(), line);
+        }
+    }
+    newest
+}
+
+fn keep_newer<'a>(
+    newest: &mut HashMap<Cow<'a, str>, CatalogLine<'a>>,
+    name: Cow<'a, str>,
+    line: CatalogLine<'a>,
+) {
+    match newest.get(&name) {
+        Some(best) if best.vers >= line.vers => {}
+        _ => {
+            newest.insert(name, line);
+        }
+    }
+}
+
 /// Returns how well `line` matches (lower is better), or `None` if it does not.
-fn rank(line: &IndexLine, words: &[String], query: &SearchQuery) -> Option<u8> {
-    let has = |list: &[String], wanted: &Option<String>| {
+fn rank(line: &CatalogLine<'_>, words: &[String], query: &SearchQuery) -> Option<u8> {
+    let has = |list: &[&str], wanted: &Option<String>| {
         wanted
             .as_deref()
             .is_none_or(|w| list.iter().any(|item| item.eq_ignore_ascii_case(w)))
@@ -120,4 +223,80 @@ fn rank(line: &IndexLine, words: &[String], query: &SearchQuery) -> Option<u8> {
     } else {
         2
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostInfo {
+        HostInfo {
+            abi: 1,
+            version: Version::new(0, 1, 0),
+            target: "x86_64-unknown-linux-gnu".to_string(),
+        }
+    }
+
+    fn line(name: &str, vers: &str, extra: &str) -> String {
+        let mut fields = format!(
+            r#""v":1,"name":"{name}","vers":"{vers}","abi":1,"host":"*","desc":"says {name} aloud","categories":["audio"],"tasks":["tts"],"targets":{{"x86_64-unknown-linux-gnu":{{"sha256":"00","size":1,"sig":"line one\nline two"}}}}"#
+        );
+        for (key, value) in extra.split(';').filter_map(|kv| kv.split_once('=')) {
+            fields = fields.replace(&format!("\"{key}\":"), &format!("\"{key}_replaced\":"));
+            fields.push_str(&format!(",\"{key}\":{value}"));
+        }
+        format!("{{{fields}}}")
+    }
+
+    #[test]
+    fn picks_the_newest_version_a_bare_install_would_pick() {
+        let catalog = [
+            line("voice", "1.0.0", ""),
+            line("voice", "1.1.0", ""),
+            line("voice", "2.0.0-beta.1", ""),
+            line("voice", "1.2.0", "yanked=true"),
+            line("voice", "1.3.0", "abi=2"),
+            line("voice", "1.4.0", r#"host=">=9""#),
+            line("voice", "1.5.0", r#"targets={"aarch64-apple-darwin":{}}"#),
+            line("voice", "1.6.0", "v=2"),
+            "not json at all".to_string(),
+            line("other", "0.3.0", ""),
+        ]
+        .join("\n");
+        let newest = newest_in(&catalog, &host(), &HashMap::new());
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest["voice"].vers, Version::new(1, 1, 0));
+        assert_eq!(newest["other"].vers, Version::new(0, 3, 0));
+        // Splitting across threads gives the same answer.
+        let split = newest_installable(&catalog, &host(), &HashMap::new());
+        assert_eq!(split["voice"].vers, Version::new(1, 1, 0));
+        assert_eq!(split.len(), 2);
+    }
+
+    #[test]
+    fn ranks_exact_names_first_and_filters_by_kind_task_and_words() {
+        let text = line("tts", "1.0.0", "");
+        let parsed: CatalogLine<'_> = serde_json::from_str(&text).unwrap();
+        let query = |text: &str, category: Option<&str>, task: Option<&str>| SearchQuery {
+            text: Some(text.to_string()),
+            category: category.map(str::to_string),
+            task: task.map(str::to_string),
+        };
+        let words = |q: &SearchQuery| -> Vec<String> {
+            q.text
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_lowercase)
+                .collect()
+        };
+        let exact = query("tts", None, None);
+        assert_eq!(rank(&parsed, &words(&exact), &exact), Some(0));
+        let described = query("ALOUD", Some("Audio"), Some("tts"));
+        assert_eq!(rank(&parsed, &words(&described), &described), Some(2));
+        let wrong_kind = query("", Some("video"), None);
+        assert_eq!(rank(&parsed, &words(&wrong_kind), &wrong_kind), None);
+        let missing_word = query("aloud quietly", None, None);
+        assert_eq!(rank(&parsed, &words(&missing_word), &missing_word), None);
+    }
 }

@@ -216,6 +216,11 @@ impl Registry {
 
     /// Returns every line of every plugin, from the registry's catalog file.
     pub fn catalog(&self) -> Result<IndexFile> {
+        Ok(IndexFile::parse(&self.catalog_text()?, None))
+    }
+
+    /// Returns the text of the registry's catalog file.
+    pub(crate) fn catalog_text(&self) -> Result<String> {
         let text = self
             .fetch(CATALOG_FILE)?
             .ok_or_else(|| ErrorKind::RegistryConfig {
@@ -225,7 +230,7 @@ impl Registry {
                     self.describe(CATALOG_FILE)
                 ),
             })?;
-        Ok(IndexFile::parse(&text, None))
+        Ok(text)
     }
 
     /// Returns where an index file lives, for messages.

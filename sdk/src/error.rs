@@ -127,10 +127,31 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
+/// Marks the I/O error an output writer returns once the host asked the job to stop.
+///
+/// Not `ErrorKind::Interrupted`: `write_all` and `io::copy` retry on that forever.
+#[derive(Debug)]
+struct JobCancelled;
+
+impl fmt::Display for JobCancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the job was cancelled")
+    }
+}
+
+impl std::error::Error for JobCancelled {}
+
+/// Returns the I/O error that tells a writer's caller the job was cancelled.
+pub(crate) fn cancelled_io_error() -> std::io::Error {
+    std::io::Error::other(JobCancelled)
+}
+
 impl From<std::io::Error> for PluginError {
     fn from(err: std::io::Error) -> Self {
+        if err.get_ref().is_some_and(|e| e.is::<JobCancelled>()) {
+            return PluginError::cancelled();
+        }
         match err.kind() {
-            std::io::ErrorKind::Interrupted => PluginError::cancelled(),
             std::io::ErrorKind::TimedOut => PluginError::timeout(err.to_string()),
             _ => PluginError::internal(err.to_string()),
         }

@@ -149,10 +149,7 @@ impl OutputWriter<'_, '_> {
         if sent {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "the job was cancelled",
-            ))
+            Err(crate::error::cancelled_io_error())
         }
     }
 
@@ -177,10 +174,7 @@ impl io::Write for OutputWriter<'_, '_> {
             return if sent {
                 Ok(data.len())
             } else {
-                Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "the job was cancelled",
-                ))
+                Err(crate::error::cancelled_io_error())
             };
         }
         self.buf.extend_from_slice(data);

@@ -1,6 +1,7 @@
 //! The registry commands: `registry add|list|remove|keygen`, `search`, `install <name>`,
 //! `update`, `outdated`, `sync`, `publish` and `yank`.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
@@ -183,21 +184,32 @@ pub(crate) fn search(
     let registries = Registries::load(&home)?.open(&store, offline)?;
     let hits =
         launcher_registry::search(&registries, &query, &host_info()).map_err(registry_failure)?;
+    // Thousands of lines: one buffered writer rather than a write per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if as_json {
-        let items: Vec<_> = hits
+        #[derive(serde::Serialize)]
+        struct Hit<'a> {
+            name: &'a str,
+            version: String,
+            registry: &'a str,
+            categories: &'a [String],
+            tasks: &'a [String],
+            description: &'a str,
+        }
+        let items: Vec<Hit<'_>> = hits
             .iter()
-            .map(|h| {
-                json!({
-                    "name": h.name,
-                    "version": h.version.to_string(),
-                    "registry": h.registry,
-                    "categories": h.categories,
-                    "tasks": h.tasks,
-                    "description": h.description,
-                })
+            .map(|h| Hit {
+                name: &h.name,
+                version: h.version.to_string(),
+                registry: &h.registry,
+                categories: &h.categories,
+                tasks: &h.tasks,
+                description: &h.description,
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        serde_json::to_writer_pretty(&mut out, &items)?;
+        writeln!(out)?;
+        out.flush()?;
         return Ok(());
     }
     if hits.is_empty() {
@@ -227,15 +239,17 @@ pub(crate) fn search(
         } else {
             String::new()
         };
-        println!(
+        writeln!(
+            out,
             "{:<name_w$}  {:<ver_w$}  {:<cat_w$}  {:<task_w$}  {}{registry}",
             h.name,
             h.version.to_string(),
             h.categories.join(","),
             h.tasks.join(","),
             h.description
-        );
+        )?;
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -249,36 +263,25 @@ pub(crate) struct InstallFlags {
 
 /// `launcher install <name>[@req]...`.
 pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags) -> Result<()> {
-    let home = Home::locate()?;
-    let store = Store::open(&home.root).map_err(registry_failure)?;
-    let registries = Registries::load(&home)?.open(&store, flags.offline)?;
-    let host = host_info();
-    let progress = Progress::new(*globals);
-    let cx = InstallContext {
-        registries: &registries,
-        host: &host,
-        validate: &validate,
-        reporter: &progress,
-    };
+    let specs = specs
+        .iter()
+        .map(|spec| {
+            spec.parse::<PluginSpec>()
+                .map_err(|e| fail(Class::Usage, e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let options = InstallOptions {
         registry: flags.registry.clone(),
         allow_yanked: flags.allow_yanked,
         reinstall: flags.reinstall,
     };
-    let mut lock = store.lock(&progress).map_err(registry_failure)?;
-    for warning in lock.warnings().to_vec() {
-        globals.warn(&warning);
-    }
-    for spec in specs {
-        let spec: PluginSpec = spec
-            .parse()
-            .map_err(|e: launcher_registry::Error| fail(Class::Usage, e.to_string()))?;
-        let outcome = lock
-            .install(&cx, &spec, &options)
-            .map_err(registry_failure)?;
-        report_outcome(globals, &outcome);
-    }
-    Ok(())
+    with_registries(globals, flags.offline, |lock, cx| {
+        for spec in &specs {
+            let outcome = lock.install(cx, spec, &options).map_err(registry_failure)?;
+            report_outcome(globals, &outcome);
+        }
+        Ok(())
+    })
 }
 
 fn report_outcome(globals: &Globals, outcome: &InstallOutcome) {

@@ -170,14 +170,23 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         globals,
         progress_shown: false,
         secrets: &secrets,
+        reader_gone: false,
     };
     let started = Instant::now();
     let outcome = instance.invoke(&job, &mut handler);
     let duration = started.elapsed();
     handler.clear_progress();
     let Handler {
-        outputs, io_error, ..
+        outputs,
+        io_error,
+        reader_gone,
+        ..
     } = handler;
+    if reader_gone {
+        // Like other Unix tools, a closed pipe on stdout is not an error worth reporting.
+        outputs.abandon();
+        return Ok(());
+    }
 
     let result = match (outcome, io_error) {
         (_, Some(err)) => {
@@ -480,6 +489,8 @@ struct Handler<'a> {
     globals: &'a Globals,
     progress_shown: bool,
     secrets: &'a [String],
+    /// Stdout was closed by its reader.
+    reader_gone: bool,
 }
 
 impl Handler<'_> {
@@ -497,8 +508,8 @@ impl EventHandler for Handler<'_> {
             Event::Chunk(header, bytes) => {
                 if let Err(err) = self.outputs.write(&header, bytes) {
                     if err.kind() == std::io::ErrorKind::BrokenPipe {
-                        // The reader went away (`| head`): stop quietly.
-                        self.cancel.store(true, Ordering::SeqCst);
+                        // The reader went away (`| head`): stop the job, quietly.
+                        self.reader_gone = true;
                     } else {
                         self.io_error.get_or_insert(err);
                     }
@@ -538,7 +549,7 @@ impl EventHandler for Handler<'_> {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+        self.reader_gone || self.cancel.load(Ordering::SeqCst)
     }
 }
 

@@ -359,3 +359,34 @@ fn compose_makes_a_video_as_long_as_its_audio() {
     missing.expect_code(5);
     assert!(missing.stderr.contains("nope.png"), "{}", missing.stderr);
 }
+
+#[test]
+fn a_reader_closing_stdout_stops_the_job_quietly() {
+    use std::io::Read;
+    let ctx = test_context!();
+    let text = "A long narration that makes several chunks of audio. ".repeat(200);
+    let mut child = ctx
+        .cmd()
+        .args(["run", "tts", "--text", &text, "-o", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // The pipe is closed now; the job must end rather than keep writing (or spin).
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("launcher kept running after its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(&head[..4], b"RIFF");
+    assert!(ctx.work_files().is_empty());
+}
