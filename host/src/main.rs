@@ -125,6 +125,14 @@ fn probe(library: &std::path::Path) -> anyhow::Result<()> {
 
 /// Prints an error with its causes and hint; returns the exit code.
 fn report(err: &anyhow::Error) -> u8 {
+    let broken_pipe = err
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+    if broken_pipe {
+        // The reader of our output went away (`| head`): nothing is wrong.
+        return 0;
+    }
     let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
     let class = failure.map_or(Class::Failure, |f| f.class);
     eprintln!("error: {err}");

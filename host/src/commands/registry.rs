@@ -216,38 +216,30 @@ pub(crate) fn search(
         globals.status("no plugin matches");
         return Ok(());
     }
+    let rows: Vec<[String; 3]> = hits
+        .iter()
+        .map(|h| {
+            [
+                h.version.to_string(),
+                h.categories.join(","),
+                h.tasks.join(","),
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let (ver_w, cat_w, task_w) = (width(0), width(1), width(2));
     let name_w = hits.iter().map(|h| h.name.len()).max().unwrap_or(4);
-    let ver_w = hits
-        .iter()
-        .map(|h| h.version.to_string().len())
-        .max()
-        .unwrap_or(7);
-    let cat_w = hits
-        .iter()
-        .map(|h| h.categories.join(",").len())
-        .max()
-        .unwrap_or(8);
-    let task_w = hits
-        .iter()
-        .map(|h| h.tasks.join(",").len())
-        .max()
-        .unwrap_or(5);
     let several = registries.len() > 1;
-    for h in &hits {
-        let registry = if several {
-            format!("  [{}]", h.registry)
-        } else {
-            String::new()
-        };
-        writeln!(
+    for (h, [version, categories, tasks]) in hits.iter().zip(&rows) {
+        write!(
             out,
-            "{:<name_w$}  {:<ver_w$}  {:<cat_w$}  {:<task_w$}  {}{registry}",
-            h.name,
-            h.version.to_string(),
-            h.categories.join(","),
-            h.tasks.join(","),
-            h.description
+            "{:<name_w$}  {version:<ver_w$}  {categories:<cat_w$}  {tasks:<task_w$}  {}",
+            h.name, h.description
         )?;
+        if several {
+            write!(out, "  [{}]", h.registry)?;
+        }
+        writeln!(out)?;
     }
     out.flush()?;
     Ok(())
