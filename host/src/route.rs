@@ -67,6 +67,8 @@ pub(crate) struct Request<'a> {
     /// The kinds of input given (text, files by their content type), for `--to`.
     pub(crate) inputs: Vec<ContentKind>,
     pub(crate) cli_settings: &'a [(String, String)],
+    /// Only `--help` is wanted: a tool that is not ready may still be shown.
+    pub(crate) for_help: bool,
 }
 
 /// Resolves a request to a tool and task.
@@ -178,10 +180,11 @@ pub(crate) fn resolve<'c>(
                 ));
             }
         }
-        let Some(tool) = ranked
+        let ready = ranked
             .iter()
-            .find(|t| settings::missing(&t.spec, req.cli_settings, config).is_empty())
-        else {
+            .find(|t| settings::missing(&t.spec, req.cli_settings, config).is_empty());
+        // For `--help`, the tool that would run if it were set up is worth showing too.
+        let Some(tool) = ready.or(ranked.first().filter(|_| req.for_help)) else {
             let best = ranked[0];
             let setting = settings::missing(&best.spec, req.cli_settings, config)[0];
             return Err(settings::not_ready(&best.spec.id, setting, config_path));

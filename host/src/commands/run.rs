@@ -75,6 +75,7 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         to,
         inputs,
         cli_settings: &cli_settings,
+        for_help: wants_help,
     };
     let route = route::resolve(&catalog, &config, &config_path, &request)?;
     for reason in &route.reasons {

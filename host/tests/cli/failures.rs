@@ -65,6 +65,14 @@ fn a_tool_missing_a_setting_says_which_and_how() {
     );
     assert!(out.stderr.contains("AZURE_SPEECH_KEY"), "{}", out.stderr);
     assert!(ctx.work_files().is_empty());
+    // Help is still shown for a tool that is not ready, with where its settings come from.
+    let help = ctx.run(["run", "azure-tts", "--help"]);
+    help.success();
+    assert!(
+        help.stdout.contains("$AZURE_SPEECH_KEY") && help.stdout.contains("not set"),
+        "{}",
+        help.stdout
+    );
 }
 
 #[test]
