@@ -94,7 +94,6 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         task.name, task.description, tool.spec.id, tool.plugin, tool.version
     ));
     let matches = match cmd
-        .clone()
         .try_get_matches_from(std::iter::once(title.clone()).chain(rest.iter().cloned()))
     {
         Ok(m) => m,
@@ -469,7 +468,9 @@ static INTERRUPTS: AtomicU8 = AtomicU8::new(0);
 
 /// First Ctrl-C: ask the job to stop. Second: remove partial outputs and exit at once.
 fn install_interrupt_handler(cancel: Arc<AtomicBool>, pending: Pending) {
-    let result = ctrlc::set_handler(move || {
+    // One job per process, so the handler is set once; should it fail, Ctrl-C still ends the
+    // process, only without removing partial outputs.
+    let _ = ctrlc::set_handler(move || {
         let n = INTERRUPTS.fetch_add(1, Ordering::SeqCst);
         cancel.store(true, Ordering::SeqCst);
         if n == 0 {
@@ -479,8 +480,6 @@ fn install_interrupt_handler(cancel: Arc<AtomicBool>, pending: Pending) {
             std::process::exit(i32::from(Class::Cancelled.exit_code()));
         }
     });
-    // Only one handler per process; a second registration is harmless to skip.
-    let _ = result;
 }
 
 struct Handler<'a> {
