@@ -38,7 +38,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +47,8 @@ use serde::de::DeserializeOwned;
 use tokio::runtime::Runtime;
 
 use crate::error::{ErrorKind, PluginError};
-use crate::plugin::{Context, OutputWriter};
+pub use crate::plugin::Cancel;
+use crate::plugin::Context;
 use crate::types::LogLevel;
 
 /// The longest wait a `Retry-After` may ask for; a longer one ends the retries at once.
@@ -64,33 +65,6 @@ const EXCERPT_CHARS: usize = 200;
 
 /// Redirects followed within one request.
 const MAX_REDIRECTS: usize = 5;
-
-/// Something that can say whether the job it belongs to should stop.
-///
-/// Implemented by [`Context`] and [`OutputWriter`], so a body can be read while an output is
-/// open, and by [`AtomicBool`] for code that runs outside a job.
-pub trait Cancel {
-    /// Returns whether the work should stop.
-    fn is_cancelled(&self) -> bool;
-}
-
-impl Cancel for Context<'_> {
-    fn is_cancelled(&self) -> bool {
-        Context::is_cancelled(self)
-    }
-}
-
-impl Cancel for OutputWriter<'_, '_> {
-    fn is_cancelled(&self) -> bool {
-        OutputWriter::is_cancelled(self)
-    }
-}
-
-impl Cancel for AtomicBool {
-    fn is_cancelled(&self) -> bool {
-        self.load(Ordering::SeqCst)
-    }
-}
 
 /// Configures a [`Client`].
 #[derive(Clone)]

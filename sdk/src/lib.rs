@@ -39,14 +39,19 @@
 pub mod abi;
 mod error;
 #[cfg(feature = "http")]
+pub mod stream;
+#[cfg(feature = "http")]
 pub mod http;
 mod plugin;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+pub mod media;
+pub mod process;
+pub mod wait;
 
 pub use error::{ErrorKind, PluginError};
-pub use plugin::{Context, OutputWriter, Plugin};
+pub use plugin::{Cancel, Context, OutputWriter, Plugin};
 pub use types::{
     ContentKind, CreateRequest, Job, JobResult, LogLevel, LogLine, Manifest, OutputHeader,
     ParamSpec, ParamType, Progress, SettingSpec, Settings, TaskSpec, ToolSpec, is_identifier,

@@ -1,6 +1,7 @@
 //! The safe side of the plugin boundary: the [`Plugin`] trait and the [`Context`] a job runs in.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::PluginError;
 use crate::types::{
@@ -189,5 +190,32 @@ impl io::Write for OutputWriter<'_, '_> {
 impl Drop for OutputWriter<'_, '_> {
     fn drop(&mut self) {
         let _ = self.send();
+    }
+}
+
+/// Something that can say whether the job it belongs to should stop.
+///
+/// Implemented by [`Context`] and [`OutputWriter`], so a body can be read while an output is
+/// open, and by [`AtomicBool`] for code that runs outside a job (tests, helper threads).
+pub trait Cancel {
+    /// Returns whether the work should stop.
+    fn is_cancelled(&self) -> bool;
+}
+
+impl Cancel for Context<'_> {
+    fn is_cancelled(&self) -> bool {
+        Context::is_cancelled(self)
+    }
+}
+
+impl Cancel for OutputWriter<'_, '_> {
+    fn is_cancelled(&self) -> bool {
+        OutputWriter::is_cancelled(self)
+    }
+}
+
+impl Cancel for AtomicBool {
+    fn is_cancelled(&self) -> bool {
+        self.load(Ordering::SeqCst)
     }
 }
