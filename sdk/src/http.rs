@@ -1121,7 +1121,7 @@ mod tests {
     use crate::types::{LogLine, OutputHeader, Progress};
     use launcher_testkit::http::{HttpServer, Reply, Response as Answer};
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::time::Instant;
 
     /// Records what a job sends the host; `cancel` is the host's stop flag.
@@ -1133,9 +1133,18 @@ mod tests {
     }
 
     impl Events for Host {
-        fn chunk(&mut self, _header: &OutputHeader, bytes: &[u8]) -> bool {
+        fn open(&mut self, _header: &OutputHeader) -> Option<u32> {
+            Some(1)
+        }
+        fn write(&mut self, _id: u32, bytes: &[u8]) -> bool {
             self.output.extend_from_slice(bytes);
             !self.cancel.load(Ordering::SeqCst)
+        }
+        fn close(&mut self, _id: u32) -> bool {
+            true
+        }
+        fn checkpoint(&mut self, _value: &serde_json::Value) -> Result<bool, ()> {
+            Ok(false)
         }
         fn progress(&mut self, _progress: &Progress) -> bool {
             true

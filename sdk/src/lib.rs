@@ -8,7 +8,7 @@
 //! # Example
 //!
 //! ```
-//! use launcher_sdk::{export_plugin, Context, ContentKind, Job, JobResult, Manifest, Plugin,
+//! use launcher_sdk::{export_plugin, Context, Job, JobResult, Manifest, Plugin,
 //!     PluginError, Settings, ToolSpec};
 //! use std::io::Write;
 //!
@@ -17,7 +17,7 @@
 //! impl Plugin for Shout {
 //!     fn manifest() -> Manifest {
 //!         Manifest::new("shout", "0.1.0")
-//!             .tool(ToolSpec::new("shout", ContentKind::Text, &["chat"]).description("answers in capitals"))
+//!             .tool(ToolSpec::new("shout", &["chat"]).description("answers in capitals"))
 //!     }
 //!
 //!     fn new(_tool: &str, _settings: &Settings) -> Result<Self, PluginError> {
@@ -42,6 +42,7 @@ mod error;
 pub mod stream;
 #[cfg(feature = "http")]
 pub mod http;
+mod params;
 mod plugin;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -52,10 +53,12 @@ pub mod wait;
 
 pub use error::{ErrorKind, PluginError};
 pub use plugin::{Cancel, Context, OutputWriter, Plugin};
+pub use params::{ParamError, check_params, check_value, params_of};
 pub use types::{
-    ContentKind, CreateRequest, Job, JobResult, LogLevel, LogLine, Manifest, OutputHeader,
-    ParamSpec, ParamType, Progress, SettingSpec, Settings, TaskSpec, ToolSpec, is_identifier,
-    standard_tasks, task_spec,
+    ContentKind, CreateRequest, DescribeRequest, DescribeResponse, Job, JobResult, LISTING_TASKS,
+    LogLevel, LogLine, Manifest, OutputHeader, ParamSpec, ParamType, Progress,
+    STANDARD_TASK_NAMES, SettingSpec, Settings, Slot, TaskSpec, ToolSpec, is_identifier,
+    standard_alias, standard_tasks, task_spec, validate_tools,
 };
 
 /// Re-exported so plugins need not depend on serde_json themselves.

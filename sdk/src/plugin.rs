@@ -4,8 +4,11 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::PluginError;
+use serde_json::Value;
+
 use crate::types::{
-    ContentKind, Job, JobResult, LogLevel, LogLine, Manifest, OutputHeader, Progress, Settings,
+    ContentKind, DescribeRequest, Job, JobResult, LogLevel, LogLine, Manifest, OutputHeader,
+    Progress, Settings, ToolSpec,
 };
 
 /// An adapter plugin: a manifest, a way to make a tool instance from settings, and jobs.
@@ -16,6 +19,24 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// Returns what the plugin provides. Called without settings and without side effects.
     fn manifest() -> Manifest;
 
+    /// Describes tools, or one tool's parameters, that depend on configuration or arguments:
+    /// profiles from the config, a workflow file's inputs, a hosted model's schema.
+    ///
+    /// Called by the host when the manifest says [`Manifest::configured_tools`] (with
+    /// `request.tool` unset: return every tool) or a tool is [`ToolSpec::described_by`] some
+    /// of its parameters (with `request.tool` set and their values in `request.args`: return
+    /// that tool with its parameters). The host caches the answer keyed on the request. The
+    /// default returns the manifest's tools unchanged.
+    ///
+    /// [`ToolSpec::described_by`]: crate::ToolSpec::described_by
+    fn describe(request: &DescribeRequest) -> Result<Vec<ToolSpec>, PluginError> {
+        let tools = Self::manifest().tools;
+        Ok(match &request.tool {
+            Some(id) => tools.into_iter().filter(|t| &t.id == id).collect(),
+            None => tools,
+        })
+    }
+
     /// Creates an instance of `tool` with its settings.
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError>;
 
@@ -25,19 +46,31 @@ pub trait Plugin: Send + Sync + Sized + 'static {
 
 /// The events a job sends to the host while it runs.
 pub(crate) trait Events {
-    /// Sends a chunk of an output; returns false when the host wants the job to stop.
-    fn chunk(&mut self, header: &OutputHeader, bytes: &[u8]) -> bool;
+    /// Opens an output; returns its id, or `None` when the host wants the job to stop.
+    fn open(&mut self, header: &OutputHeader) -> Option<u32>;
+    /// Appends bytes to an output; returns false when the host wants the job to stop.
+    fn write(&mut self, id: u32, bytes: &[u8]) -> bool;
+    /// Completes an output; returns false when the host wants the job to stop.
+    fn close(&mut self, id: u32) -> bool;
     /// Reports progress; returns false when the host wants the job to stop.
     fn progress(&mut self, progress: &Progress) -> bool;
     /// Sends a log line.
     fn log(&mut self, line: &LogLine);
     /// Returns whether the host wants the job to stop.
     fn is_cancelled(&self) -> bool;
+    /// Records a checkpoint: `Ok(true)` when kept, `Ok(false)` when the host keeps none,
+    /// `Err` when the job must stop.
+    fn checkpoint(&mut self, value: &Value) -> Result<bool, ()>;
 }
 
-/// What a running job can do: write outputs, report progress, log, and notice cancellation.
+/// What a running job can do: write outputs, report progress, log, record a checkpoint, and
+/// notice cancellation.
 pub struct Context<'a> {
     events: &'a mut dyn Events,
+    /// The id of the streamed `text` output, once opened.
+    text: Option<u32>,
+    /// Outputs opened and not yet closed, closed when the job succeeds.
+    open: Vec<u32>,
 }
 
 /// Chunks are capped at this size so a large output never crosses the boundary whole.
@@ -45,20 +78,14 @@ const CHUNK_SIZE: usize = 256 * 1024;
 
 impl<'a> Context<'a> {
     pub(crate) fn new(events: &'a mut dyn Events) -> Self {
-        Context { events }
+        Context {
+            events,
+            text: None,
+            open: Vec::new(),
+        }
     }
 
-    /// Opens an output and returns a writer for its bytes.
-    ///
-    /// `name` identifies it within the job, `media_type` says what it is (`audio/wav`), and
-    /// `extension` is the file name ending the host gives it. The output exists once opened,
-    /// even if nothing is written.
-    pub fn output(
-        &mut self,
-        name: &str,
-        media_type: &str,
-        extension: &str,
-    ) -> Result<OutputWriter<'_, 'a>, PluginError> {
+    fn open(&mut self, name: &str, media_type: &str, extension: &str) -> Result<u32, PluginError> {
         let kind = ContentKind::of_media_type(media_type).ok_or_else(|| {
             PluginError::internal(format!(
                 "media type `{media_type}` is not text, image, audio or video"
@@ -70,30 +97,76 @@ impl<'a> Context<'a> {
             media_type: media_type.to_string(),
             extension: extension.to_string(),
         };
-        if !self.events.chunk(&header, &[]) {
-            return Err(PluginError::cancelled());
+        let id = self.events.open(&header).ok_or_else(PluginError::cancelled)?;
+        self.open.push(id);
+        Ok(id)
+    }
+
+    fn close(&mut self, id: u32) -> Result<(), PluginError> {
+        self.open.retain(|open| *open != id);
+        if self.events.close(id) {
+            Ok(())
+        } else {
+            Err(PluginError::cancelled())
         }
+    }
+
+    /// Closes every output still open; called when the job succeeded.
+    pub(crate) fn close_all(&mut self) -> Result<(), PluginError> {
+        for id in std::mem::take(&mut self.open) {
+            if !self.events.close(id) {
+                return Err(PluginError::cancelled());
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens an output and returns a writer for its bytes.
+    ///
+    /// `name` identifies it within the job, `media_type` says what it is (`audio/wav`), and
+    /// `extension` is the file name ending the host gives it. Call [`OutputWriter::finish`]
+    /// when it is complete; an output of a job that fails is dropped by the host.
+    pub fn output(
+        &mut self,
+        name: &str,
+        media_type: &str,
+        extension: &str,
+    ) -> Result<OutputWriter<'_, 'a>, PluginError> {
+        let id = self.open(name, media_type, extension)?;
         Ok(OutputWriter {
             cx: self,
-            header,
+            id,
             buf: Vec::with_capacity(CHUNK_SIZE),
         })
     }
 
     /// Streams text to the `text` output (shown to the user as it arrives).
     pub fn text(&mut self, text: &str) -> Result<(), PluginError> {
-        let header = OutputHeader {
-            name: "text".to_string(),
-            kind: ContentKind::Text,
-            media_type: "text/plain".to_string(),
-            extension: "txt".to_string(),
+        let id = match self.text {
+            Some(id) => id,
+            None => {
+                let id = self.open("text", "text/plain", "txt")?;
+                self.text = Some(id);
+                id
+            }
         };
         for piece in text.as_bytes().chunks(CHUNK_SIZE) {
-            if !self.events.chunk(&header, piece) {
+            if !self.events.write(id, piece) {
                 return Err(PluginError::cancelled());
             }
         }
         Ok(())
+    }
+
+    /// Writes a JSON result as the output `name` (`application/json`, a text output): the
+    /// standard listing tasks (`voices`, `models`) answer this way.
+    pub fn json(&mut self, name: &str, value: &impl serde::Serialize) -> Result<(), PluginError> {
+        let mut bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| PluginError::internal(format!("cannot encode `{name}`: {e}")))?;
+        bytes.push(b'\n');
+        let mut out = self.output(name, "application/json", "json")?;
+        io::Write::write_all(&mut out, &bytes)?;
+        out.finish()
     }
 
     /// Reports progress: `fraction` from 0 to 1 when known, and what is happening.
@@ -117,6 +190,21 @@ impl<'a> Context<'a> {
         });
     }
 
+    /// Records a checkpoint: a small JSON value (a remote task id, say) from which a later run
+    /// of this job can pick the work up ([`Job::resume`](crate::Job::resume)). Record it as
+    /// soon as the remote service accepted the work. From then on, stopping the launcher
+    /// detaches the job instead of cancelling it, unless the user asked to cancel remote work.
+    ///
+    /// Returns whether the host keeps it: an older host, or one running a job that cannot be
+    /// resumed, keeps none, and the job simply goes on.
+    pub fn checkpoint(&mut self, value: &impl serde::Serialize) -> Result<bool, PluginError> {
+        let value = serde_json::to_value(value)
+            .map_err(|e| PluginError::internal(format!("cannot encode the checkpoint: {e}")))?;
+        self.events
+            .checkpoint(&value)
+            .map_err(|()| PluginError::cancelled())
+    }
+
     /// Returns whether the host asked the job to stop.
     pub fn is_cancelled(&self) -> bool {
         self.events.is_cancelled()
@@ -132,11 +220,11 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Writes one output in chunks. Call [`OutputWriter::finish`] to send what is buffered;
-/// dropping it flushes too, ignoring errors.
+/// Writes one output in chunks. Call [`OutputWriter::finish`] when it is complete; dropping it
+/// sends what is buffered but leaves the output open (a job that fails leaves it incomplete).
 pub struct OutputWriter<'c, 'a> {
     cx: &'c mut Context<'a>,
-    header: OutputHeader,
+    id: u32,
     buf: Vec<u8>,
 }
 
@@ -145,7 +233,7 @@ impl OutputWriter<'_, '_> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let sent = self.cx.events.chunk(&self.header, &self.buf);
+        let sent = self.cx.events.write(self.id, &self.buf);
         self.buf.clear();
         if sent {
             Ok(())
@@ -154,9 +242,11 @@ impl OutputWriter<'_, '_> {
         }
     }
 
-    /// Sends what is buffered and closes the output.
+    /// Sends what is buffered and closes the output: it is complete.
     pub fn finish(mut self) -> Result<(), PluginError> {
-        self.send().map_err(PluginError::from)
+        self.send().map_err(PluginError::from)?;
+        let id = self.id;
+        self.cx.close(id)
     }
 
     /// Returns whether the host asked the job to stop.
@@ -171,7 +261,7 @@ impl io::Write for OutputWriter<'_, '_> {
             self.send()?;
         }
         if data.len() >= CHUNK_SIZE {
-            let sent = self.cx.events.chunk(&self.header, data);
+            let sent = self.cx.events.write(self.id, data);
             return if sent {
                 Ok(data.len())
             } else {

@@ -1,5 +1,8 @@
 //! Runs a plugin through its exported ABI functions in-process, for plugin tests.
 //!
+//! Jobs are checked against the manifest the way the host checks them (unknown parameters,
+//! types, ranges, choices, defaults), so a test sees what a real run would see.
+//!
 //! ```ignore
 //! let run = launcher_sdk::testing::run::<MyPlugin>("my-tool", &settings, job);
 //! assert_eq!(run.output("audio").unwrap().1.len(), 44 + 32000);
@@ -8,10 +11,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde_json::Value;
+
 use crate::abi::{CallError, Event, EventHandler, PluginLib};
+use crate::error::PluginError;
 use crate::plugin::Plugin;
 use crate::types::{
-    CreateRequest, Job, JobResult, LogLine, Manifest, OutputHeader, Progress, Settings,
+    CreateRequest, DescribeRequest, Job, JobResult, LogLine, Manifest, OutputHeader, Progress,
+    Settings, ToolSpec,
 };
 
 /// What a job did, as the host saw it through the ABI.
@@ -19,10 +26,14 @@ use crate::types::{
 pub struct Run {
     /// Each output's header and all its bytes, in the order they were opened.
     pub outputs: Vec<(OutputHeader, Vec<u8>)>,
+    /// The names of the outputs the plugin closed (declared complete).
+    pub closed: Vec<String>,
     /// The progress events.
     pub progress: Vec<Progress>,
     /// The log lines.
     pub logs: Vec<LogLine>,
+    /// The checkpoints recorded, in order.
+    pub checkpoints: Vec<Value>,
     /// How the job ended.
     pub result: Result<JobResult, CallError>,
 }
@@ -32,11 +43,33 @@ impl Run {
     pub fn output(&self, name: &str) -> Option<&(OutputHeader, Vec<u8>)> {
         self.outputs.iter().find(|(h, _)| h.name == name)
     }
+
+    /// Returns the output named `name` as text.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.output(name)
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// Returns the error the job ended with, if it was the plugin's own.
+    pub fn error(&self) -> Option<&PluginError> {
+        match &self.result {
+            Err(CallError::Plugin(err)) => Some(err),
+            _ => None,
+        }
+    }
 }
 
 /// Returns the manifest as the host would read it through the ABI.
 pub fn manifest<P: Plugin>() -> Result<Manifest, CallError> {
     PluginLib::of::<P>().manifest()
+}
+
+/// Asks the plugin to describe its tools as the host would, through the ABI.
+pub fn describe<P: Plugin>(request: &DescribeRequest) -> Result<Vec<ToolSpec>, CallError> {
+    Ok(PluginLib::of::<P>()
+        .describe(request)?
+        .map(|r| r.tools)
+        .unwrap_or_default())
 }
 
 /// Creates `tool` with `settings` and runs `job` on it through the ABI.
@@ -45,65 +78,127 @@ pub fn run<P: Plugin>(tool: &str, settings: &Settings, job: Job) -> Run {
 }
 
 /// Like [`run`], with a flag another thread may set to cancel the job.
+///
+/// The job's parameters are checked against the tool's manifest first (its task's common
+/// parameters and its own, with defaults filled in); a refused job ends with the
+/// invalid-input error the host would have given, without calling the plugin.
 pub fn run_with_cancel<P: Plugin>(
     tool: &str,
     settings: &Settings,
-    job: Job,
+    mut job: Job,
     cancel: Arc<AtomicBool>,
 ) -> Run {
     let mut collector = Collector {
-        outputs: Vec::new(),
-        progress: Vec::new(),
-        logs: Vec::new(),
+        run: Run {
+            outputs: Vec::new(),
+            closed: Vec::new(),
+            progress: Vec::new(),
+            logs: Vec::new(),
+            checkpoints: Vec::new(),
+            result: Ok(JobResult::default()),
+        },
+        ids: Vec::new(),
         cancel,
     };
     let lib = PluginLib::of::<P>();
-    let request = CreateRequest {
-        tool: tool.to_string(),
-        settings: settings.clone(),
-    };
-    let result = lib
-        .create(&request)
-        .and_then(|instance| instance.invoke(&job, &mut collector));
-    Run {
-        outputs: collector.outputs,
-        progress: collector.progress,
-        logs: collector.logs,
-        result,
+    let checked = lib
+        .manifest()
+        .and_then(|manifest| check_job::<P>(&manifest, tool, &job).map_err(CallError::Plugin));
+    let result = checked.and_then(|params| {
+        job.params = params;
+        let request = CreateRequest {
+            tool: tool.to_string(),
+            settings: settings.clone(),
+        };
+        lib.create(&request)
+            .and_then(|instance| instance.invoke(&job, &mut collector))
+    });
+    collector.run.result = result;
+    collector.run
+}
+
+/// Checks a job's parameters against the tool as the manifest (or `describe`) declares it.
+fn check_job<P: Plugin>(
+    manifest: &Manifest,
+    tool: &str,
+    job: &Job,
+) -> Result<serde_json::Map<String, Value>, PluginError> {
+    let mut spec = manifest.tools.iter().find(|t| t.id == tool).cloned();
+    if spec.as_ref().is_none_or(|s| !s.described_by.is_empty()) {
+        // Tools from configuration, or parameters described by arguments.
+        let args = spec
+            .as_ref()
+            .map(|s| {
+                s.described_by
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), job.params.get(name)?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = DescribeRequest {
+            tool: spec.as_ref().map(|s| s.id.clone()),
+            args,
+            ..DescribeRequest::default()
+        };
+        if let Some(found) = P::describe(&request)?.into_iter().find(|t| t.id == tool) {
+            spec = Some(found);
+        }
     }
+    let spec =
+        spec.ok_or_else(|| PluginError::invalid_input(format!("no tool named `{tool}`")))?;
+    let task = spec.task(&job.task).ok_or_else(|| {
+        PluginError::invalid_input(format!(
+            "tool `{tool}` does not perform task `{}`",
+            job.task
+        ))
+    })?;
+    let params = crate::params::params_of(&task, &spec);
+    Ok(crate::params::check_params(&params, &job.params)?)
 }
 
 /// Returns a job for `tool` doing `task` with `params` given as JSON.
 pub fn job(task: &str, tool: &str, params: serde_json::Value) -> Job {
-    let params = match params {
-        serde_json::Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    Job {
-        task: task.to_string(),
-        tool: tool.to_string(),
-        params,
+    let mut job = Job::new(task, tool);
+    if let serde_json::Value::Object(map) = params {
+        job.params = map;
     }
+    job
 }
 
 struct Collector {
-    outputs: Vec<(OutputHeader, Vec<u8>)>,
-    progress: Vec<Progress>,
-    logs: Vec<LogLine>,
+    run: Run,
+    /// Output names by id.
+    ids: Vec<(u32, String)>,
     cancel: Arc<AtomicBool>,
 }
 
 impl EventHandler for Collector {
     fn event(&mut self, event: Event<'_>) -> bool {
         match event {
-            Event::Chunk(header, bytes) => {
-                match self.outputs.iter_mut().find(|(h, _)| h.name == header.name) {
-                    Some((_, data)) => data.extend_from_slice(bytes),
-                    None => self.outputs.push((header, bytes.to_vec())),
+            Event::Open(id, header) => {
+                self.ids.push((id, header.name.clone()));
+                self.run.outputs.push((header, Vec::new()));
+            }
+            Event::Write(id, bytes) => {
+                let name = self.ids.iter().find(|(i, _)| *i == id).map(|(_, n)| n);
+                if let Some((_, data)) = self
+                    .run
+                    .outputs
+                    .iter_mut()
+                    .rev()
+                    .find(|(h, _)| Some(&h.name) == name)
+                {
+                    data.extend_from_slice(bytes);
                 }
             }
-            Event::Progress(p) => self.progress.push(p),
-            Event::Log(l) => self.logs.push(l),
+            Event::Close(id) => {
+                if let Some((_, name)) = self.ids.iter().find(|(i, _)| *i == id) {
+                    self.run.closed.push(name.clone());
+                }
+            }
+            Event::Progress(p) => self.run.progress.push(p),
+            Event::Log(l) => self.run.logs.push(l),
+            Event::Checkpoint(v) => self.run.checkpoints.push(v),
         }
         !self.cancel.load(Ordering::SeqCst)
     }
