@@ -127,7 +127,7 @@ pub(crate) fn resolve(
         };
         match value {
             Some(v) => {
-                values.0.insert(setting.name.clone(), v);
+                values.set(setting.name.clone(), v);
             }
             None if setting.required => return Err(not_ready(&tool.id, setting, config_path)),
             None => {}

@@ -83,7 +83,7 @@ mod tests {
         Manifest::new("echo", "0.1.0")
             .description("says it back")
             .tool(
-                ToolSpec::new("echo", ContentKind::Text, &["chat"])
+                ToolSpec::new("echo", &["chat"])
                     .param(
                         ParamSpec::new("times", ParamType::Integer, "how often")
                             .default_value(2)

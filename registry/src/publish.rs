@@ -418,7 +418,8 @@ fn new_line(
     let mut categories: Vec<String> = manifest
         .tools
         .iter()
-        .map(|t| t.category.as_str().to_string())
+        .flat_map(|t| t.categories())
+        .map(|k| k.as_str().to_string())
         .collect();
     categories.sort();
     categories.dedup();
@@ -684,11 +685,9 @@ mod tests {
     fn manifest(version: &str) -> Manifest {
         Manifest::new("echo", version)
             .description("says it back")
-            .tool(ToolSpec::new("echo", ContentKind::Text, &["chat"]))
+            .tool(ToolSpec::new("echo", &["chat"]))
             .tool(ToolSpec::new(
-                "echo-speak",
-                ContentKind::Audio,
-                &["tts", "chat"],
+                "echo-speak", &["tts", "chat"],
             ))
     }
 

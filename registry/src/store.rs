@@ -616,7 +616,7 @@ mod tests {
     use launcher_sdk::{ContentKind, ToolSpec};
 
     fn manifest(name: &str, version: &str) -> Manifest {
-        Manifest::new(name, version).tool(ToolSpec::new(name, ContentKind::Text, &["chat"]))
+        Manifest::new(name, version).tool(ToolSpec::new(name, &["chat"]))
     }
 
     /// A validator that reads `name version` from the library file itself, standing in for the

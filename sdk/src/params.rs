@@ -167,12 +167,17 @@ fn shape(value: &Value) -> String {
 /// Returns the parameters of `task` as performed by `tool`: the task's common ones, with the
 /// tool's own of the same name taking their place, then the tool's others.
 pub fn params_of(task: &TaskSpec, tool: &ToolSpec) -> Vec<ParamSpec> {
+    let own: Vec<&ParamSpec> = tool
+        .params
+        .iter()
+        .filter(|p| p.applies_to(&task.name))
+        .collect();
     let mut params: Vec<ParamSpec> = task
         .params
         .iter()
-        .map(|p| tool.params.iter().find(|t| t.name == p.name).unwrap_or(p).clone())
+        .map(|p| own.iter().find(|t| t.name == p.name).copied().unwrap_or(p).clone())
         .collect();
-    for own in &tool.params {
+    for own in own {
         if !params.iter().any(|p| p.name == own.name) {
             params.push(own.clone());
         }

@@ -199,6 +199,9 @@ pub struct ParamSpec {
     /// Whether it may be given more than once; its value is then an array.
     #[serde(default, skip_serializing_if = "is_false")]
     pub multiple: bool,
+    /// For a tool's own parameter: the tasks that take it; empty means all of the tool's tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -218,6 +221,7 @@ impl ParamSpec {
             choices: Vec::new(),
             required: false,
             multiple: false,
+            tasks: Vec::new(),
         }
     }
 
@@ -254,6 +258,21 @@ impl ParamSpec {
     pub fn multiple(mut self) -> Self {
         self.multiple = true;
         self
+    }
+
+    /// Limits a tool's own parameter to some of its tasks.
+    pub fn only_for(mut self, tasks: &[&str]) -> Self {
+        self.tasks = tasks.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
+    /// Returns whether a tool's own parameter applies to `task`.
+    pub fn applies_to(&self, task: &str) -> bool {
+        self.tasks.is_empty()
+            || self
+                .tasks
+                .iter()
+                .any(|t| t == task || standard_alias(t) == standard_alias(task))
     }
 }
 

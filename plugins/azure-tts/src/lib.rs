@@ -122,7 +122,7 @@ fn multiplier(job: &Job, name: &str, min: f64, max: f64) -> Result<f64, PluginEr
 
 impl Plugin for AzureTts {
     fn manifest() -> Manifest {
-        let mut tool = ToolSpec::new(TOOL, ContentKind::Audio, &["tts", "voices"])
+        let mut tool = ToolSpec::new(TOOL, &["tts", "voices"])
             .description("Azure AI Speech neural voices, over the REST API")
             .priority(100)
             .param(
@@ -166,17 +166,6 @@ impl Plugin for AzureTts {
                 "AZURE_SPEECH_TIMEOUT",
                 "seconds one request may take (default 60)",
             ));
-        tool.custom_tasks.push(TaskSpec {
-            name: "voices".to_string(),
-            description: "list the voices Azure AI Speech offers".to_string(),
-            inputs: Vec::new(),
-            output: ContentKind::Text,
-            params: vec![ParamSpec::new(
-                "locale",
-                ParamType::String,
-                "only voices of this locale or language, e.g. zh-CN or zh",
-            )],
-        });
         Manifest::new("azure-tts", env!("CARGO_PKG_VERSION"))
             .description("Azure AI Speech text-to-speech")
             .tool(tool)
@@ -422,7 +411,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        Settings(
+        Settings::from_values(
             pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

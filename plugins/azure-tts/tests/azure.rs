@@ -15,7 +15,7 @@ use launcher_testkit::http::Request;
 const KEY: &str = "0123456789abcdef-emulated-speech-key";
 
 fn settings(emulator: &AzureEmulator, timeout: &str) -> Settings {
-    Settings(
+    Settings::from_values(
         [
             ("key", KEY.to_string()),
             ("endpoint", emulator.url()),
@@ -523,13 +523,13 @@ fn refuses_bad_input_before_calling_the_service() {
 #[test]
 fn settings_are_checked_when_the_tool_is_created() {
     let job = || testing::job("tts", "azure-tts", json!({"text": "Hi"}));
-    let no_key = Settings([("region".to_string(), "eastus".to_string())].into());
+    let no_key = Settings::from_values([("region", "eastus")]);
     let run = testing::run::<AzureTts>("azure-tts", &no_key, job());
     let err = error(&run);
     assert!(err.message.contains("`key`"), "{}", err.message);
     assert!(err.hint.as_deref().unwrap().contains("AZURE_SPEECH_KEY"));
 
-    let no_place = Settings([("key".to_string(), KEY.to_string())].into());
+    let no_place = Settings::from_values([("key", KEY)]);
     let run = testing::run::<AzureTts>("azure-tts", &no_place, job());
     let err = error(&run);
     assert_eq!(err.kind, ErrorKind::InvalidInput);

@@ -41,18 +41,7 @@ pub struct Espeak {
 
 impl Plugin for Espeak {
     fn manifest() -> Manifest {
-        let voices = TaskSpec {
-            name: VOICES_TASK.to_string(),
-            description: "list the installed espeak-ng voices".to_string(),
-            inputs: Vec::new(),
-            output: ContentKind::Text,
-            params: vec![ParamSpec::new(
-                "language",
-                ParamType::String,
-                "only voices for this language, e.g. en or zh",
-            )],
-        };
-        let mut tool = ToolSpec::new(TOOL, ContentKind::Audio, &["tts", VOICES_TASK])
+        let tool = ToolSpec::new(TOOL, &["tts", VOICES_TASK])
             .description("offline text-to-speech with espeak-ng (WAV, 100+ languages)")
             .priority(0)
             .setting(SettingSpec::new(
@@ -60,7 +49,6 @@ impl Plugin for Espeak {
                 "LAUNCHER_ESPEAK_PROGRAM",
                 "the espeak-ng program to run (default: espeak-ng on PATH)",
             ));
-        tool.custom_tasks.push(voices);
         Manifest::new(TOOL, env!("CARGO_PKG_VERSION"))
             .description("offline text-to-speech through espeak-ng")
             .tool(tool)

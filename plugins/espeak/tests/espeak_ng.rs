@@ -244,9 +244,7 @@ fn only_wav_is_offered() {
 #[test]
 fn a_missing_program_is_unavailable_with_an_install_hint() {
     let mut settings = Settings::default();
-    settings
-        .0
-        .insert("program".into(), "/nonexistent/espeak-ng".into());
+    settings.set("program".into(), "/nonexistent/espeak-ng".into());
     let run = testing::run::<Espeak>(
         "espeak",
         &settings,

@@ -39,7 +39,7 @@ pub struct Ffmpeg {
 
 impl Plugin for Ffmpeg {
     fn manifest() -> Manifest {
-        let tool = ToolSpec::new(TOOL, ContentKind::Video, &["compose"])
+        let tool = ToolSpec::new(TOOL, &["compose"])
             .description("images and a soundtrack into an MP4 slideshow, locally with ffmpeg")
             .param(
                 ParamSpec::new("width", ParamType::Integer, "frame width in pixels (even)")

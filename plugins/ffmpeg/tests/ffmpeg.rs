@@ -353,9 +353,7 @@ fn missing_programs_are_unavailable_with_an_install_hint() {
 
     // ffprobe is looked for beside the configured ffmpeg.
     let mut settings = Settings::default();
-    settings
-        .0
-        .insert("program".into(), "/nonexistent/bin/ffmpeg".into());
+    settings.set("program".into(), "/nonexistent/bin/ffmpeg".into());
     let run = testing::run::<Ffmpeg>(
         "ffmpeg",
         &settings,
@@ -375,7 +373,7 @@ fn missing_programs_are_unavailable_with_an_install_hint() {
             .contains("apt-get install ffmpeg")
     );
 
-    settings.0.insert("ffprobe".into(), "ffprobe".into());
+    settings.set("ffprobe".into(), "ffprobe".into());
     let run = testing::run::<Ffmpeg>(
         "ffmpeg",
         &settings,
