@@ -58,5 +58,7 @@ pub use types::{
     standard_tasks, task_spec,
 };
 
+pub use wait::{Poll, Reporter, Status, poll, sleep};
+
 /// Re-exported so plugins need not depend on serde_json themselves.
 pub use serde_json;
