@@ -478,6 +478,16 @@ impl Response {
         parse_json(&body)
     }
 
+    /// Returns `scheme://host:port` of the request, for messages.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Returns what hides the request's secrets in messages.
+    pub(crate) fn scrubber(&self) -> &Scrubber {
+        &self.scrub
+    }
+
     fn body_error(&self, err: &reqwest::Error) -> PluginError {
         let failure = Failure::Body {
             kind: transport_kind(err),
@@ -1011,7 +1021,7 @@ async fn error_excerpt(mut response: reqwest::Response) -> String {
     excerpt(&body)
 }
 
-fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() <= EXCERPT_CHARS {
@@ -1148,7 +1158,7 @@ fn human_duration(d: Duration) -> String {
 
 /// Replaces secret values in text.
 #[derive(Clone, Default)]
-struct Scrubber {
+pub(crate) struct Scrubber {
     /// Longest first, so a secret containing another is replaced whole.
     secrets: Vec<String>,
 }
@@ -1176,7 +1186,7 @@ impl Scrubber {
         Scrubber { secrets }
     }
 
-    fn apply(&self, text: &str) -> String {
+    pub(crate) fn apply(&self, text: &str) -> String {
         let mut text = text.to_string();
         for secret in &self.secrets {
             if text.contains(secret.as_str()) {

@@ -58,6 +58,8 @@ pub use types::{
     standard_tasks, task_spec,
 };
 
+#[cfg(feature = "http")]
+pub use stream::{EventStream, JsonLines, SseEvent, service_error};
 pub use wait::{Poll, Reporter, Status, poll, sleep};
 
 /// Re-exported so plugins need not depend on serde_json themselves.
