@@ -9,8 +9,8 @@
 //! query.
 //!
 //! A response body arrives in chunks, so audio or video can be streamed into an
-//! [`OutputWriter`] as it comes ([`Response::copy_to`]); [`Client::fetch`] reads the whole body
-//! instead and also retries when the body breaks off.
+//! [`OutputWriter`](crate::OutputWriter) as it comes ([`Response::copy_to`]);
+//! [`Client::fetch`] reads the whole body instead and also retries when the body breaks off.
 //!
 //! Under the hood it is reqwest on a current-thread tokio runtime owned by the client, driven
 //! from the calling thread; so call it from plain threads (as the host's job workers are), not
@@ -1121,7 +1121,7 @@ mod tests {
     use crate::types::{LogLine, OutputHeader, Progress};
     use launcher_testkit::http::{HttpServer, Reply, Response as Answer};
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::time::Instant;
 
     /// Records what a job sends the host; `cancel` is the host's stop flag.

@@ -39,15 +39,15 @@
 pub mod abi;
 mod error;
 #[cfg(feature = "http")]
-pub mod stream;
-#[cfg(feature = "http")]
 pub mod http;
+pub mod media;
 mod plugin;
+pub mod process;
+#[cfg(feature = "http")]
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
-pub mod media;
-pub mod process;
 pub mod wait;
 
 pub use error::{ErrorKind, PluginError};
