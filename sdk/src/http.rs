@@ -19,8 +19,8 @@
 //! query.
 //!
 //! A response body arrives in chunks, so audio or video can be streamed into an
-//! [`OutputWriter`](crate::OutputWriter) as it comes ([`Response::copy_to`]); [`Client::fetch`] reads the whole body
-//! instead and also retries when the body breaks off.
+//! [`OutputWriter`](crate::OutputWriter) as it comes ([`Response::copy_to`]);
+//! [`Client::fetch`] reads the whole body instead and also retries when the body breaks off.
 //!
 //! Under the hood it is reqwest on a current-thread tokio runtime owned by the client, driven
 //! from the calling thread; so call it from plain threads (as the host's job workers are), not

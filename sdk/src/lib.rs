@@ -48,6 +48,7 @@ pub mod process;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 mod types;
 pub mod wait;
 
