@@ -109,8 +109,7 @@ pub(crate) fn show_value(value: &Value) -> String {
 
 /// Collects the values given on the command line, typed and checked against `params`.
 ///
-/// `text` is the main text when it came from elsewhere (a file or stdin). Missing optional
-/// parameters take their defaults; missing required ones are an invalid-input failure.
+/// `text` is the main text when it came from elsewhere (a file or stdin).
 pub(crate) fn collect(
     params: &[ParamSpec],
     matches: &ArgMatches,
@@ -128,15 +127,9 @@ pub(crate) fn collect(
         } else {
             given
         };
+        // Missing parameters are left to the SDK's check, which fills in defaults and names
+        // the required ones, after every source of values (a positional too) was heard.
         if given.is_empty() {
-            if let Some(default) = &param.default {
-                values.insert(param.name.clone(), default.clone());
-            } else if param.required {
-                return Err(fail(
-                    Class::InvalidInput,
-                    format!("--{} is required", flag_name(&param.name)),
-                ));
-            }
             continue;
         }
         let mut typed = Vec::with_capacity(given.len());

@@ -686,9 +686,7 @@ mod tests {
         Manifest::new("echo", version)
             .description("says it back")
             .tool(ToolSpec::new("echo", &["chat"]))
-            .tool(ToolSpec::new(
-                "echo-speak", &["tts", "chat"],
-            ))
+            .tool(ToolSpec::new("echo-speak", &["tts", "chat"]))
     }
 
     struct Fixture {
