@@ -94,6 +94,12 @@ impl Catalog {
         if catalog.plugins.iter().any(|p| p.manifest.configured_tools) {
             let mut described = DescribeCache::load(home);
             catalog.add_configured_tools(config, &mut described);
+            for library in &described.asked {
+                catalog.notes.push(format!(
+                    "asked {} to describe its configured tools, in a child process",
+                    library.display()
+                ));
+            }
             described.save_if_changed();
         }
         catalog
@@ -479,6 +485,8 @@ struct DescribeCache {
     path: PathBuf,
     entries: BTreeMap<String, Vec<ToolSpec>>,
     changed: bool,
+    /// Libraries asked during this run (not answered from the cache).
+    asked: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -505,6 +513,7 @@ impl DescribeCache {
             path,
             entries,
             changed: false,
+            asked: Vec::new(),
         }
     }
 
@@ -519,6 +528,7 @@ impl DescribeCache {
             return Ok(tools.clone());
         }
         let tools = loader::describe(library, request)?;
+        self.asked.push(library.to_path_buf());
         while self.entries.len() >= DESCRIBE_CACHE_ENTRIES {
             let first = self.entries.keys().next().cloned().expect("not empty");
             self.entries.remove(&first);

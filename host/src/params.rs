@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn tool_params_replace_task_params_of_the_same_name() {
         let task = launcher_sdk::task_spec("tts").unwrap();
-        let tool = ToolSpec::new("t", &["tts"])
+        let tool = launcher_sdk::ToolSpec::new("t", &["tts"])
             .param(ParamSpec::new("rate", ParamType::Integer, "wpm"))
             .param(ParamSpec::new("style", ParamType::String, ""));
         let params = params_of(&task, &tool);

@@ -5,5 +5,6 @@ mod azure;
 mod discovery;
 mod failures;
 mod install;
+mod jobs;
 mod registry;
 mod run;
