@@ -152,3 +152,15 @@ fn a_kind_this_launcher_does_not_know_is_shown_not_fatal() {
     assert!(out.stdout.contains("holo"));
     assert!(out.stdout.contains("remote"));
 }
+
+#[test]
+fn a_plugin_of_a_newer_minor_loads_and_runs_in_this_host() {
+    let ctx = test_context!();
+    ctx.add_plugin("launcher_fixture_minor_future", "minor-future");
+    let list = ctx.run(["list"]);
+    list.success();
+    assert!(list.stdout.contains("future"), "{}{}", list.stdout, list.stderr);
+    let out = ctx.run(["run", "future", "hello"]);
+    out.success();
+    assert_eq!(out.stdout.trim(), "from ABI 2.9: hello");
+}
