@@ -664,3 +664,264 @@ pub(crate) fn plan_resume(
         reasons: vec![format!("resuming a job of `{}`", record.tool)],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use launcher_sdk::{SettingSpec, ToolSpec};
+
+    use super::*;
+    use crate::catalog::Origin;
+
+    struct Fake {
+        stdin: Option<&'static str>,
+    }
+
+    impl Inputs for Fake {
+        fn stdin_is_terminal(&self) -> bool {
+            self.stdin.is_none()
+        }
+        fn read_stdin(&mut self, _limit: usize) -> std::io::Result<Vec<u8>> {
+            Ok(self.stdin.unwrap_or_default().as_bytes().to_vec())
+        }
+        fn describe_tool(
+            &mut self,
+            tool: &Tool,
+            _args: Map<String, Value>,
+        ) -> Result<launcher_sdk::ToolSpec, String> {
+            Ok(tool.spec.clone())
+        }
+    }
+
+    fn tool(spec: ToolSpec) -> Tool {
+        Tool {
+            plugin: spec.id.clone(),
+            version: "0.1.0".into(),
+            library: PathBuf::from(format!("/plugins/lib{}.so", spec.id)),
+            origin: Origin::Bundled,
+            rank: 0,
+            spec,
+        }
+    }
+
+    /// An offline voice, a paid cloud voice ready with a key alone only in name (it needs a
+    /// region or endpoint too), a local server voice, a chat-and-complete model, a base
+    /// model, a transcriber, and two tools with a same-named task of their own.
+    fn catalog() -> Catalog {
+        let key = || {
+            SettingSpec::new("key", "LAUNCHER_TEST_UNSET_KEY", "the key")
+                .required()
+                .secret()
+        };
+        let specs = vec![
+            ToolSpec::new("say", &["tts", "voices"]),
+            ToolSpec::new("cloudy", &["tts"])
+                .cloud()
+                .priority(50)
+                .setting(key())
+                .setting(SettingSpec::new("region", "LAUNCHER_TEST_UNSET_REGION", ""))
+                .setting(SettingSpec::new(
+                    "endpoint",
+                    "LAUNCHER_TEST_UNSET_ENDPOINT",
+                    "",
+                ))
+                .require_one_of(&["region", "endpoint"]),
+            ToolSpec::new("local-voice", &["tts"])
+                .priority(10)
+                .setting(SettingSpec::new("url", "LAUNCHER_TEST_UNSET_URL", ""))
+                .require_one_of(&["url"]),
+            ToolSpec::new("llm", &["chat", "complete"]),
+            ToolSpec::new("base", &["complete"]).priority(100),
+            ToolSpec::new("whisper", &["stt"]),
+            ToolSpec::new("sd", &[]).custom_task(TaskSpec::new("samplers", "list samplers")),
+            ToolSpec::new("comfy", &[]).custom_task(TaskSpec::new("samplers", "list nodes")),
+        ];
+        let mut catalog = Catalog::default();
+        for (rank, spec) in specs.into_iter().enumerate() {
+            catalog.tools.push(Tool { rank, ..tool(spec) });
+        }
+        catalog
+    }
+
+    fn plan_with(args: &[&str], config: &Config, stdin: Option<&'static str>) -> Result<Planned> {
+        let raw: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        plan(
+            &raw,
+            &catalog(),
+            config,
+            Path::new("/home/config.toml"),
+            &mut Fake { stdin },
+        )
+    }
+
+    fn job(args: &[&str]) -> JobPlan {
+        match plan_with(args, &Config::default(), None) {
+            Ok(Planned::Job(plan)) => *plan,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn class(args: &[&str]) -> Class {
+        let err = plan_with(args, &Config::default(), None).expect_err("should fail");
+        err.downcast_ref::<Failure>()
+            .unwrap_or_else(|| panic!("{args:?}: {err:#}"))
+            .class
+    }
+
+    #[test]
+    fn routing_picks_by_readiness_locality_and_priority() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            // The local server voice outranks the offline one only once its URL is set.
+            (&["tts", "hi"], "say", "tts"),
+            (
+                &["tts", "hi", "--set", "url=http://127.0.0.1:5000"],
+                "local-voice",
+                "tts",
+            ),
+            (
+                &[
+                    "tts",
+                    "hi",
+                    "--tool",
+                    "cloudy",
+                    "--set",
+                    "key=k",
+                    "--set",
+                    "endpoint=e",
+                ],
+                "cloudy",
+                "tts",
+            ),
+            // A tool id as the target; its first task.
+            (&["llm", "why?"], "llm", "chat"),
+            (
+                &["llm", "--task", "complete", "once upon"],
+                "llm",
+                "complete",
+            ),
+            // `--to text` from text: chat wins over complete, whatever the priorities.
+            (&["--to", "text", "why?"], "llm", "chat"),
+            (&["--to", "audio", "--text", "hi"], "say", "tts"),
+            // `asr` is an alias of `stt`.
+            (&["asr", "--audio", "Cargo.toml"], "whisper", "stt"),
+            (&["sd"], "sd", "samplers"),
+        ];
+        for (args, tool, task) in cases {
+            let plan = job(args);
+            assert_eq!(
+                (plan.tool.spec.id.as_str(), plan.task.name.as_str()),
+                (*tool, *task),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cloud_tool_set_up_in_full_is_still_not_the_default() {
+        let mut config = Config::default();
+        let table = toml::from_str("key = \"k-123\"\nregion = \"eastus\"").unwrap();
+        config.tools.insert("cloudy".into(), table);
+        match plan_with(&["tts", "hi"], &config, None).unwrap() {
+            Planned::Job(plan) => {
+                assert_eq!(plan.tool.spec.id, "say");
+                assert!(
+                    plan.reasons
+                        .iter()
+                        .any(|r| r.contains("passed over `cloudy` (cloud")),
+                    "{:?}",
+                    plan.reasons
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        config.defaults.insert("tts".into(), "cloudy".into());
+        match plan_with(&["tts", "hi"], &config, None).unwrap() {
+            Planned::Job(plan) => {
+                assert_eq!(plan.tool.spec.id, "cloudy");
+                assert_eq!(plan.secrets, ["k-123"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_configured_default_wins_and_must_exist() {
+        let mut config = Config::default();
+        config.defaults.insert("complete".into(), "llm".into());
+        match plan_with(&["complete", "once"], &config, None).unwrap() {
+            Planned::Job(plan) => assert_eq!(plan.tool.spec.id, "llm"),
+            other => panic!("{other:?}"),
+        }
+        config.defaults.insert("complete".into(), "gone".into());
+        let err = plan_with(&["complete", "once"], &config, None).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<Failure>().unwrap().class,
+            Class::NotFound
+        );
+    }
+
+    #[test]
+    fn a_tool_is_ready_only_with_every_required_group() {
+        // A key alone does not make the cloud voice ready: it needs a region or an endpoint.
+        assert_eq!(class(&["cloudy", "hi", "--set", "key=k"]), Class::NotReady);
+        assert_eq!(
+            class(&["cloudy", "hi", "--set", "region=r"]),
+            Class::NotReady
+        );
+        assert_eq!(class(&["local-voice", "hi"]), Class::NotReady);
+        job(&["cloudy", "hi", "--set", "key=k", "--set", "region=r"]);
+    }
+
+    #[test]
+    fn parameters_are_checked_before_any_plugin_runs() {
+        let cases: &[(&[&str], Class)] = &[
+            (&["tts", "hi", "--rate", "9"], Class::InvalidInput),
+            (&["tts", "hi", "--rate", "-1"], Class::InvalidInput),
+            (&["tts", "hi", "--rate=-1"], Class::InvalidInput),
+            (&["tts", "hi", "--rate", "fast"], Class::InvalidInput),
+            (&["tts", "hi", "--volume", "3"], Class::Usage),
+            (&["tts"], Class::InvalidInput),
+            (&["tts", "hi", "--text", "ho"], Class::Usage),
+            (&["stt", "no-such-file.wav"], Class::InvalidInput),
+            (&["nosuch"], Class::NotFound),
+            (&["voices", "extra"], Class::Usage),
+            // A task of two tools' own is ambiguous without --tool.
+            (&["samplers"], Class::Usage),
+            (&["--to", "video", "--text", "hi"], Class::NotFound),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(class(args), *expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_primary_input_comes_from_a_positional_stdin_or_a_flag() {
+        assert_eq!(job(&["tts", "Hello"]).params["text"], "Hello");
+        assert_eq!(job(&["tts", "--text", "Hello"]).params["text"], "Hello");
+        assert_eq!(job(&["llm", "--prompt", "Why?"]).params["prompt"], "Why?");
+        match plan_with(&["tts"], &Config::default(), Some("from a pipe")).unwrap() {
+            Planned::Job(plan) => assert_eq!(plan.params["text"], "from a pipe"),
+            other => panic!("{other:?}"),
+        }
+        let audio = job(&["stt", "Cargo.toml"]).params["audio"].clone();
+        assert!(audio.as_str().unwrap().ends_with("Cargo.toml"), "{audio}");
+        // Defaults are filled in from the manifest.
+        assert!(job(&["tts", "x"]).params.get("rate").is_none());
+    }
+
+    #[test]
+    fn help_and_resume_are_planned_without_a_job() {
+        assert!(matches!(
+            plan_with(&["--help"], &Config::default(), None).unwrap(),
+            Planned::GeneralHelp
+        ));
+        match plan_with(&["tts", "--help"], &Config::default(), None).unwrap() {
+            Planned::Help(text) => assert!(text.contains("--rate"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            plan_with(&["--resume", "abc"], &Config::default(), None).unwrap(),
+            Planned::Resume { .. }
+        ));
+        assert_eq!(class(&["tts", "--resume", "abc"]), Class::Usage);
+    }
+}

@@ -64,7 +64,15 @@ fn list_json_has_the_documented_fields() {
     let items = out.json();
     let items = items.as_array().expect("an array");
     for item in items {
-        for field in ["id", "categories", "tasks", "plugin", "version", "ready", "cloud"] {
+        for field in [
+            "id",
+            "categories",
+            "tasks",
+            "plugin",
+            "version",
+            "ready",
+            "cloud",
+        ] {
             assert!(item.get(field).is_some(), "{field} missing in {item}");
         }
     }

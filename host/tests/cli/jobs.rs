@@ -23,7 +23,15 @@ fn job_id(stderr: &str) -> String {
 fn a_signal_after_a_checkpoint_detaches_the_job_and_resume_finishes_it_once() {
     let ctx = context();
     let running = ctx.spawn_until(
-        ["run", "remote", "a lighthouse", "--delay-ms", "60000", "-o", "clip.webm"],
+        [
+            "run",
+            "remote",
+            "a lighthouse",
+            "--delay-ms",
+            "60000",
+            "-o",
+            "clip.webm",
+        ],
         "submitted",
     );
     running.signal("INT");
@@ -32,7 +40,9 @@ fn a_signal_after_a_checkpoint_detaches_the_job_and_resume_finishes_it_once() {
     assert!(out.stderr.contains("goes on at remote"), "{}", out.stderr);
     assert!(!ctx.work_file("clip.webm").exists());
     assert!(
-        ctx.work_files().iter().all(|f| !f.ends_with(".part") && !f.contains(".work")),
+        ctx.work_files()
+            .iter()
+            .all(|f| !f.ends_with(".part") && !f.contains(".work")),
         "{:?}",
         ctx.work_files()
     );
@@ -56,13 +66,24 @@ fn a_signal_after_a_checkpoint_detaches_the_job_and_resume_finishes_it_once() {
 #[test]
 fn detach_submits_and_returns_and_a_prefix_of_the_id_resumes() {
     let ctx = context();
-    let out = ctx.run(["run", "remote", "a storm", "--detach", "--delay-ms", "60000"]);
+    let out = ctx.run([
+        "run",
+        "remote",
+        "a storm",
+        "--detach",
+        "--delay-ms",
+        "60000",
+    ]);
     out.success();
     assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
     let id = job_id(&out.stderr);
     let resumed = ctx.run(["run", "--resume", &id[..id.len() - 2]]);
     resumed.success();
-    assert!(ctx.work_file("txt2vid.webm").exists(), "{:?}", ctx.work_files());
+    assert!(
+        ctx.work_file("txt2vid.webm").exists(),
+        "{:?}",
+        ctx.work_files()
+    );
 
     let unknown = ctx.run(["run", "--resume", "nosuchjob"]);
     unknown.expect_code(3);
@@ -72,7 +93,14 @@ fn detach_submits_and_returns_and_a_prefix_of_the_id_resumes() {
 fn cancel_remote_turns_a_signal_into_cancellation() {
     let ctx = context();
     let running = ctx.spawn_until(
-        ["run", "remote", "fog", "--delay-ms", "60000", "--cancel-remote"],
+        [
+            "run",
+            "remote",
+            "fog",
+            "--delay-ms",
+            "60000",
+            "--cancel-remote",
+        ],
         "submitted",
     );
     running.signal("TERM");
@@ -89,13 +117,19 @@ fn sigterm_and_sighup_cancel_a_local_job_and_remove_partial_outputs() {
         ctx.add_plugin("launcher_fixture_panicky", "panicky");
         // The panicky plugin writes part of its output, logs, then waits to be cancelled.
         let running = ctx.spawn_until(
-            ["run", "panicky", "--text", "x", "--mode", "hang", "-o", "out.wav"],
+            [
+                "run", "panicky", "--text", "x", "--mode", "hang", "-o", "out.wav",
+            ],
             "hanging",
         );
         running.signal(signal);
         let out = running.wait();
         out.expect_code(code);
-        assert!(ctx.work_files().is_empty(), "{signal}: {:?}", ctx.work_files());
+        assert!(
+            ctx.work_files().is_empty(),
+            "{signal}: {:?}",
+            ctx.work_files()
+        );
     }
 }
 
@@ -113,7 +147,11 @@ fn tools_described_from_the_config_are_listed_and_cached() {
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect();
     assert!(ids.contains(&"remote-fast".to_string()), "{ids:?}");
-    assert!(first.stderr.contains("to describe its configured tools"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("to describe its configured tools"),
+        "{}",
+        first.stderr
+    );
     let second = ctx.run(["-v", "list"]);
     second.success();
     assert!(!second.stderr.contains("to describe"), "{}", second.stderr);
@@ -130,7 +168,11 @@ fn parameters_described_by_a_workflow_file_reach_help_and_the_job() {
     std::fs::write(&workflow, r#"{"inputs": ["seed", "steps"]}"#).unwrap();
     let help = ctx.run(["run", "workflow", "--workflow", "wf.json", "--help"]);
     help.success();
-    assert!(help.stdout.contains("--seed") && help.stdout.contains("--steps"), "{}", help.stdout);
+    assert!(
+        help.stdout.contains("--seed") && help.stdout.contains("--steps"),
+        "{}",
+        help.stdout
+    );
     let out = ctx.run(["run", "workflow", "--workflow", "wf.json", "--seed", "-3"]);
     out.success();
     let params = out.json();
@@ -148,7 +190,12 @@ fn a_kind_this_launcher_does_not_know_is_shown_not_fatal() {
     let ctx = context();
     let out = ctx.run(["list"]);
     out.success();
-    assert!(out.stdout.contains("hologram (a kind this launcher does not know)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("hologram (a kind this launcher does not know)"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("holo"));
     assert!(out.stdout.contains("remote"));
 }
@@ -159,7 +206,12 @@ fn a_plugin_of_a_newer_minor_loads_and_runs_in_this_host() {
     ctx.add_plugin("launcher_fixture_minor_future", "minor-future");
     let list = ctx.run(["list"]);
     list.success();
-    assert!(list.stdout.contains("future"), "{}{}", list.stdout, list.stderr);
+    assert!(
+        list.stdout.contains("future"),
+        "{}{}",
+        list.stdout,
+        list.stderr
+    );
     let out = ctx.run(["run", "future", "hello"]);
     out.success();
     assert_eq!(out.stdout.trim(), "from ABI 2.9: hello");
