@@ -162,6 +162,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Marks the values of every secret setting (as the manifest declares them) as secret.
+    pub fn secrets_from(self, settings: &crate::types::Settings) -> Self {
+        settings
+            .secret_values()
+            .fold(self, |builder, value| builder.secret(value))
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, PluginError> {
         install_crypto_provider();
@@ -1469,6 +1476,24 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Cancelled);
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(server.requests().len(), 1);
+    }
+
+    #[test]
+    fn secret_settings_are_scrubbed_and_others_are_not() {
+        let server = HttpServer::start(|req| {
+            Reply::Respond(Answer::text(400, req.header("api-key").unwrap_or("")))
+        });
+        let mut settings = crate::types::Settings::default();
+        settings.set_secret("key", "sk-from-settings");
+        settings.set("region", "westeurope");
+        let client = fast_client().secrets_from(&settings).build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        for (value, hidden) in [("sk-from-settings", true), ("westeurope", false)] {
+            let request = Request::get(server.url()).header("Api-Key", value);
+            let err = client.fetch(&request, &mut cx).unwrap_err();
+            assert_eq!(err.message.contains(value), !hidden, "{}", err.message);
+        }
     }
 
     #[test]
