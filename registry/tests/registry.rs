@@ -1007,7 +1007,7 @@ fn refuses_an_index_line_for_another_abi() {
             .collect();
         fs::write(fx.index().join(&relative), kept).unwrap();
         let mut future = plugin("echo", "2.0.0");
-        future.abi = 2;
+        future.abi = 3;
         fx.publish(&future);
     });
     assert!(
@@ -1018,7 +1018,7 @@ fn refuses_an_index_line_for_another_abi() {
         "{err}"
     );
     assert!(
-        err.to_string().contains("2.0.0 needs plugin ABI 2"),
+        err.to_string().contains("2.0.0 needs plugin ABI 3"),
         "{err}"
     );
 }
