@@ -680,7 +680,7 @@ pub fn yank(index: &Path, name: &str, version: &Version, yanked: bool) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use launcher_sdk::{ContentKind, ToolSpec};
+    use launcher_sdk::ToolSpec;
 
     fn manifest(version: &str) -> Manifest {
         Manifest::new("echo", version)

@@ -613,7 +613,7 @@ mod tests {
 
     use super::*;
     use crate::report::NoReporter;
-    use launcher_sdk::{ContentKind, ToolSpec};
+    use launcher_sdk::ToolSpec;
 
     fn manifest(name: &str, version: &str) -> Manifest {
         Manifest::new(name, version).tool(ToolSpec::new(name, &["chat"]))

@@ -10,7 +10,7 @@
 //! is named in the error. ffmpeg writes to a temporary file in the job's work directory (MP4's
 //! index is moved to the front once the whole file exists, which needs seeking), then the file
 //! is streamed to the host in chunks. Both programs run under the SDK's
-//! [`Runner`](launcher_sdk::process::Runner), so a cancelled job kills ffmpeg and removes the
+//! [`launcher_sdk::process::Runner`], so a cancelled job kills ffmpeg and removes the
 //! temporary file.
 
 use std::fs::File;
