@@ -48,6 +48,9 @@ pub(crate) struct Written {
     pub(crate) size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) text: Option<String>,
+    /// A JSON output (a listing, an embedding), collected under `--json`, as JSON itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) json: Option<launcher_sdk::serde_json::Value>,
 }
 
 enum Target {
@@ -266,10 +269,15 @@ impl Outputs {
 }
 
 fn written(output: Open) -> Written {
-    let (path, text) = match output.target {
-        Target::Placed(dest) => (Some(dest), None),
-        Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned())),
-        Target::Stdout | Target::File { .. } => (None, None),
+    let is_json = output.header.media_type.split(';').next() == Some("application/json");
+    let (path, text, json) = match output.target {
+        Target::Placed(dest) => (Some(dest), None, None),
+        Target::Collect(buf) if is_json => match launcher_sdk::serde_json::from_slice(&buf) {
+            Ok(value) => (None, None, Some(value)),
+            Err(_) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
+        },
+        Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
+        Target::Stdout | Target::File { .. } => (None, None, None),
     };
     Written {
         name: output.header.name,
@@ -278,6 +286,7 @@ fn written(output: Open) -> Written {
         path,
         size: output.size,
         text,
+        json,
     }
 }
 

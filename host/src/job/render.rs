@@ -4,14 +4,14 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use launcher_sdk::serde_json::{self, json};
-use launcher_sdk::{ContentKind, JobResult, LogLevel, LogLine, Progress};
+use launcher_sdk::{ContentKind, JobResult, LISTING_TASKS, LogLevel, LogLine, Progress};
 
 use crate::catalog::Catalog;
 use crate::commands::Globals;
 use crate::job::plan::JobPlan;
 use crate::output::Written;
+use crate::progress::JobBar;
 use crate::route;
 use crate::settings;
 
@@ -19,7 +19,7 @@ use crate::settings;
 pub(crate) struct Render {
     globals: Globals,
     secrets: Vec<String>,
-    bar: Option<ProgressBar>,
+    bar: Option<JobBar>,
 }
 
 impl Render {
@@ -41,25 +41,9 @@ impl Render {
             return;
         }
         let message = self.scrub(&progress.message);
-        let bar = self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
-        match progress.fraction {
-            Some(fraction) => {
-                bar.set_style(
-                    ProgressStyle::with_template("{bar:30} {percent:>3}% {wide_msg}")
-                        .expect("the template is valid"),
-                );
-                bar.set_position((fraction * 1000.0).round() as u64);
-            }
-            None => bar.set_style(
-                ProgressStyle::with_template("{spinner} {wide_msg}")
-                    .expect("the template is valid"),
-            ),
-        }
-        bar.set_message(message);
+        self.bar
+            .get_or_insert_with(JobBar::new)
+            .update(progress.fraction, message);
     }
 
     /// Shows a plugin's log line at the verbosity it asks for.
@@ -78,7 +62,7 @@ impl Render {
     /// Prints a line on stderr without tearing the progress bar.
     pub(crate) fn say(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            Some(bar) => bar.println(text),
             None => eprintln!("{text}"),
         }
     }
@@ -86,7 +70,7 @@ impl Render {
     /// Removes the progress bar.
     pub(crate) fn clear(&mut self) {
         if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+            bar.clear();
         }
     }
 
@@ -100,6 +84,18 @@ impl Render {
         recorded: bool,
     ) -> anyhow::Result<()> {
         self.clear();
+        if plan.json
+            && LISTING_TASKS.contains(&plan.task.name.as_str())
+            && let [only] = written
+            && let Some(listing) = &only.json
+        {
+            // `launcher run voices --json` is the list itself, ready for `jq`.
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", serde_json::to_string_pretty(listing)?);
+            }
+            return Ok(());
+        }
         if plan.json {
             let mut report = json!({
                 "tool": plan.tool.spec.id,
