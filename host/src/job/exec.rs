@@ -31,6 +31,8 @@ enum Msg {
     Log(LogLine),
     Signal(i32),
     Done(Box<Finished>),
+    /// The worker panicked in launcher's own code.
+    Crashed,
 }
 
 /// How the worker's part ended.
@@ -52,7 +54,13 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
         globals.info(&format!("routing: {reason}"));
     }
     let (tx, rx) = mpsc::channel::<Msg>();
-    if !signals::forward(tx.clone(), Msg::Signal) {
+    let to_signal = std::sync::Mutex::new(tx.clone());
+    let subscription = signals::subscribe(move |signal| {
+        if let Ok(tx) = to_signal.lock() {
+            let _ = tx.send(Msg::Signal(signal));
+        }
+    });
+    if subscription.is_none() {
         globals.info("cannot watch for signals; Ctrl-C will end launcher without cleaning up");
     }
     let cancel = Arc::new(AtomicBool::new(false));
@@ -88,15 +96,16 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
 
     let mut signalled: Option<i32> = None;
     let finished = loop {
-        let Ok(msg) = rx.recv() else {
-            // The worker ended without a word: it panicked in launcher's own code.
-            remove_pending(&pending);
-            return Err(fail(
-                Class::Failure,
-                "the job's worker thread died; this is a bug in launcher",
-            ));
-        };
+        // The worker always says how it ended, even when it panicked.
+        let msg = rx.recv().unwrap_or(Msg::Crashed);
         match msg {
+            Msg::Crashed => {
+                remove_pending(&pending);
+                return Err(fail(
+                    Class::Failure,
+                    "the job's worker thread died; this is a bug in launcher",
+                ));
+            }
             Msg::Progress(p) => render.progress(&p),
             Msg::Log(line) => render.log(&line),
             Msg::Signal(signal) => {
