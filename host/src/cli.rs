@@ -39,6 +39,11 @@ pub(crate) enum Command {
     /// Run a job: `launcher run <tool|task> [parameters]`, or `launcher run --to <kind> ...`.
     #[command(disable_help_flag = true)]
     Run(RunArgs),
+    /// Chat interactively: each line is a `chat` job continuing one conversation.
+    #[command(disable_help_flag = true)]
+    Chat(RunArgs),
+    /// List the kept chat conversations, or show one.
+    Conversations(ConversationsArgs),
     /// Find plugins in the configured registries.
     Search(SearchArgs),
     /// Install plugins from a registry (`name`, `name@^1.2`), or a library built locally (`--path`).
@@ -92,6 +97,18 @@ pub(crate) struct RunArgs {
     /// The tool or task, then its parameters (see `launcher run <target> --help`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "ARGS")]
     pub(crate) args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConversationsArgs {
+    /// A conversation to show (any unique prefix of its id); all of them when absent.
+    pub(crate) id: Option<String>,
+    /// How many to list, newest first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

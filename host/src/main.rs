@@ -60,6 +60,15 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             globals.quiet |= args.args.iter().any(|a| a == "-q");
             commands::run::run(&globals, args.args)
         }
+        Command::Chat(args) => {
+            let mut globals = *globals;
+            globals.verbose += args.args.iter().filter(|a| *a == "-v").count() as u8;
+            globals.quiet |= args.args.iter().any(|a| a == "-q");
+            commands::chat::run(&globals, args.args)
+        }
+        Command::Conversations(args) => {
+            commands::chat::conversations(args.id.as_deref(), args.limit, args.json)
+        }
         Command::Install(args) => match &args.path {
             Some(path) => commands::plugins::install_path(globals, path),
             None => registry::install(

@@ -35,7 +35,13 @@ pub(crate) struct Plan {
     pub(crate) dir: PathBuf,
     /// The job's id, which names temporary files.
     pub(crate) job_id: String,
+    /// Keep a copy of text streamed to stdout (a chat's answer, for its conversation).
+    #[serde(default)]
+    pub(crate) capture: bool,
 }
+
+/// The most streamed text kept for a conversation; an answer longer than this is cut there.
+const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
 
 /// One finished output, as reported in the result.
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +57,16 @@ pub(crate) struct Written {
     /// A JSON output (a listing, an embedding), collected under `--json`, as JSON itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) json: Option<launcher_sdk::serde_json::Value>,
+    /// A copy of text streamed to stdout, when the plan asked for one.
+    #[serde(skip)]
+    pub(crate) captured: Option<String>,
+}
+
+impl Written {
+    /// Returns the text of a text output, however it was delivered.
+    pub(crate) fn text(&self) -> Option<&str> {
+        self.text.as_deref().or(self.captured.as_deref())
+    }
 }
 
 enum Target {
@@ -70,6 +86,8 @@ struct Open {
     header: OutputHeader,
     target: Target,
     size: u64,
+    /// A copy of what went to stdout, when the plan captures text.
+    captured: Option<Vec<u8>>,
 }
 
 /// The outputs of one job.
@@ -118,11 +136,13 @@ impl Outputs {
     /// Opens output `id`: a temporary file beside its destination, stdout, or a buffer.
     pub(crate) fn open(&mut self, id: u32, header: &OutputHeader) -> io::Result<()> {
         let target = self.target_for(header)?;
+        let captured = (self.plan.capture && matches!(target, Target::Stdout)).then(Vec::new);
         self.open.push(Open {
             id,
             header: header.clone(),
             target,
             size: 0,
+            captured,
         });
         Ok(())
     }
@@ -133,6 +153,10 @@ impl Outputs {
             return Err(io::Error::other(format!("output {id} was never opened")));
         };
         open.size += bytes.len() as u64;
+        if let Some(copy) = &mut open.captured {
+            let room = CAPTURE_LIMIT.saturating_sub(copy.len());
+            copy.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         match &mut open.target {
             Target::Stdout => {
                 let mut out = io::stdout().lock();
@@ -287,6 +311,9 @@ fn written(output: Open) -> Written {
         size: output.size,
         text,
         json,
+        captured: output
+            .captured
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per command; each takes its parsed arguments and does the work.
 
+pub(crate) mod chat;
 pub(crate) mod info;
 pub(crate) mod list;
 pub(crate) mod plugins;

@@ -24,7 +24,9 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
     match plan::plan(&raw, &catalog, &config, &config_path, &mut inputs)? {
         Planned::GeneralHelp => print(&render::general_help(&catalog)),
         Planned::Help(text) => print(&text),
-        Planned::Job(plan) => exec::execute(*plan, &home.root, globals)?,
+        Planned::Job(plan) => {
+            exec::execute(*plan, &home.root, globals)?;
+        }
         Planned::Resume {
             id,
             json,

@@ -46,8 +46,15 @@ struct Finished {
     duration: Duration,
 }
 
+/// What a job left behind that its caller may need.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// The conversation a chat job was recorded in.
+    pub(crate) conversation: Option<String>,
+}
+
 /// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
-pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Result<()> {
+pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Result<Report> {
     let plan = Arc::new(plan);
     let mut render = Render::new(*globals, plan.secrets.clone());
     for reason in &plan.reasons {
@@ -156,7 +163,7 @@ fn conclude(
     checkpointed: &AtomicBool,
     home_root: &Path,
     render: &mut Render,
-) -> Result<()> {
+) -> Result<Report> {
     let recorded = checkpointed.load(Ordering::SeqCst) || plan.resume.is_some();
     let set_state = |state: State, error: Option<&str>| {
         if recorded && let Ok(store) = Store::open(home_root) {
@@ -174,7 +181,7 @@ fn conclude(
         // Like other Unix tools, a closed pipe on stdout is not an error worth reporting.
         outputs.abandon();
         set_state(State::Failed, Some("stdout was closed"));
-        return Ok(());
+        return Ok(Report::default());
     }
     if let Some(err) = io_error {
         outputs.abandon();
@@ -211,11 +218,64 @@ fn conclude(
                 outputs.abandon();
                 set_state(State::Detached, None);
                 render.detached(plan, "submitted");
-                return Ok(());
+                return Ok(Report::default());
             }
             let written = outputs.finish()?;
             set_state(State::Done, None);
-            render.finished(plan, &written, duration, &result, recorded)
+            let conversation = record_turn(plan, &written, &result, home_root, render);
+            render.finished(
+                plan,
+                &written,
+                duration,
+                &result,
+                recorded,
+                conversation.as_deref(),
+            )?;
+            Ok(Report { conversation })
+        }
+    }
+}
+
+/// Records a chat job's prompt and answer in its conversation (a new one unless the job
+/// continues one); returns the conversation's id. A store that cannot be written costs the
+/// conversation, not the answer the user already has: it is a warning.
+fn record_turn(
+    plan: &JobPlan,
+    written: &[crate::output::Written],
+    result: &JobResult,
+    home_root: &Path,
+    render: &mut Render,
+) -> Option<String> {
+    if plan.task.name != "chat" {
+        return None;
+    }
+    let prompt = plan.params.get("prompt")?.as_str()?;
+    let answer: String = written
+        .iter()
+        .filter(|w| w.kind == launcher_sdk::ContentKind::Text)
+        .filter_map(|w| w.text())
+        .collect();
+    let model = plan
+        .params
+        .get("model")
+        .and_then(Value::as_str)
+        .or_else(|| result.info.get("model").and_then(Value::as_str));
+    let recorded = Store::open(home_root).and_then(|mut store| {
+        store.add_turn(
+            plan.conversation.as_deref(),
+            &plan.id,
+            &plan.tool.spec.id,
+            model,
+            prompt,
+            &answer,
+            &result.info,
+        )
+    });
+    match recorded {
+        Ok(id) => Some(id),
+        Err(err) => {
+            render.say(&format!("warning: the conversation was not saved: {err:#}"));
+            None
         }
     }
 }

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use launcher_sdk::serde_json::{Map, Value};
-use launcher_sdk::{ContentKind, ParamSpec, ParamType, Settings, TaskSpec};
+use launcher_sdk::{ContentKind, Message, ParamSpec, ParamType, Settings, TaskSpec};
 
 use crate::catalog::{Catalog, Tool};
 use crate::failure::{Class, Failure, fail};
 use crate::home::Config;
+use crate::job::store::Conversation;
 use crate::output;
 use crate::params;
 use crate::route::{self, Request};
@@ -19,10 +20,12 @@ use crate::settings;
 
 /// Host options of `run` that take a value; everything else that starts with `--` is a
 /// parameter of the task or tool.
-const VALUE_OPTIONS: [&str; 8] = [
-    "-o", "--output", "--tool", "--task", "--to", "--file", "--set", "--resume",
+const VALUE_OPTIONS: [&str; 9] = [
+    "-o", "--output", "--tool", "--task", "--to", "--file", "--set", "--resume", "--cid",
 ];
-const FLAG_OPTIONS: [&str; 9] = [
+const FLAG_OPTIONS: [&str; 11] = [
+    "-c",
+    "--continue",
     "--json",
     "--force",
     "-h",
@@ -47,6 +50,8 @@ pub(crate) trait Inputs {
         tool: &Tool,
         args: Map<String, Value>,
     ) -> Result<launcher_sdk::ToolSpec, String>;
+    /// Returns the conversation `id` (the latest when `None`) with its messages.
+    fn conversation(&mut self, id: Option<&str>) -> Result<Option<(Conversation, Vec<Message>)>>;
 }
 
 /// The process's real stdin, and descriptions from the plugins themselves.
@@ -56,6 +61,18 @@ pub(crate) struct ProcessInputs<'a> {
 }
 
 impl Inputs for ProcessInputs<'_> {
+    fn conversation(&mut self, id: Option<&str>) -> Result<Option<(Conversation, Vec<Message>)>> {
+        if id.is_none() && !crate::job::store::Store::path(&self.home.root).exists() {
+            return Ok(None);
+        }
+        let store = crate::job::store::Store::open(&self.home.root)?;
+        let Some(conversation) = store.conversation(id)? else {
+            return Ok(None);
+        };
+        let messages = store.messages(&conversation.id)?;
+        Ok(Some((conversation, messages)))
+    }
+
     fn describe_tool(
         &mut self,
         tool: &Tool,
@@ -101,7 +118,9 @@ pub(crate) struct JobPlan {
     /// Why this tool was chosen, for `-v`.
     pub(crate) reasons: Vec<String>,
     /// For `chat`: the earlier turns of the conversation the job continues.
-    pub(crate) history: Vec<launcher_sdk::Message>,
+    pub(crate) history: Vec<Message>,
+    /// For `chat`: the conversation the job continues, when it continues one.
+    pub(crate) conversation: Option<String>,
 }
 
 /// What the command line asks for.
@@ -167,8 +186,38 @@ pub(crate) fn plan(
         rest.insert(i.min(rest.len()), t.clone());
         target = None;
     }
-    let tool_flag = option_values(&rest, "--tool").pop();
+    let mut tool_flag = option_values(&rest, "--tool").pop();
     let task_flag = option_values(&rest, "--task").pop();
+    // `-c` continues the latest conversation, `--cid ID` a given one: with the tool and model
+    // that answered it, unless others are named.
+    let continued = if rest.iter().any(|a| a == "-c" || a == "--continue") {
+        Some(None)
+    } else {
+        option_values(&rest, "--cid").pop().map(Some)
+    };
+    let conversation = match &continued {
+        None => None,
+        Some(id) => match inputs.conversation(id.as_deref())? {
+            Some(found) => Some(found),
+            None => {
+                return Err(Failure::new(
+                    Class::NotFound,
+                    match id {
+                        Some(id) => format!("no conversation `{id}`"),
+                        None => "there is no conversation to continue yet".to_string(),
+                    },
+                )
+                .hint("`launcher conversations` lists them; `launcher run chat \"...\"` starts one")
+                .into());
+            }
+        },
+    };
+    if let Some((found, _)) = &conversation
+        && tool_flag.is_none()
+        && target.as_deref().is_none_or(|t| catalog.tool(t).is_none())
+    {
+        tool_flag = Some(found.tool.clone());
+    }
     if target.is_none() && to.is_none() {
         if wants_help {
             return Ok(Planned::GeneralHelp);
@@ -286,12 +335,33 @@ pub(crate) fn plan(
             params::check(format, &ext.to_ascii_lowercase())?,
         );
     }
-    let values = launcher_sdk::check_params(&params, &values).map_err(|e| {
+    let mut values = launcher_sdk::check_params(&params, &values).map_err(|e| {
         fail(
             Class::InvalidInput,
             format!("--{} {}", params::flag_name(&e.param), e.problem),
         )
     })?;
+    let (conversation, history) = match conversation {
+        Some((found, messages)) => {
+            if task.name != "chat" {
+                return Err(fail(
+                    Class::Usage,
+                    format!(
+                        "-c and --cid continue a chat; task `{}` is no chat",
+                        task.name
+                    ),
+                ));
+            }
+            if let Some(model) = &found.model
+                && !values.contains_key("model")
+                && params.iter().any(|p| p.name == "model")
+            {
+                values.insert("model".into(), Value::String(model.clone()));
+            }
+            (Some(found.id), messages)
+        }
+        None => (None, Vec::new()),
+    };
     let json = matches.get_flag("json");
     let id = crate::job::new_id();
     let outputs = output::Plan {
@@ -301,6 +371,7 @@ pub(crate) fn plan(
         stem: task.name.clone(),
         dir: PathBuf::from("."),
         job_id: id.clone(),
+        capture: task.name == "chat",
     };
     output::Outputs::precheck(&outputs)?;
 
@@ -319,7 +390,8 @@ pub(crate) fn plan(
         cancel_remote: matches.get_flag("cancel-remote"),
         resume: None,
         reasons: route.reasons,
-        history: Vec::new(),
+        history,
+        conversation,
     })))
 }
 
@@ -431,6 +503,8 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .arg(Arg::new("file").long("file").value_name("FILE").help("read the input text from a file (`-` for stdin)").help_heading(heading))
         .arg(Arg::new("set").long("set").value_name("NAME=VALUE").action(ArgAction::Append).help("give the tool a setting for this run").help_heading(heading))
         .arg(Arg::new("detach").long("detach").action(ArgAction::SetTrue).help("submit a remote job and return once it is accepted; `launcher run --resume ID` collects it").help_heading(heading))
+        .arg(Arg::new("continue").short('c').long("continue").action(ArgAction::SetTrue).help("chat: continue the latest conversation").help_heading(heading))
+        .arg(Arg::new("cid").long("cid").value_name("ID").help("chat: continue this conversation").help_heading(heading))
         .arg(Arg::new("cancel-remote").long("cancel-remote").action(ArgAction::SetTrue).help("on Ctrl-C, cancel the remote job too instead of leaving it running").help_heading(heading))
         .arg(Arg::new("verbose").short('v').action(ArgAction::Count).hide(true))
         .arg(Arg::new("quiet").short('q').action(ArgAction::SetTrue).hide(true));
@@ -666,6 +740,7 @@ pub(crate) fn plan_resume(
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],
         history: Vec::new(),
+        conversation: None,
     })
 }
 
@@ -693,6 +768,29 @@ mod tests {
             _args: Map<String, Value>,
         ) -> Result<launcher_sdk::ToolSpec, String> {
             Ok(tool.spec.clone())
+        }
+        fn conversation(
+            &mut self,
+            id: Option<&str>,
+        ) -> Result<Option<(Conversation, Vec<Message>)>> {
+            if id.is_some_and(|id| id != "c1") {
+                return Ok(None);
+            }
+            let conversation = Conversation {
+                id: "c1".into(),
+                tool: "base-chat".into(),
+                model: Some("smol".into()),
+                title: "hi".into(),
+                messages: 2,
+                updated_ms: 0,
+            };
+            Ok(Some((
+                conversation,
+                vec![
+                    Message::new("user", "hi"),
+                    Message::new("assistant", "hello"),
+                ],
+            )))
         }
     }
 

@@ -82,6 +82,7 @@ impl Render {
         duration: Duration,
         result: &JobResult,
         recorded: bool,
+        conversation: Option<&str>,
     ) -> anyhow::Result<()> {
         self.clear();
         if plan.json
@@ -108,6 +109,9 @@ impl Render {
             });
             if recorded {
                 report["job"] = json!(plan.id);
+            }
+            if let Some(id) = conversation {
+                report["conversation"] = json!(id);
             }
             #[allow(clippy::print_stdout)]
             {
@@ -140,6 +144,11 @@ impl Render {
         if written.is_empty() {
             self.globals
                 .status(&format!("{} finished without output", plan.tool.spec.id));
+        }
+        if let Some(id) = conversation {
+            self.globals.info(&format!(
+                "conversation {id}: `launcher run chat -c \"...\"` continues it"
+            ));
         }
         Ok(())
     }
@@ -215,4 +224,18 @@ pub(crate) fn general_help(catalog: &Catalog) -> String {
     }
     out.push_str("\n`launcher run <tool|task> --help` shows its parameters.\n");
     out
+}
+
+/// Returns `text` safe to print on a terminal: control characters (escape sequences among
+/// them) shown as `\u{..}` escapes, line breaks and tabs kept.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -1,11 +1,13 @@
 //! The job store: one SQLite database in the launcher home (`launcher.db`), holding the jobs
-//! that can be resumed.
+//! that can be resumed and the chat conversations that can be continued.
 //!
 //! A job is recorded when its plugin records its first checkpoint (a remote task id, say):
 //! from then on it can outlive the command that started it. The record keeps the tool, task
 //! and parameters (never settings, so never a secret), where its outputs go, the latest
-//! checkpoint and the job's state. Later features (history, conversations, `launcher jobs`)
-//! add their tables to this same database; `PRAGMA user_version` says which schema a file has.
+//! checkpoint and the job's state. A conversation is the turns of `chat` jobs, each the user's
+//! prompt and the answer, with the tool and model that answered. Later features (history,
+//! `launcher jobs`) add their tables to this same database; `PRAGMA user_version` says which
+//! schema a file has.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -115,6 +117,24 @@ impl Store {
                      state TEXT NOT NULL,
                      error TEXT
                  );
+                 CREATE TABLE IF NOT EXISTS conversations (
+                     id TEXT PRIMARY KEY,
+                     created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL,
+                     tool TEXT NOT NULL,
+                     model TEXT,
+                     title TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS messages (
+                     conversation TEXT NOT NULL REFERENCES conversations(id),
+                     seq INTEGER NOT NULL,
+                     created_ms INTEGER NOT NULL,
+                     role TEXT NOT NULL,
+                     content TEXT NOT NULL,
+                     info TEXT,
+                     PRIMARY KEY (conversation, seq)
+                 );
+                 CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations(updated_ms);
                  PRAGMA user_version = 1;
                  COMMIT;",
             )?;
@@ -212,6 +232,154 @@ impl Store {
     }
 }
 
+/// A conversation: the turns of `chat` jobs that continue each other.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Conversation {
+    pub(crate) id: String,
+    pub(crate) tool: String,
+    pub(crate) model: Option<String>,
+    pub(crate) title: String,
+    /// Messages in it (a turn is two: the prompt and the answer).
+    pub(crate) messages: i64,
+    pub(crate) updated_ms: i64,
+}
+
+/// How many characters of the first prompt name a conversation.
+const TITLE_CHARS: usize = 60;
+
+impl Store {
+    /// Returns the conversation `id` (or the only one whose id starts with it), or the latest
+    /// one when `id` is `None`.
+    pub(crate) fn conversation(&self, id: Option<&str>) -> Result<Option<Conversation>> {
+        const COLUMNS: &str = "SELECT c.id, c.tool, c.model, c.title, c.updated_ms,
+                (SELECT count(*) FROM messages m WHERE m.conversation = c.id)
+             FROM conversations c";
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok(Conversation {
+                id: r.get(0)?,
+                tool: r.get(1)?,
+                model: r.get(2)?,
+                title: r.get(3)?,
+                updated_ms: r.get(4)?,
+                messages: r.get(5)?,
+            })
+        };
+        let found = match id {
+            None => self
+                .conn
+                .query_row(
+                    &format!("{COLUMNS} ORDER BY c.updated_ms DESC, c.rowid DESC LIMIT 1"),
+                    [],
+                    row,
+                )
+                .optional()?,
+            Some(id) => {
+                let mut stmt = self.conn.prepare(&format!(
+                    "{COLUMNS} WHERE substr(c.id, 1, length(?1)) = ?1 ORDER BY c.id = ?1 DESC LIMIT 2"
+                ))?;
+                let found: Vec<Conversation> = stmt
+                    .query_map(params![id], row)?
+                    .collect::<Result<_, _>>()?;
+                match found.as_slice() {
+                    [] => None,
+                    [one] => Some(one.clone()),
+                    [first, ..] if first.id == id => Some(first.clone()),
+                    _ => anyhow::bail!("`{id}` names several conversations; give more of its id"),
+                }
+            }
+        };
+        Ok(found)
+    }
+
+    /// Returns the messages of conversation `id`, oldest first.
+    pub(crate) fn messages(&self, id: &str) -> Result<Vec<launcher_sdk::Message>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT role, content FROM messages WHERE conversation = ?1 ORDER BY seq")?;
+        let messages = stmt
+            .query_map(params![id], |r| {
+                Ok(launcher_sdk::Message::new(
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(messages)
+    }
+
+    /// Adds a turn (a prompt and its answer) to conversation `id`, or starts a new one with
+    /// id `new_id`. Returns the conversation's id.
+    pub(crate) fn add_turn(
+        &mut self,
+        id: Option<&str>,
+        new_id: &str,
+        tool: &str,
+        model: Option<&str>,
+        prompt: &str,
+        answer: &str,
+        info: &Map<String, Value>,
+    ) -> Result<String> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        let id = match id {
+            Some(id) => {
+                tx.execute(
+                    "UPDATE conversations SET updated_ms = ?2, model = coalesce(?3, model) WHERE id = ?1",
+                    params![id, now, model],
+                )?;
+                id.to_string()
+            }
+            None => {
+                let title: String = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+                let title: String = title.chars().take(TITLE_CHARS).collect();
+                tx.execute(
+                    "INSERT INTO conversations (id, created_ms, updated_ms, tool, model, title)
+                     VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
+                    params![new_id, now, tool, model, title],
+                )?;
+                new_id.to_string()
+            }
+        };
+        let next: i64 = tx.query_row(
+            "SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE conversation = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO messages (conversation, seq, created_ms, role, content) VALUES (?1, ?2, ?3, 'user', ?4)",
+            params![id, next, now, prompt],
+        )?;
+        tx.execute(
+            "INSERT INTO messages (conversation, seq, created_ms, role, content, info) VALUES (?1, ?2, ?3, 'assistant', ?4, ?5)",
+            params![id, next + 1, now, answer, serde_json::to_string(info)?],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Returns the latest `limit` conversations, newest first.
+    pub(crate) fn conversations(&self, limit: usize) -> Result<Vec<Conversation>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id, c.tool, c.model, c.title, c.updated_ms,
+                (SELECT count(*) FROM messages m WHERE m.conversation = c.id)
+             FROM conversations c ORDER BY c.updated_ms DESC, c.rowid DESC LIMIT ?1",
+        )?;
+        let found = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(Conversation {
+                    id: r.get(0)?,
+                    tool: r.get(1)?,
+                    model: r.get(2)?,
+                    title: r.get(3)?,
+                    updated_ms: r.get(4)?,
+                    messages: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(found)
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -242,6 +410,7 @@ mod tests {
             stem: "txt2vid".into(),
             dir: PathBuf::from("/tmp/out"),
             job_id: "j1".into(),
+            capture: false,
         }
     }
 
@@ -282,6 +451,53 @@ mod tests {
         let again = Store::open(home.path()).unwrap();
         assert_eq!(again.get("j1").unwrap().unwrap().state, State::Done);
         assert_eq!(again.ids_like("j").unwrap(), ["j1"]);
+    }
+
+    #[test]
+    fn conversations_grow_by_turns_and_the_latest_is_found() {
+        let home = tempfile::tempdir().unwrap();
+        let mut store = Store::open(home.path()).unwrap();
+        assert!(store.conversation(None).unwrap().is_none());
+        let info = Map::new();
+        let first = store
+            .add_turn(
+                None,
+                "c1",
+                "llm",
+                Some("smol"),
+                "Why is the sky blue?",
+                "Rayleigh.",
+                &info,
+            )
+            .unwrap();
+        assert_eq!(first, "c1");
+        store
+            .add_turn(
+                Some("c1"),
+                "unused",
+                "llm",
+                None,
+                "And at sunset?",
+                "Longer path.",
+                &info,
+            )
+            .unwrap();
+        store
+            .add_turn(None, "c2", "other", None, "Hello", "Hi", &info)
+            .unwrap();
+        assert_eq!(store.conversation(None).unwrap().unwrap().id, "c2");
+        let c1 = store.conversation(Some("c1")).unwrap().unwrap();
+        assert_eq!((c1.messages, c1.model.as_deref()), (4, Some("smol")));
+        assert_eq!(c1.title, "Why is the sky blue?");
+        let messages = store.messages("c1").unwrap();
+        assert_eq!(
+            messages.iter().map(|m| m.role.as_str()).collect::<Vec<_>>(),
+            ["user", "assistant", "user", "assistant"]
+        );
+        assert_eq!(messages[3].content, "Longer path.");
+        // `c` is a prefix of both.
+        assert!(store.conversation(Some("c")).is_err());
+        assert_eq!(store.conversations(10).unwrap().len(), 2);
     }
 
     #[test]
