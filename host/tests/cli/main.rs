@@ -2,8 +2,10 @@
 //! each test in its own `LAUNCHER_HOME`.
 
 mod azure;
+mod c_plugin;
 mod discovery;
 mod failures;
 mod install;
 mod registry;
 mod run;
+mod template;
