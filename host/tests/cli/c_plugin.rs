@@ -1,6 +1,9 @@
 //! A plugin written in C against `sdk/include/launcher_plugin.h`, speaking only ABI 2.0: built
 //! with `cc`, installed, listed and run by a host whose tables have fields minor 1 appended.
 
+// The example is built as a shared library with a Unix C compiler's flags.
+#![cfg(unix)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
