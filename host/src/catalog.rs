@@ -10,16 +10,24 @@
 //! libraries are probed once in a child process and their manifests cached in
 //! `cache/manifests.json`, keyed by path, size and modification time, so listing and routing
 //! never load a library after the first sight.
+//!
+//! A plugin whose tools depend on configuration (profiles in `config.toml`) is asked, in a
+//! child process, to describe them; the answer is cached in `cache/described.json`, keyed on
+//! the library's fingerprint and the request (the plugin's config tables), so nothing is
+//! loaded again until the library or its configuration changes. A tool whose parameters
+//! depend on arguments (a workflow file) is described the same way when a job needs it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use launcher_sdk::{Manifest, ToolSpec};
+use launcher_sdk::serde_json::{Map, Value};
+use launcher_sdk::{DescribeRequest, Manifest, ToolSpec};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::env;
-use crate::home::Home;
+use crate::home::{Config, Home};
 use crate::loader;
 
 /// Where a plugin was found.
@@ -66,8 +74,8 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// Discovers every plugin for `home`.
-    pub(crate) fn discover(home: &Home) -> Catalog {
+    /// Discovers every plugin for `home`, with the tools its configuration describes.
+    pub(crate) fn discover(home: &Home, config: &Config) -> Catalog {
         let mut catalog = Catalog::default();
         let mut cache = ManifestCache::load(home);
         for dir in plugin_path_dirs() {
@@ -83,7 +91,68 @@ impl Catalog {
                 .push(format!("probed {} in a child process", library.display()));
         }
         cache.save_if_changed();
+        if catalog.plugins.iter().any(|p| p.manifest.configured_tools) {
+            let mut described = DescribeCache::load(home);
+            catalog.add_configured_tools(config, &mut described);
+            for library in &described.asked {
+                catalog.notes.push(format!(
+                    "asked {} to describe its configured tools, in a child process",
+                    library.display()
+                ));
+            }
+            described.save_if_changed();
+        }
         catalog
+    }
+
+    /// Replaces the tools of plugins whose tools depend on configuration with the tools
+    /// they describe for this configuration.
+    fn add_configured_tools(&mut self, config: &Config, cache: &mut DescribeCache) {
+        let configured: Vec<Plugin> = self
+            .plugins
+            .iter()
+            .filter(|p| p.manifest.configured_tools)
+            .cloned()
+            .collect();
+        for plugin in configured {
+            let request = DescribeRequest {
+                tool: None,
+                config: plugin_config(&plugin.manifest.tools, config),
+                args: Default::default(),
+            };
+            let tools = match cache.describe(&plugin.library, &request) {
+                Ok(tools) => tools,
+                Err(reason) => {
+                    self.warnings.push(format!(
+                        "plugin `{}` could not describe its configured tools, so only its built-in ones are listed: {reason}",
+                        plugin.manifest.name
+                    ));
+                    continue;
+                }
+            };
+            if tools.is_empty() {
+                continue;
+            }
+            self.tools.retain(|t| t.plugin != plugin.manifest.name);
+            for spec in tools {
+                if let Some(existing) = self.tool(&spec.id) {
+                    self.warnings.push(format!(
+                        "tool `{}` described by plugin `{}` is ignored: plugin `{}` provides a tool with that id",
+                        spec.id, plugin.manifest.name, existing.plugin
+                    ));
+                    continue;
+                }
+                let rank = self.tools.len();
+                self.tools.push(Tool {
+                    spec,
+                    plugin: plugin.manifest.name.clone(),
+                    version: plugin.manifest.version.clone(),
+                    library: plugin.library.clone(),
+                    origin: plugin.origin,
+                    rank,
+                });
+            }
+        }
     }
 
     /// Returns the tool with id `id`.
@@ -367,4 +436,138 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut tmp, bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Returns the user's configuration of a plugin's tools for a describe request: the
+/// `[tools.<id>]` tables of the tools it declares, as JSON, without secrets or the commands
+/// that produce them.
+pub(crate) fn plugin_config(tools: &[ToolSpec], config: &Config) -> Map<String, Value> {
+    let mut out = Map::new();
+    for tool in tools {
+        let Some(table) = config.tools.get(&tool.id) else {
+            continue;
+        };
+        let secret = |key: &str| tool.settings.iter().any(|s| s.secret && s.name == key);
+        let table: Map<String, Value> = table
+            .iter()
+            .filter(|(key, _)| !key.ends_with("_command") && !secret(key))
+            .filter_map(|(key, value)| Some((key.clone(), serde_json::to_value(value).ok()?)))
+            .collect();
+        out.insert(tool.id.clone(), Value::Object(table));
+    }
+    out
+}
+
+/// Returns `tool` as described for the values of the parameters it is described by (a
+/// workflow file, a model name), from the cache or by asking its plugin in a child process.
+pub(crate) fn describe_tool(
+    home: &Home,
+    config: &Config,
+    tool: &Tool,
+    args: Map<String, Value>,
+) -> Result<ToolSpec, String> {
+    let request = DescribeRequest {
+        tool: Some(tool.spec.id.clone()),
+        config: plugin_config(std::slice::from_ref(&tool.spec), config),
+        args,
+    };
+    let mut cache = DescribeCache::load(home);
+    let described = cache.describe(&tool.library, &request);
+    cache.save_if_changed();
+    described?
+        .into_iter()
+        .find(|t| t.id == tool.spec.id)
+        .ok_or_else(|| format!("did not describe tool `{}`", tool.spec.id))
+}
+
+/// Descriptions of configured tools, remembered between runs.
+struct DescribeCache {
+    path: PathBuf,
+    entries: BTreeMap<String, Vec<ToolSpec>>,
+    changed: bool,
+    /// Libraries asked during this run (not answered from the cache).
+    asked: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DescribeFile {
+    version: u32,
+    #[serde(default)]
+    entries: BTreeMap<String, Vec<ToolSpec>>,
+}
+
+/// Entries kept at most; the oldest keys go first (they are a hash, so "oldest" is arbitrary,
+/// which only costs a child process now and then).
+const DESCRIBE_CACHE_ENTRIES: usize = 256;
+
+impl DescribeCache {
+    fn load(home: &Home) -> DescribeCache {
+        let path = home.cache_dir().join("described.json");
+        let entries = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<DescribeFile>(&bytes).ok())
+            .filter(|f| f.version == CACHE_VERSION)
+            .map(|f| f.entries)
+            .unwrap_or_default();
+        DescribeCache {
+            path,
+            entries,
+            changed: false,
+            asked: Vec::new(),
+        }
+    }
+
+    /// Returns the tools `library` describes for `request`.
+    fn describe(
+        &mut self,
+        library: &Path,
+        request: &DescribeRequest,
+    ) -> Result<Vec<ToolSpec>, String> {
+        let key = describe_key(library, request).ok_or_else(|| "cannot be read".to_string())?;
+        if let Some(tools) = self.entries.get(&key) {
+            return Ok(tools.clone());
+        }
+        let tools = loader::describe(library, request)?;
+        self.asked.push(library.to_path_buf());
+        while self.entries.len() >= DESCRIBE_CACHE_ENTRIES {
+            let first = self.entries.keys().next().cloned().expect("not empty");
+            self.entries.remove(&first);
+        }
+        self.entries.insert(key, tools.clone());
+        self.changed = true;
+        Ok(tools)
+    }
+
+    fn save_if_changed(&self) {
+        if !self.changed {
+            return;
+        }
+        let file = DescribeFile {
+            version: CACHE_VERSION,
+            entries: self.entries.clone(),
+        };
+        // A cache that cannot be written only costs a child process next time.
+        if let Ok(bytes) = serde_json::to_vec(&file) {
+            let _ = write_atomic(&self.path, &bytes);
+        }
+    }
+}
+
+/// Keys a description on everything it depends on: the library (path and fingerprint), the
+/// request, and the fingerprint of every file the request names (a workflow file edited in
+/// place must be described again).
+fn describe_key(library: &Path, request: &DescribeRequest) -> Option<String> {
+    let fingerprint = Fingerprint::of(library)?;
+    let mut hasher = Sha256::new();
+    hasher.update(library.to_string_lossy().as_bytes());
+    hasher.update(serde_json::to_vec(&fingerprint).ok()?);
+    hasher.update(serde_json::to_vec(request).ok()?);
+    for value in request.args.values() {
+        if let Some(path) = value.as_str().map(Path::new).filter(|p| p.is_absolute())
+            && let Some(file) = Fingerprint::of(path)
+        {
+            hasher.update(serde_json::to_vec(&file).ok()?);
+        }
+    }
+    Some(format!("{:x}", hasher.finalize()))
 }

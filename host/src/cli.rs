@@ -10,7 +10,8 @@ use launcher_sdk::ContentKind;
 /// Exit codes: 0 ok, 1 failure (a bug in launcher or a plugin), 2 usage, 3 not found,
 /// 4 tool not ready (missing setting), 5 invalid input, 6 service rejected credentials,
 /// 7 rate limited, 8 service unavailable, 9 timeout, 10 output exists, 11 verification
-/// failed, 130 cancelled.
+/// failed, 12 detached (a remote job goes on; `launcher run --resume ID` picks it up),
+/// 130 cancelled by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 #[derive(Debug, Parser)]
 #[command(
     name = "launcher",
@@ -59,6 +60,9 @@ pub(crate) enum Command {
     /// Validate a plugin library in this (child) process and print its manifest.
     #[command(name = "__probe", hide = true)]
     Probe(ProbeArgs),
+    /// Ask a plugin library in this (child) process to describe its configured tools.
+    #[command(name = "__describe", hide = true)]
+    Describe(ProbeArgs),
 }
 
 #[derive(Debug, Args)]

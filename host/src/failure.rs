@@ -34,6 +34,10 @@ pub(crate) enum Class {
     Integrity,
     /// The user cancelled (Ctrl-C).
     Cancelled,
+    /// A signal stopped the job: SIGINT (130), SIGTERM (143), SIGHUP (129).
+    Signalled(i32),
+    /// A signal stopped launcher while a remote job went on; it can be resumed.
+    Detached,
 }
 
 impl Class {
@@ -52,6 +56,8 @@ impl Class {
             Class::Exists => 10,
             Class::Integrity => 11,
             Class::Cancelled => 130,
+            Class::Signalled(signal) => crate::signals::exit_code(signal),
+            Class::Detached => 12,
         }
     }
 

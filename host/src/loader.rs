@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use launcher_sdk::Manifest;
 use launcher_sdk::abi::{self, InitFn, PluginHeader, PluginLib};
+use launcher_sdk::{DescribeRequest, DescribeResponse, Manifest, ToolSpec, validate_tools};
 
 /// How long a probe may take before the library is declared hung.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -85,16 +85,60 @@ pub(crate) fn check_manifest(manifest: &Manifest) -> Result<(), String> {
 ///
 /// A library that crashes, hangs, or is not a launcher plugin is refused with the reason.
 pub(crate) fn probe(path: &Path) -> Result<Manifest, String> {
+    let stdout = in_child("__probe", path, None)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&stdout).map_err(|e| format!("gave an unreadable manifest: {e}"))?;
+    check_manifest(&manifest)?;
+    Ok(manifest)
+}
+
+/// Asks the plugin at `path`, in a child process, to describe tools that depend on
+/// configuration or arguments. Returns the tools, checked; an empty list when the plugin
+/// predates `describe`.
+pub(crate) fn describe(path: &Path, request: &DescribeRequest) -> Result<Vec<ToolSpec>, String> {
+    let json = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let stdout = in_child("__describe", path, Some(&json))?;
+    let response: DescribeResponse = serde_json::from_slice(&stdout)
+        .map_err(|e| format!("gave an unreadable description: {e}"))?;
+    validate_tools(&response.tools).map_err(|e| format!("described unusable tools: {e}"))?;
+    Ok(response.tools)
+}
+
+/// The child side of [`describe`]: the request on stdin, the answer on stdout.
+pub(crate) fn describe_in_process(path: &Path, request: &[u8]) -> Result<Vec<u8>, String> {
+    let lib = open(path)?;
+    let request: DescribeRequest =
+        serde_json::from_slice(request).map_err(|e| format!("unreadable request: {e}"))?;
+    let response = lib
+        .describe(&request)
+        .map_err(|e| format!("could not describe its tools: {e}"))?
+        .unwrap_or_default();
+    serde_json::to_vec(&response).map_err(|e| e.to_string())
+}
+
+/// Runs `launcher <command> <path>` with `stdin`, bounded in time; returns its stdout, or
+/// why it failed (its stderr when it refused, else how it died).
+fn in_child(command: &str, path: &Path, stdin: Option<&[u8]>) -> Result<Vec<u8>, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the launcher executable: {e}"))?;
     let mut child = Command::new(exe)
-        .arg("__probe")
+        .arg(command)
         .arg(path)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the validation process: {e}"))?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut pipe, &bytes);
+        });
+    }
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let out_reader = std::thread::spawn(move || {
@@ -126,10 +170,7 @@ pub(crate) fn probe(path: &Path) -> Result<Manifest, String> {
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     if status.success() {
-        let manifest: Manifest = serde_json::from_slice(&stdout)
-            .map_err(|e| format!("gave an unreadable manifest: {e}"))?;
-        check_manifest(&manifest)?;
-        return Ok(manifest);
+        return Ok(stdout);
     }
     let reason = String::from_utf8_lossy(&stderr).trim().to_string();
     if !reason.is_empty() && status.code() == Some(PROBE_REFUSED) {

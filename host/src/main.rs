@@ -6,6 +6,7 @@ mod commands;
 mod env;
 mod failure;
 mod home;
+mod job;
 mod loader;
 mod output;
 mod params;
@@ -13,6 +14,7 @@ mod progress;
 mod registries;
 mod route;
 mod settings;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -106,6 +108,7 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
         ),
         Command::Yank(args) => registry::yank(globals, &args.spec, &args.index, args.undo),
         Command::Probe(args) => probe(&args.library),
+        Command::Describe(args) => describe(&args.library),
     }
 }
 
@@ -114,6 +117,22 @@ fn probe(library: &std::path::Path) -> anyhow::Result<()> {
     match loader::read_manifest_in_process(library) {
         Ok(manifest) => {
             println!("{}", launcher_sdk::serde_json::to_string(&manifest)?);
+            Ok(())
+        }
+        Err(reason) => {
+            eprintln!("{reason}");
+            std::process::exit(loader::PROBE_REFUSED);
+        }
+    }
+}
+
+/// The child side of describing configured tools: the request on stdin, the tools on stdout.
+fn describe(library: &std::path::Path) -> anyhow::Result<()> {
+    let mut request = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut request)?;
+    match loader::describe_in_process(library, &request) {
+        Ok(json) => {
+            std::io::Write::write_all(&mut std::io::stdout(), &json)?;
             Ok(())
         }
         Err(reason) => {

@@ -1,10 +1,11 @@
 //! Where a job's outputs go: files written under a temporary name and renamed when complete,
 //! or text streamed to stdout.
 //!
-//! A file output is never left half-written: until the job succeeds it lives under a hidden
-//! temporary name beside its destination, and every temporary file is removed on failure,
-//! on cancellation, and on a second Ctrl-C. An existing file is never replaced unless the user
-//! passed `--force`.
+//! A file output is never left half-written: until the plugin closes it (says it is complete)
+//! it lives under a hidden temporary name beside its destination, named after the job's id,
+//! and every temporary file is removed on failure, on cancellation, and on a second signal.
+//! A closed output is moved into place at once, so a batch that fails halfway keeps the
+//! outputs it completed. An existing file is never replaced unless the user passed `--force`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -20,7 +21,7 @@ use crate::failure::{Class, fail};
 pub(crate) type Pending = Arc<Mutex<Vec<PathBuf>>>;
 
 /// How the user asked for outputs to be written.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub(crate) struct Plan {
     /// `-o`: a file path, or `-` for stdout.
     pub(crate) explicit: Option<PathBuf>,
@@ -32,6 +33,8 @@ pub(crate) struct Plan {
     pub(crate) stem: String,
     /// The directory for default file names.
     pub(crate) dir: PathBuf,
+    /// The job's id, which names temporary files.
+    pub(crate) job_id: String,
 }
 
 /// One finished output, as reported in the result.
@@ -45,6 +48,9 @@ pub(crate) struct Written {
     pub(crate) size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) text: Option<String>,
+    /// A JSON output (a listing, an embedding), collected under `--json`, as JSON itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) json: Option<launcher_sdk::serde_json::Value>,
 }
 
 enum Target {
@@ -55,9 +61,12 @@ enum Target {
         dest: PathBuf,
         file: BufWriter<File>,
     },
+    /// A file output that was closed and moved into place.
+    Placed(PathBuf),
 }
 
 struct Open {
+    id: u32,
     header: OutputHeader,
     target: Target,
     size: u64,
@@ -106,21 +115,23 @@ impl Outputs {
         Ok(())
     }
 
-    /// Writes a chunk of an output, opening it on first sight.
-    pub(crate) fn write(&mut self, header: &OutputHeader, bytes: &[u8]) -> io::Result<()> {
-        let index = match self.open.iter().position(|o| o.header.name == header.name) {
-            Some(i) => i,
-            None => {
-                let target = self.target_for(header)?;
-                self.open.push(Open {
-                    header: header.clone(),
-                    target,
-                    size: 0,
-                });
-                self.open.len() - 1
-            }
+    /// Opens output `id`: a temporary file beside its destination, stdout, or a buffer.
+    pub(crate) fn open(&mut self, id: u32, header: &OutputHeader) -> io::Result<()> {
+        let target = self.target_for(header)?;
+        self.open.push(Open {
+            id,
+            header: header.clone(),
+            target,
+            size: 0,
+        });
+        Ok(())
+    }
+
+    /// Appends bytes to output `id`.
+    pub(crate) fn write(&mut self, id: u32, bytes: &[u8]) -> io::Result<()> {
+        let Some(open) = self.open.iter_mut().find(|o| o.id == id) else {
+            return Err(io::Error::other(format!("output {id} was never opened")));
         };
-        let open = &mut self.open[index];
         open.size += bytes.len() as u64;
         match &mut open.target {
             Target::Stdout => {
@@ -133,11 +144,42 @@ impl Outputs {
                 Ok(())
             }
             Target::File { file, .. } => file.write_all(bytes),
+            Target::Placed(path) => Err(io::Error::other(format!(
+                "the plugin wrote to {} after closing it",
+                path.display()
+            ))),
         }
+    }
+
+    /// Completes output `id`: a file is flushed, synced and moved into place at once.
+    pub(crate) fn close(&mut self, id: u32) -> anyhow::Result<()> {
+        let Some(open) = self.open.iter_mut().find(|o| o.id == id) else {
+            return Err(anyhow::anyhow!("output {id} was never opened"));
+        };
+        let target = std::mem::replace(&mut open.target, Target::Stdout);
+        open.target = match target {
+            Target::File { tmp, dest, file } => {
+                let file = file.into_inner().map_err(|e| e.into_error())?;
+                file.sync_all()?;
+                drop(file);
+                self.pending
+                    .lock()
+                    .expect("pending list")
+                    .retain(|p| p != &tmp);
+                if let Err(err) = place(&tmp, &dest, self.plan.force) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(err);
+                }
+                Target::Placed(dest)
+            }
+            other => other,
+        };
+        Ok(())
     }
 
     fn target_for(&mut self, header: &OutputHeader) -> io::Result<Target> {
         let first = self.open.is_empty();
+        // A JSON result (a listing) goes to stdout like text unless a file was asked for.
         let dest = match &self.plan.explicit {
             Some(path) if path.as_os_str() == "-" => return Ok(Target::Stdout),
             Some(path) if first => path.clone(),
@@ -156,7 +198,7 @@ impl Outputs {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{file_name}.{}.part", std::process::id()));
+        let tmp = dir.join(format!(".{file_name}.{}.part", self.plan.job_id));
         let file = File::create(&tmp)?;
         self.pending.lock().expect("pending list").push(tmp.clone());
         Ok(Target::File {
@@ -177,7 +219,7 @@ impl Outputs {
             .open
             .iter()
             .filter_map(|o| match &o.target {
-                Target::File { dest, .. } => Some(dest),
+                Target::File { dest, .. } | Target::Placed(dest) => Some(dest),
                 _ => None,
             })
             .collect();
@@ -194,55 +236,57 @@ impl Outputs {
             .expect("some numbered name is free")
     }
 
-    /// Completes every output: flushes, syncs and moves files into place.
+    /// Completes every output still open and returns them all, in the order they were opened.
     pub(crate) fn finish(mut self) -> anyhow::Result<Vec<Written>> {
-        let mut written = Vec::new();
+        let ids: Vec<u32> = self.open.iter().map(|o| o.id).collect();
+        for id in ids {
+            self.close(id)?;
+        }
         let open = std::mem::take(&mut self.open);
-        for output in open {
-            let Open {
-                header,
-                target,
-                size,
-            } = output;
-            let (path, text) = match target {
-                Target::Stdout => (None, None),
-                Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned())),
-                Target::File { tmp, dest, file } => {
-                    let file = file.into_inner().map_err(|e| e.into_error())?;
-                    file.sync_all()?;
+        Ok(open.into_iter().map(written).collect())
+    }
+
+    /// Removes every output not completed: the job failed or was cancelled. Returns the
+    /// outputs that were complete before, which stay.
+    pub(crate) fn abandon(mut self) -> Vec<Written> {
+        let mut kept = Vec::new();
+        for output in self.open.drain(..) {
+            match output.target {
+                Target::File { tmp, file, .. } => {
                     drop(file);
-                    place(&tmp, &dest, self.plan.force)?;
+                    let _ = std::fs::remove_file(&tmp);
                     self.pending
                         .lock()
                         .expect("pending list")
                         .retain(|p| p != &tmp);
-                    (Some(dest), None)
                 }
-            };
-            written.push(Written {
-                name: header.name,
-                kind: header.kind,
-                media_type: header.media_type,
-                path,
-                size,
-                text,
-            });
-        }
-        Ok(written)
-    }
-
-    /// Removes every temporary file: the job failed or was cancelled.
-    pub(crate) fn abandon(mut self) {
-        for output in self.open.drain(..) {
-            if let Target::File { tmp, file, .. } = output.target {
-                drop(file);
-                let _ = std::fs::remove_file(&tmp);
-                self.pending
-                    .lock()
-                    .expect("pending list")
-                    .retain(|p| p != &tmp);
+                Target::Placed(_) => kept.push(written(output)),
+                _ => {}
             }
         }
+        kept
+    }
+}
+
+fn written(output: Open) -> Written {
+    let is_json = output.header.media_type.split(';').next() == Some("application/json");
+    let (path, text, json) = match output.target {
+        Target::Placed(dest) => (Some(dest), None, None),
+        Target::Collect(buf) if is_json => match launcher_sdk::serde_json::from_slice(&buf) {
+            Ok(value) => (None, None, Some(value)),
+            Err(_) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
+        },
+        Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
+        Target::Stdout | Target::File { .. } => (None, None, None),
+    };
+    Written {
+        name: output.header.name,
+        kind: output.header.kind,
+        media_type: output.header.media_type,
+        path,
+        size: output.size,
+        text,
+        json,
     }
 }
 
@@ -309,11 +353,15 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Removes the temporary files still pending (from the Ctrl-C handler).
+/// Removes the temporary files and directories still pending (on the way out after a signal).
 pub(crate) fn remove_pending(pending: &Pending) {
     if let Ok(list) = pending.lock() {
         for path in list.iter() {
-            let _ = std::fs::remove_file(path);
+            if path.is_dir() {
+                let _ = std::fs::remove_dir_all(path);
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use launcher_sdk::serde_json::{Map, Number, Value};
-use launcher_sdk::{ParamSpec, ParamType, TaskSpec, ToolSpec};
+use launcher_sdk::{ParamSpec, ParamType, TaskSpec};
 
 use crate::failure::{Class, fail};
 
@@ -13,35 +13,16 @@ use crate::failure::{Class, fail};
 /// piped in) and would only be refused by the service after a long upload.
 pub(crate) const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Returns the parameters of `task` as performed by `tool`: the task's common ones, with the
-/// tool's own of the same name taking their place, then the tool's others.
-pub(crate) fn params_of(task: &TaskSpec, tool: &ToolSpec) -> Vec<ParamSpec> {
-    let mut params: Vec<ParamSpec> = task
-        .params
-        .iter()
-        .map(|p| {
-            tool.params
-                .iter()
-                .find(|t| t.name == p.name)
-                .unwrap_or(p)
-                .clone()
-        })
-        .collect();
-    for own in &tool.params {
-        if !params.iter().any(|p| p.name == own.name) {
-            params.push(own.clone());
-        }
-    }
-    params
-}
+pub(crate) use launcher_sdk::params_of;
 
-/// Returns the name of the parameter that takes the job's main text, if any.
-pub(crate) fn text_param(params: &[ParamSpec]) -> Option<&str> {
-    ["text", "prompt"].into_iter().find(|name| {
-        params
-            .iter()
-            .any(|p| p.name == *name && p.ty == ParamType::String)
-    })
+/// Returns the name of the parameter that takes the job's main text (from stdin, `--file` or
+/// the positional argument): the task's primary input, when it is text.
+pub(crate) fn text_param<'p>(task: &TaskSpec, params: &'p [ParamSpec]) -> Option<&'p str> {
+    let slot = task.primary_input()?;
+    params
+        .iter()
+        .find(|p| p.name == slot.name && p.ty == ParamType::String)
+        .map(|p| p.name.as_str())
 }
 
 /// Returns the command-line spelling of a parameter name.
@@ -50,15 +31,14 @@ pub(crate) fn flag_name(name: &str) -> String {
 }
 
 /// Adds one clap argument per parameter to `cmd`.
-pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec]) -> Command {
-    let text = text_param(params).map(str::to_string);
+pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec], text: Option<&str>) -> Command {
     for param in params {
         let mut arg = Arg::new(param.name.clone())
             .long(flag_name(&param.name))
             .help(describe(param))
             .value_name(param.ty.as_str().to_uppercase())
             .help_heading("Parameters");
-        arg = match param.ty {
+        arg = match &param.ty {
             ParamType::Boolean => arg
                 .num_args(0..=1)
                 .default_missing_value("true")
@@ -68,7 +48,7 @@ pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec]) -> Command {
             _ => arg.action(ArgAction::Set),
         };
         // The main text may be given as --text or --prompt, whichever the task calls it.
-        if text.as_deref() == Some(param.name.as_str()) {
+        if text == Some(param.name.as_str()) && (param.name == "text" || param.name == "prompt") {
             let other = if param.name == "text" {
                 "prompt"
             } else {
@@ -92,7 +72,7 @@ fn describe(param: &ParamSpec) -> String {
     if !param.choices.is_empty() {
         facts.push(format!("one of: {}", param.choices.join(", ")));
     }
-    match (param.min, param.max, param.ty) {
+    match (param.min, param.max, &param.ty) {
         (Some(min), Some(max), ParamType::Integer | ParamType::Number) => {
             facts.push(format!("{min} to {max}"))
         }
@@ -129,34 +109,27 @@ pub(crate) fn show_value(value: &Value) -> String {
 
 /// Collects the values given on the command line, typed and checked against `params`.
 ///
-/// `text` is the main text when it came from elsewhere (a file or stdin). Missing optional
-/// parameters take their defaults; missing required ones are an invalid-input failure.
+/// `text` is the main text when it came from elsewhere (a file or stdin).
 pub(crate) fn collect(
     params: &[ParamSpec],
     matches: &ArgMatches,
+    text_name: Option<&str>,
     text: Option<String>,
 ) -> anyhow::Result<Map<String, Value>> {
     let mut values = Map::new();
-    let text_name = text_param(params).map(str::to_string);
     for param in params {
         let given: Vec<String> = matches
             .get_many::<String>(&param.name)
             .map(|v| v.cloned().collect())
             .unwrap_or_default();
-        let given = if given.is_empty() && text_name.as_deref() == Some(param.name.as_str()) {
+        let given = if given.is_empty() && text_name == Some(param.name.as_str()) {
             text.clone().into_iter().collect()
         } else {
             given
         };
+        // Missing parameters are left to the SDK's check, which fills in defaults and names
+        // the required ones, after every source of values (a positional too) was heard.
         if given.is_empty() {
-            if let Some(default) = &param.default {
-                values.insert(param.name.clone(), default.clone());
-            } else if param.required {
-                return Err(fail(
-                    Class::InvalidInput,
-                    format!("--{} is required", flag_name(&param.name)),
-                ));
-            }
             continue;
         }
         let mut typed = Vec::with_capacity(given.len());
@@ -173,32 +146,19 @@ pub(crate) fn collect(
     Ok(values)
 }
 
-/// Parses and checks one value of `param`.
+/// Parses one value of `param` as typed on the command line, then checks it against the
+/// spec with the SDK's checks (the same ones a plugin's tests run).
 pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
     let flag = flag_name(&param.name);
     let invalid = |why: String| fail(Class::InvalidInput, format!("--{flag}: {why}"));
-    let value = match param.ty {
-        ParamType::String => {
+    let value = match &param.ty {
+        ParamType::String | ParamType::Other(_) => {
             if raw.len() > MAX_TEXT_BYTES {
                 return Err(invalid(format!(
                     "{} bytes is more than the {} MiB launcher accepts",
                     raw.len(),
                     MAX_TEXT_BYTES / (1024 * 1024)
                 )));
-            }
-            if param.required && raw.trim().is_empty() {
-                return Err(invalid("is empty".to_string()));
-            }
-            let chars = raw.chars().count() as f64;
-            if let Some(min) = param.min
-                && chars < min
-            {
-                return Err(invalid(format!("is shorter than {min} characters")));
-            }
-            if let Some(max) = param.max
-                && chars > max
-            {
-                return Err(invalid(format!("is longer than {max} characters")));
             }
             Value::String(raw.to_string())
         }
@@ -207,7 +167,6 @@ pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
                 .trim()
                 .parse()
                 .map_err(|_| invalid(format!("`{raw}` is not a whole number")))?;
-            in_range(param, n as f64).map_err(invalid)?;
             Value::Number(n.into())
         }
         ParamType::Number => {
@@ -217,7 +176,6 @@ pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
                 .ok()
                 .filter(|n: &f64| n.is_finite())
                 .ok_or_else(|| invalid(format!("`{raw}` is not a number")))?;
-            in_range(param, n).map_err(invalid)?;
             Value::Number(Number::from_f64(n).expect("finite"))
         }
         ParamType::Boolean => match raw.trim().to_ascii_lowercase().as_str() {
@@ -238,27 +196,11 @@ pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
             Value::String(absolute.to_string_lossy().into_owned())
         }
     };
-    if !param.choices.is_empty() {
-        let text = show_value(&value);
-        if !param.choices.iter().any(|c| c == &text) {
-            return Err(invalid(format!(
-                "`{text}` is not one of {}",
-                param.choices.join(", ")
-            )));
-        }
-    }
-    Ok(value)
-}
-
-fn in_range(param: &ParamSpec, n: f64) -> Result<(), String> {
-    match (param.min, param.max) {
-        (Some(min), Some(max)) if n < min || n > max => {
-            Err(format!("{n} is out of range ({min} to {max})"))
-        }
-        (Some(min), None) if n < min => Err(format!("{n} is below the minimum {min}")),
-        (None, Some(max)) if n > max => Err(format!("{n} is above the maximum {max}")),
-        _ => Ok(()),
-    }
+    let single = ParamSpec {
+        multiple: false,
+        ..param.clone()
+    };
+    launcher_sdk::check_value(&single, &value).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -294,7 +236,7 @@ mod tests {
     #[test]
     fn tool_params_replace_task_params_of_the_same_name() {
         let task = launcher_sdk::task_spec("tts").unwrap();
-        let tool = ToolSpec::new("t", &["tts"])
+        let tool = launcher_sdk::ToolSpec::new("t", &["tts"])
             .param(ParamSpec::new("rate", ParamType::Integer, "wpm"))
             .param(ParamSpec::new("style", ParamType::String, ""));
         let params = params_of(&task, &tool);
@@ -303,6 +245,6 @@ mod tests {
             ParamType::Integer
         );
         assert!(params.iter().any(|p| p.name == "style"));
-        assert_eq!(text_param(&params), Some("text"));
+        assert_eq!(text_param(&task, &params), Some("text"));
     }
 }

@@ -1,5 +1,5 @@
-//! Drawing what the registry library reports: a progress bar for downloads on a terminal,
-//! plain lines otherwise (with `-v`).
+//! Drawing progress: what the registry library reports (a bar for downloads on a terminal,
+//! plain lines otherwise, with `-v`), and a running job's progress ([`JobBar`]).
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -86,5 +86,49 @@ impl Reporter for Progress {
     fn warning(&self, message: &str) {
         self.finish_bar();
         self.globals.warn(message);
+    }
+}
+
+/// A running job's progress on stderr: a bar when the plugin knows how far along it is, a
+/// spinner when it does not. Drawn only when the caller decided progress may be shown.
+pub(crate) struct JobBar {
+    bar: ProgressBar,
+    bounded: Option<bool>,
+}
+
+impl JobBar {
+    pub(crate) fn new() -> JobBar {
+        let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        JobBar { bar, bounded: None }
+    }
+
+    /// Shows `fraction` (0 to 1, when known) and what the job is doing.
+    pub(crate) fn update(&mut self, fraction: Option<f64>, message: String) {
+        let bounded = fraction.is_some();
+        if self.bounded != Some(bounded) {
+            let template = if bounded {
+                "{bar:30} {percent:>3}% {wide_msg}"
+            } else {
+                "{spinner} {wide_msg}"
+            };
+            self.bar
+                .set_style(ProgressStyle::with_template(template).expect("the template is valid"));
+            self.bounded = Some(bounded);
+        }
+        if let Some(fraction) = fraction {
+            self.bar.set_position((fraction * 1000.0).round() as u64);
+        }
+        self.bar.set_message(message);
+    }
+
+    /// Prints a line above the bar without tearing it.
+    pub(crate) fn println(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+
+    /// Removes the bar.
+    pub(crate) fn clear(self) {
+        self.bar.finish_and_clear();
     }
 }

@@ -4,7 +4,7 @@
 //! else the configured default, else the highest-priority ready tool); with no target, `--to`
 //! picks the task whose inputs match what was given and whose output is that kind.
 
-use launcher_sdk::{ContentKind, TaskSpec};
+use launcher_sdk::{ContentKind, LISTING_TASKS, STANDARD_TASK_NAMES, TaskSpec, standard_alias};
 
 use crate::catalog::{Catalog, Tool};
 use crate::failure::{Class, Failure};
@@ -25,29 +25,18 @@ pub(crate) fn tasks_of(tool: &Tool) -> Vec<TaskSpec> {
     tool.spec
         .tasks
         .iter()
-        .filter_map(|name| task_of(tool, name))
+        .filter_map(|name| tool.spec.task(name))
         .collect()
 }
 
-/// Returns the spec of task `name` as `tool` declares it (its own, or the standard one).
+/// Returns the spec of task `name` (or an alias such as `asr`) as `tool` declares it.
 pub(crate) fn task_of(tool: &Tool, name: &str) -> Option<TaskSpec> {
-    if !tool.spec.tasks.iter().any(|t| t == name) {
-        return None;
-    }
-    tool.spec
-        .custom_tasks
-        .iter()
-        .find(|t| t.name == name)
-        .cloned()
-        .or_else(|| launcher_sdk::task_spec(name))
+    tool.spec.task(name)
 }
 
 /// Returns every task name known: the standard ones and those any tool declares.
 pub(crate) fn task_names(catalog: &Catalog) -> Vec<String> {
-    let mut names: Vec<String> = launcher_sdk::standard_tasks()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let mut names: Vec<String> = STANDARD_TASK_NAMES.iter().map(|t| t.to_string()).collect();
     for tool in &catalog.tools {
         for task in &tool.spec.tasks {
             if !names.contains(task) {
@@ -56,6 +45,11 @@ pub(crate) fn task_names(catalog: &Catalog) -> Vec<String> {
         }
     }
     names
+}
+
+/// Returns whether `name` names a task: a standard one, an alias of one, or a tool's own.
+fn is_task(catalog: &Catalog, name: &str) -> bool {
+    standard_alias(name).is_some() || task_names(catalog).iter().any(|t| t == name)
 }
 
 /// What the command line asked for.
@@ -99,13 +93,13 @@ pub(crate) fn resolve<'c>(
                     reasons,
                 });
             }
-            if !task_names(catalog).iter().any(|t| t == target) {
+            if !is_task(catalog, target) {
                 return Err(unknown_target(catalog, target));
             }
-            target.to_string()
+            standard_alias(target).unwrap_or(target).to_string()
         }
         None => {
-            let Some(kind) = req.to else {
+            let Some(kind) = &req.to else {
                 return Err(Failure::new(
                     Class::Usage,
                     "name a tool or a task to run, or give --to <kind>",
@@ -132,6 +126,20 @@ pub(crate) fn resolve<'c>(
             format!("no installed tool performs task `{task_name}`"),
         )
         .hint("`launcher search` finds plugins that do"));
+    }
+    // A task of a tool's own is scoped to that tool: when several tools declare one of the
+    // same name, their shapes may differ, so the user names the tool.
+    let custom = standard_alias(&task_name).is_none();
+    if custom && candidates.len() > 1 && req.tool.is_none() {
+        let ids: Vec<&str> = candidates.iter().map(|t| t.spec.id.as_str()).collect();
+        return Err(Failure::new(
+            Class::Usage,
+            format!(
+                "`{task_name}` is a task of several tools' own ({}); name the one to run",
+                ids.join(", ")
+            ),
+        )
+        .hint(format!("launcher run {} ...", ids[0])));
     }
     let chosen: &Tool = if let Some(id) = req.tool {
         let Some(tool) = candidates.iter().find(|t| t.spec.id == id) else {
@@ -164,34 +172,51 @@ pub(crate) fn resolve<'c>(
         tool
     } else {
         let mut ranked = candidates.clone();
-        // Highest priority first; discovery order breaks ties, so the choice is stable.
+        // Offline tools before cloud ones (a paid service never becomes the default just
+        // because its key is in the environment), then priority; discovery order breaks ties,
+        // so the choice is stable.
         ranked.sort_by(|a, b| {
-            b.spec
-                .priority
-                .cmp(&a.spec.priority)
+            a.spec
+                .cloud
+                .cmp(&b.spec.cloud)
+                .then(b.spec.priority.cmp(&a.spec.priority))
                 .then(a.rank.cmp(&b.rank))
         });
+        let mut chosen = None;
         for tool in &ranked {
             let missing = settings::missing(&tool.spec, req.cli_settings, config);
-            if let Some(setting) = missing.first() {
-                reasons.push(format!(
-                    "passed over `{}` (priority {}): setting `{}` is missing",
-                    tool.spec.id, tool.spec.priority, setting.name
-                ));
+            match missing.first() {
+                Some(group) => reasons.push(format!(
+                    "passed over `{}` ({}, priority {}): not ready, {}",
+                    tool.spec.id,
+                    locality(tool),
+                    tool.spec.priority,
+                    settings::describe_missing(group)
+                )),
+                None if chosen.is_none() => chosen = Some(*tool),
+                None => reasons.push(format!(
+                    "passed over `{}` ({}, priority {}): `{}` comes first",
+                    tool.spec.id,
+                    locality(tool),
+                    tool.spec.priority,
+                    chosen.map(|t| t.spec.id.as_str()).unwrap_or_default()
+                )),
             }
         }
-        let ready = ranked
-            .iter()
-            .find(|t| settings::missing(&t.spec, req.cli_settings, config).is_empty());
         // For `--help`, the tool that would run if it were set up is worth showing too.
-        let Some(tool) = ready.or(ranked.first().filter(|_| req.for_help)) else {
+        let Some(tool) = chosen.or(ranked.first().copied().filter(|_| req.for_help)) else {
             let best = ranked[0];
-            let setting = settings::missing(&best.spec, req.cli_settings, config)[0];
-            return Err(settings::not_ready(&best.spec.id, setting, config_path));
+            let group = settings::missing(&best.spec, req.cli_settings, config)
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            return Err(settings::not_ready(&best.spec.id, &group, config_path));
         };
         reasons.push(format!(
-            "chose `{}`: the highest-priority ready tool for `{task_name}` (priority {})",
-            tool.spec.id, tool.spec.priority
+            "chose `{}` for `{task_name}`: the first ready tool, {} with priority {} (offline tools come before cloud tools, then higher priority; set `[defaults] {task_name} = \"...\"` in config.toml to choose)",
+            tool.spec.id,
+            locality(tool),
+            tool.spec.priority
         ));
         tool
     };
@@ -211,6 +236,10 @@ pub(crate) fn resolve<'c>(
     })
 }
 
+fn locality(tool: &Tool) -> &'static str {
+    if tool.spec.cloud { "cloud" } else { "offline" }
+}
+
 fn pick_task_of_tool(tool: &Tool, req: &Request<'_>) -> Result<TaskSpec, Failure> {
     let tasks = tasks_of(tool);
     if let Some(name) = req.task {
@@ -222,13 +251,16 @@ fn pick_task_of_tool(tool: &Tool, req: &Request<'_>) -> Result<TaskSpec, Failure
             .hint(format!("its tasks: {}", tool.spec.tasks.join(", ")))
         });
     }
-    if let Some(kind) = req.to {
-        return tasks.into_iter().find(|t| t.output == kind).ok_or_else(|| {
-            Failure::new(
-                Class::NotFound,
-                format!("tool `{}` produces no {kind}", tool.spec.id),
-            )
-        });
+    if let Some(kind) = &req.to {
+        return tasks
+            .into_iter()
+            .find(|t| t.output_kind().as_ref() == Some(kind))
+            .ok_or_else(|| {
+                Failure::new(
+                    Class::NotFound,
+                    format!("tool `{}` produces no {kind}", tool.spec.id),
+                )
+            });
     }
     tasks.into_iter().next().ok_or_else(|| {
         Failure::new(
@@ -250,9 +282,13 @@ fn describe_inputs(inputs: &[ContentKind]) -> String {
 }
 
 /// Returns the task producing `kind` whose inputs are exactly the kinds given.
+///
+/// Standard tasks are tried in their fixed order (`chat` before `complete`, `txt2img` before
+/// `img2img`...), then the tasks tools declare of their own; the first one an installed tool
+/// performs wins. The listing tasks (`voices`, `models`) are never chosen this way.
 fn task_for_inputs(
     catalog: &Catalog,
-    kind: ContentKind,
+    kind: &ContentKind,
     given: &[ContentKind],
 ) -> Result<String, Failure> {
     let mut given: Vec<ContentKind> = given.to_vec();
@@ -266,21 +302,23 @@ fn task_for_inputs(
             }
         }
     }
+    tasks.retain(|t| !LISTING_TASKS.contains(&t.name.as_str()));
     let installed = |t: &TaskSpec| {
         catalog
             .tools
             .iter()
             .any(|tool| tool.spec.tasks.contains(&t.name))
     };
+    let input_kinds = |t: &TaskSpec| {
+        let mut inputs: Vec<ContentKind> = t.inputs.iter().map(|s| s.kind.clone()).collect();
+        inputs.sort();
+        inputs.dedup();
+        inputs
+    };
     let matching: Vec<&TaskSpec> = tasks
         .iter()
-        .filter(|t| t.output == kind)
-        .filter(|t| {
-            let mut inputs = t.inputs.clone();
-            inputs.sort();
-            inputs.dedup();
-            inputs == given
-        })
+        .filter(|t| t.output_kind().as_ref() == Some(kind))
+        .filter(|t| input_kinds(t) == given)
         .collect();
     if let Some(task) = matching.iter().find(|t| installed(t)) {
         return Ok(task.name.clone());
@@ -294,8 +332,8 @@ fn task_for_inputs(
     }
     let producing: Vec<String> = tasks
         .iter()
-        .filter(|t| t.output == kind)
-        .map(|t| format!("{} ({})", t.name, describe_inputs(&t.inputs)))
+        .filter(|t| t.output_kind().as_ref() == Some(kind))
+        .map(|t| format!("{} ({})", t.name, describe_inputs(&input_kinds(t))))
         .collect();
     Err(Failure::new(
         Class::InvalidInput,

@@ -57,24 +57,64 @@ pub(crate) fn source_of(
     SettingSource::Missing
 }
 
-/// Returns the required settings of `tool` that have no value anywhere.
+/// Returns what keeps `tool` from being ready: each entry is a group of settings of which one
+/// is needed (a required setting is a group of one). Empty when the tool is ready.
+///
+/// A tool is ready when every required setting is present and, for each of its
+/// `require_one_of` groups, at least one setting of the group. A setting counts as present
+/// when it has a value anywhere (the command line, the environment, the config file) or a
+/// configured command would produce it; the command is not run for this.
 pub(crate) fn missing<'t>(
     tool: &'t ToolSpec,
     cli: &[(String, String)],
     config: &Config,
-) -> Vec<&'t SettingSpec> {
-    tool.settings
+) -> Vec<Vec<&'t SettingSpec>> {
+    let set = |s: &SettingSpec| source_of(&tool.id, s, cli, config) != SettingSource::Missing;
+    let mut missing: Vec<Vec<&SettingSpec>> = tool
+        .settings
         .iter()
-        .filter(|s| s.required && source_of(&tool.id, s, cli, config) == SettingSource::Missing)
-        .collect()
+        .filter(|s| s.required && !set(s))
+        .map(|s| vec![s])
+        .collect();
+    for group in &tool.require_one_of {
+        let specs: Vec<&SettingSpec> = group
+            .iter()
+            .filter_map(|name| tool.settings.iter().find(|s| &s.name == name))
+            .collect();
+        if !specs.iter().any(|s| set(s)) {
+            missing.push(specs);
+        }
+    }
+    missing
 }
 
-/// Returns the failure for a tool that lacks `setting`, saying how to provide it.
+/// Says what a missing group needs, e.g. "set AZURE_SPEECH_REGION or AZURE_SPEECH_ENDPOINT".
+pub(crate) fn describe_missing(group: &[&SettingSpec]) -> String {
+    let ways: Vec<String> = group
+        .iter()
+        .map(|s| match &s.env {
+            Some(env) => env.clone(),
+            None => format!("setting `{}`", s.name),
+        })
+        .collect();
+    format!("set {}", ways.join(" or "))
+}
+
+/// Returns the failure for a tool that lacks one of `group`, saying how to provide it.
 pub(crate) fn not_ready(
     tool: &str,
-    setting: &SettingSpec,
+    group: &[&SettingSpec],
     config_path: &std::path::Path,
 ) -> Failure {
+    let Some(setting) = group.first() else {
+        return Failure::new(Class::NotReady, format!("tool `{tool}` is not ready"));
+    };
+    let names: Vec<String> = group.iter().map(|s| format!("`{}`", s.name)).collect();
+    let what = if group.len() == 1 {
+        format!("setting {} is missing", names[0])
+    } else {
+        format!("it needs one of the settings {}", names.join(", "))
+    };
     let mut ways = Vec::new();
     if let Some(var) = &setting.env {
         ways.push(format!("set {var}"));
@@ -92,10 +132,7 @@ pub(crate) fn not_ready(
     ways.push(format!("pass --set {}=...", setting.name));
     Failure::new(
         Class::NotReady,
-        format!(
-            "tool `{tool}` is not ready: setting `{}` is missing",
-            setting.name
-        ),
+        format!("tool `{tool}` is not ready: {what}"),
     )
     .hint(ways.join(", or "))
 }
@@ -126,12 +163,16 @@ pub(crate) fn resolve(
             SettingSource::Missing => None,
         };
         match value {
-            Some(v) => {
-                values.set(setting.name.clone(), v);
+            Some(v) if setting.secret => values.set_secret(setting.name.clone(), v),
+            Some(v) => values.set(setting.name.clone(), v),
+            None if setting.required => {
+                return Err(not_ready(&tool.id, &[setting], config_path));
             }
-            None if setting.required => return Err(not_ready(&tool.id, setting, config_path)),
             None => {}
         }
+    }
+    if let Some(group) = missing(tool, cli, config).into_iter().next() {
+        return Err(not_ready(&tool.id, &group, config_path));
     }
     // Settings given with --set that the tool does not declare are a mistake worth reporting.
     if let Some((name, _)) = cli
@@ -193,11 +234,9 @@ fn run_command(tool: &str, setting: &str, command: &str) -> Result<String, Failu
 }
 
 /// Returns the values of the secret settings of `tool`, to scrub from anything shown.
-pub(crate) fn secrets(tool: &ToolSpec, settings: &Settings) -> Vec<String> {
-    tool.settings
-        .iter()
-        .filter(|s| s.secret)
-        .filter_map(|s| settings.get(&s.name))
+pub(crate) fn secrets(settings: &Settings) -> Vec<String> {
+    settings
+        .secret_values()
         .filter(|v| v.len() >= 4)
         .map(str::to_string)
         .collect()

@@ -77,7 +77,7 @@ pub(crate) fn is_file_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use launcher_sdk::{ContentKind, ParamSpec, ParamType, SettingSpec, ToolSpec};
+    use launcher_sdk::{ParamSpec, ParamType, SettingSpec, ToolSpec};
 
     pub(crate) fn manifest() -> Manifest {
         Manifest::new("echo", "0.1.0")

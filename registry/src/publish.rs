@@ -680,15 +680,13 @@ pub fn yank(index: &Path, name: &str, version: &Version, yanked: bool) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use launcher_sdk::{ContentKind, ToolSpec};
+    use launcher_sdk::ToolSpec;
 
     fn manifest(version: &str) -> Manifest {
         Manifest::new("echo", version)
             .description("says it back")
             .tool(ToolSpec::new("echo", &["chat"]))
-            .tool(ToolSpec::new(
-                "echo-speak", &["tts", "chat"],
-            ))
+            .tool(ToolSpec::new("echo-speak", &["tts", "chat"]))
     }
 
     struct Fixture {

@@ -613,7 +613,7 @@ mod tests {
 
     use super::*;
     use crate::report::NoReporter;
-    use launcher_sdk::{ContentKind, ToolSpec};
+    use launcher_sdk::ToolSpec;
 
     fn manifest(name: &str, version: &str) -> Manifest {
         Manifest::new(name, version).tool(ToolSpec::new(name, &["chat"]))
@@ -728,13 +728,17 @@ mod tests {
         }
         let other_abi = |_: &Path| {
             let mut m = manifest("echo", "0.2.0");
-            m.abi = 2;
+            m.abi = launcher_sdk::abi::ABI_MAJOR + 1;
             Ok(m)
         };
         let err = lock
             .install_local(&good, &other_abi, &NoReporter)
             .unwrap_err();
-        assert!(err.to_string().contains("plugin ABI 2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("plugin ABI {}", launcher_sdk::abi::ABI_MAJOR + 1)),
+            "{err}"
+        );
         drop(lock);
 
         assert_eq!(fs::read(store.lockfile_path()).unwrap(), before);

@@ -461,7 +461,9 @@ impl Events for SinkEvents {
     fn progress(&mut self, progress: &Progress) -> bool {
         let sink = self.sink;
         // SAFETY: a 2.0 field, valid during invoke.
-        self.json_call(progress, |ctx, json| unsafe { ((*sink).progress)(ctx, json) }) == SINK_OK
+        self.json_call(progress, |ctx, json| unsafe {
+            ((*sink).progress)(ctx, json)
+        }) == SINK_OK
     }
 
     fn log(&mut self, line: &LogLine) {
@@ -483,7 +485,9 @@ impl Events for SinkEvents {
         }
         let sink = self.sink;
         // SAFETY: the size check above says the host's sink has this minor-1 field.
-        match self.json_call(value, |ctx, json| unsafe { ((*sink).checkpoint)(ctx, json) }) {
+        match self.json_call(value, |ctx, json| unsafe {
+            ((*sink).checkpoint)(ctx, json)
+        }) {
             SINK_OK => Ok(true),
             SINK_UNSUPPORTED => Ok(false),
             _ => Err(()),
@@ -633,11 +637,7 @@ impl PluginLib {
                 "has a function table of {size} bytes, smaller than ABI {ABI_MAJOR}.0's {API_SIZE_2_0}"
             ));
         }
-        Ok(PluginLib {
-            api,
-            size,
-            minor,
-        })
+        Ok(PluginLib { api, size, minor })
     }
 
     /// Returns a plugin built into this process (for tests): the same table the export
@@ -1085,7 +1085,10 @@ mod tests {
         let (recorder, result) = run(lib);
         assert_eq!(recorder.text, b"hello");
         assert_eq!(recorder.checkpoints, 1);
-        assert_eq!(recorder.closed, 1, "the text output is closed when the job ends");
+        assert_eq!(
+            recorder.closed, 1,
+            "the text output is closed when the job ends"
+        );
         assert_eq!(result.info["checkpoint_kept"], true);
     }
 
@@ -1119,7 +1122,11 @@ mod tests {
         unsafe extern "C" fn write(ctx: *mut c_void, id: u32, bytes: Bytes) -> i32 {
             assert_eq!(id, 7);
             // SAFETY: ctx is the Host below; the slice is valid for the call.
-            unsafe { (*ctx.cast::<Host>()).text.extend_from_slice(bytes.as_slice()) };
+            unsafe {
+                (*ctx.cast::<Host>())
+                    .text
+                    .extend_from_slice(bytes.as_slice())
+            };
             SINK_OK
         }
         unsafe extern "C" fn ok_id(_: *mut c_void, _: u32) -> i32 {
@@ -1156,7 +1163,8 @@ mod tests {
         let json = serde_json::to_vec(&echo_job()).unwrap();
         let mut out = Buffer::EMPTY;
         // SAFETY: a valid instance, job slice, sink and out slot for the call.
-        let status = unsafe { invoke_shim::<Echo>(instance.ptr, Bytes::new(&json), &sink, &mut out) };
+        let status =
+            unsafe { invoke_shim::<Echo>(instance.ptr, Bytes::new(&json), &sink, &mut out) };
         let result: JobResult = lib.reply(status, out).unwrap();
         assert_eq!(host.text, b"hello");
         assert_eq!(result.info["checkpoint_kept"], false);

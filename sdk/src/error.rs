@@ -6,6 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// What went wrong, in the terms the host needs to pick an exit code and decide about retries.
+///
+/// A kind from a newer SDK reads as [`ErrorKind::Unknown`]: the error still reaches the user
+/// with its message, as a plain failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -24,6 +27,9 @@ pub enum ErrorKind {
     Cancelled,
     /// A bug or an unexpected state in the plugin.
     Internal,
+    /// A kind this SDK does not know, sent by a newer one.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorKind {
@@ -37,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
+            ErrorKind::Unknown => "unknown",
         }
     }
 }
@@ -155,5 +162,19 @@ impl From<std::io::Error> for PluginError {
             std::io::ErrorKind::TimedOut => PluginError::timeout(err.to_string()),
             _ => PluginError::internal(err.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_kind_is_kept_with_its_message() {
+        let err: PluginError =
+            serde_json::from_str(r#"{"kind": "quota_exhausted", "message": "no credits left"}"#)
+                .unwrap();
+        assert_eq!(err.kind, ErrorKind::Unknown);
+        assert_eq!(err.message, "no credits left");
     }
 }

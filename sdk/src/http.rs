@@ -4,13 +4,23 @@
 //! exponential backoff and full jitter on 408, 429, 5xx and connection failures, waits as
 //! `Retry-After` or `retry-after-ms` ask on 429 and 503, logs each retry through the job's
 //! [`Context`], stops promptly when the host cancels the job, and maps the final failure to an
-//! [`ErrorKind`]. Values marked secret (keys in headers, tokens in URLs) are scrubbed from every
+//! [`ErrorKind`].
+//!
+//! Retries never charge twice. Only an idempotent request is resent after a failure that
+//! may have happened once the service had it (a timeout, a connection that broke after the
+//! request went out, a 5xx): GET, HEAD, PUT, DELETE, OPTIONS and TRACE are idempotent, POST
+//! and PATCH are not, and [`Request::idempotent`] overrides the method's default. A POST to a
+//! service that deduplicates by key becomes safe to resend with [`Request::idempotency_key`],
+//! which sends the same key on every attempt. Any other request is retried only when the
+//! service cannot have acted on it: the connection could not be established, so nothing was
+//! sent, or the service answered 429. Otherwise the error says the request may have reached
+//! the service and was not sent again, so the user checks before trying once more. Values marked secret (keys in headers, tokens in URLs) are scrubbed from every
 //! error message, and messages name only the scheme, host and port of a URL, never its path or
 //! query.
 //!
 //! A response body arrives in chunks, so audio or video can be streamed into an
-//! [`OutputWriter`] as it comes ([`Response::copy_to`]); [`Client::fetch`] reads the whole body
-//! instead and also retries when the body breaks off.
+//! [`OutputWriter`](crate::OutputWriter) as it comes ([`Response::copy_to`]);
+//! [`Client::fetch`] reads the whole body instead and also retries when the body breaks off.
 //!
 //! Under the hood it is reqwest on a current-thread tokio runtime owned by the client, driven
 //! from the calling thread; so call it from plain threads (as the host's job workers are), not
@@ -152,6 +162,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Marks the values of every secret setting (as the manifest declares them) as secret.
+    pub fn secrets_from(self, settings: &crate::types::Settings) -> Self {
+        settings
+            .secret_values()
+            .fold(self, |builder, value| builder.secret(value))
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, PluginError> {
         install_crypto_provider();
@@ -247,6 +264,9 @@ pub struct Request {
     body: Vec<u8>,
     timeout: Option<Duration>,
     secrets: Vec<String>,
+    /// Set by [`Request::idempotent`] or [`Request::idempotency_key`]; `None` follows the
+    /// method.
+    idempotent: Option<bool>,
 }
 
 impl fmt::Debug for Request {
@@ -262,6 +282,7 @@ impl fmt::Debug for Request {
             .field("url", &scrub.apply(&self.url))
             .field("headers", &headers)
             .field("body_len", &self.body.len())
+            .field("idempotent", &self.is_idempotent())
             .finish()
     }
 }
@@ -276,6 +297,7 @@ impl Request {
             body: Vec::new(),
             timeout: None,
             secrets: Vec::new(),
+            idempotent: None,
         }
     }
 
@@ -327,6 +349,38 @@ impl Request {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// Says whether sending this request twice has the same effect as sending it once,
+    /// overriding the method's default (true for GET, HEAD, PUT, DELETE, OPTIONS and TRACE,
+    /// false for the rest).
+    ///
+    /// Only an idempotent request is resent after a failure that may have reached the
+    /// service. Mark a GET that starts paid work `false`; mark a POST that only reads (a
+    /// search, a token count) `true`.
+    pub fn idempotent(mut self, idempotent: bool) -> Self {
+        self.idempotent = Some(idempotent);
+        self
+    }
+
+    /// Sends header `name` (such as `Idempotency-Key`) with `key` and marks the request
+    /// idempotent: a service that honours the key acts on it once however often it arrives.
+    ///
+    /// The key is part of the request, so every attempt resends the same one; make a fresh
+    /// key for each logical submission, not for each call to [`Client::send`] that repeats
+    /// it.
+    pub fn idempotency_key(self, name: impl Into<String>, key: impl Into<String>) -> Self {
+        self.header(name, key).idempotent(true)
+    }
+
+    /// Returns whether the request may be resent after a failure that may have reached the
+    /// service; see [`Request::idempotent`].
+    pub fn is_idempotent(&self) -> bool {
+        let by_method = matches!(
+            self.method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        );
+        self.idempotent.unwrap_or(by_method)
     }
 
     /// Returns the method.
@@ -431,6 +485,16 @@ impl Response {
         parse_json(&body)
     }
 
+    /// Returns `scheme://host:port` of the request, for messages.
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Returns what hides the request's secrets in messages.
+    pub(crate) fn scrubber(&self) -> &Scrubber {
+        &self.scrub
+    }
+
     fn body_error(&self, err: &reqwest::Error) -> PluginError {
         let failure = Failure::Body {
             kind: transport_kind(err),
@@ -485,8 +549,13 @@ enum Failure {
         retry_after: Option<Duration>,
         excerpt: String,
     },
-    /// No answer: connecting, sending or waiting for the response head failed.
-    Transport { kind: ErrorKind, detail: String },
+    /// No answer: connecting, sending or waiting for the response head failed. `sent` is
+    /// false only when no connection was made, so the request cannot have left.
+    Transport {
+        kind: ErrorKind,
+        detail: String,
+        sent: bool,
+    },
     /// The answer was 2xx but its body broke off.
     Body { kind: ErrorKind, detail: String },
     /// The request cannot be sent as built (a bad header, an unusable URL).
@@ -503,6 +572,18 @@ impl Failure {
                 *kind != ErrorKind::Timeout || retry_timeouts
             }
             Failure::Unsendable(_) | Failure::Cancelled => false,
+        }
+    }
+
+    /// Returns whether the service may have acted on the request: anything but a failure to
+    /// connect, a request that could not be built, or a 429 (a service that rate limits
+    /// refuses the request before doing its work).
+    fn may_have_reached_service(&self) -> bool {
+        match self {
+            Failure::Status { status: 429, .. } => false,
+            Failure::Transport { sent, .. } => *sent,
+            Failure::Unsendable(_) => false,
+            Failure::Status { .. } | Failure::Body { .. } | Failure::Cancelled => true,
         }
     }
 
@@ -620,7 +701,7 @@ impl Failure {
                 "{origin} did not answer within {}{tried}",
                 human_duration(timeout)
             )),
-            Failure::Transport { kind, detail } => {
+            Failure::Transport { kind, detail, .. } => {
                 PluginError::new(kind, format!("cannot reach {origin}: {detail}{tried}"))
             }
             Failure::Body {
@@ -637,6 +718,18 @@ impl Failure {
         };
         scrub_error(err, scrub)
     }
+}
+
+/// Adds to the error of a request that was not resent why it was not, and what to do.
+fn not_resent(mut err: PluginError, method: &str) -> PluginError {
+    err.message.push_str(&format!(
+        "; the {method} request may have reached the service, so it was not sent again"
+    ));
+    // Replaces any hint about waiting: whether the work happened matters more.
+    err.with_hint(
+        "check whether the service acted on the request (for example in its job list or \
+         usage page) before trying again, so nothing is done or charged twice",
+    )
 }
 
 fn quote(excerpt: &str) -> String {
@@ -686,7 +779,8 @@ impl Client {
     /// its status is 2xx; the body is left to read as it arrives.
     ///
     /// Retries are logged through `cx` and the wait between them ends early when the job is
-    /// cancelled. A final failure is an error of the matching kind: 401/403 unauthorized,
+    /// cancelled. A request that is not idempotent is resent only when the service cannot
+    /// have acted on it (see the [module docs](self)). A final failure is an error of the matching kind: 401/403 unauthorized,
     /// 429 rate limited, 5xx and connection failures unavailable, timeouts timeout, other 4xx
     /// invalid input quoting the start of the body.
     pub fn send(&self, request: &Request, cx: &mut Context<'_>) -> Result<Response, PluginError> {
@@ -756,7 +850,14 @@ impl Client {
                 Ok(outcome) => return Ok(outcome),
                 Err(failure) => failure,
             };
-            if attempt >= attempts || !failure.is_retryable(self.policy.retry_timeouts) {
+            if !failure.is_retryable(self.policy.retry_timeouts) {
+                return Err(failure.into_error(origin, timeout, scrub, attempt));
+            }
+            if !request.is_idempotent() && failure.may_have_reached_service() {
+                let err = failure.into_error(origin, timeout, scrub, attempt);
+                return Err(not_resent(err, &request.method));
+            }
+            if attempt >= attempts {
                 return Err(failure.into_error(origin, timeout, scrub, attempt));
             }
             let (wait, why) = match failure.asked_wait() {
@@ -813,6 +914,7 @@ impl Client {
                     Failure::Transport {
                         kind: transport_kind(&e),
                         detail: describe(&e),
+                        sent: !e.is_connect(),
                     }
                 }
             })?;
@@ -926,7 +1028,7 @@ async fn error_excerpt(mut response: reqwest::Response) -> String {
     excerpt(&body)
 }
 
-fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() <= EXCERPT_CHARS {
@@ -1063,7 +1165,7 @@ fn human_duration(d: Duration) -> String {
 
 /// Replaces secret values in text.
 #[derive(Clone, Default)]
-struct Scrubber {
+pub(crate) struct Scrubber {
     /// Longest first, so a secret containing another is replaced whole.
     secrets: Vec<String>,
 }
@@ -1091,7 +1193,7 @@ impl Scrubber {
         Scrubber { secrets }
     }
 
-    fn apply(&self, text: &str) -> String {
+    pub(crate) fn apply(&self, text: &str) -> String {
         let mut text = text.to_string();
         for secret in &self.secrets {
             if text.contains(secret.as_str()) {
@@ -1117,45 +1219,14 @@ fn percent_encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::Events;
-    use crate::types::{LogLine, OutputHeader, Progress};
+
     use launcher_testkit::http::{HttpServer, Reply, Response as Answer};
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
 
     /// Records what a job sends the host; `cancel` is the host's stop flag.
-    #[derive(Default)]
-    struct Host {
-        logs: Vec<LogLine>,
-        output: Vec<u8>,
-        cancel: Arc<AtomicBool>,
-    }
-
-    impl Events for Host {
-        fn open(&mut self, _header: &OutputHeader) -> Option<u32> {
-            Some(1)
-        }
-        fn write(&mut self, _id: u32, bytes: &[u8]) -> bool {
-            self.output.extend_from_slice(bytes);
-            !self.cancel.load(Ordering::SeqCst)
-        }
-        fn close(&mut self, _id: u32) -> bool {
-            true
-        }
-        fn checkpoint(&mut self, _value: &serde_json::Value) -> Result<bool, ()> {
-            Ok(false)
-        }
-        fn progress(&mut self, _progress: &Progress) -> bool {
-            true
-        }
-        fn log(&mut self, line: &LogLine) {
-            self.logs.push(line.clone());
-        }
-        fn is_cancelled(&self) -> bool {
-            self.cancel.load(Ordering::SeqCst)
-        }
-    }
+    type Host = crate::plugin::TestHost;
 
     fn fast_client() -> ClientBuilder {
         Client::builder("launcher-sdk-test/1")
@@ -1408,6 +1479,24 @@ mod tests {
     }
 
     #[test]
+    fn secret_settings_are_scrubbed_and_others_are_not() {
+        let server = HttpServer::start(|req| {
+            Reply::Respond(Answer::text(400, req.header("api-key").unwrap_or("")))
+        });
+        let mut settings = crate::types::Settings::default();
+        settings.set_secret("key", "sk-from-settings");
+        settings.set("region", "westeurope");
+        let client = fast_client().secrets_from(&settings).build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        for (value, hidden) in [("sk-from-settings", true), ("westeurope", false)] {
+            let request = Request::get(server.url()).header("Api-Key", value);
+            let err = client.fetch(&request, &mut cx).unwrap_err();
+            assert_eq!(err.message.contains(value), !hidden, "{}", err.message);
+        }
+    }
+
+    #[test]
     fn secrets_never_reach_error_text() {
         let key = "k3y/with+odd=chars";
         // A server that echoes what it got, the way some error pages do.
@@ -1615,6 +1704,234 @@ mod tests {
                 b"/3".to_vec()
             ]
         );
+    }
+
+    fn posts(server: &HttpServer) -> usize {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    }
+
+    #[test]
+    fn methods_have_the_expected_idempotency() {
+        for method in ["GET", "head", "PUT", "DELETE", "OPTIONS", "TRACE"] {
+            assert!(Request::new(method, "http://x").is_idempotent(), "{method}");
+        }
+        for method in ["POST", "PATCH", "patch", "PROPFIND"] {
+            assert!(
+                !Request::new(method, "http://x").is_idempotent(),
+                "{method}"
+            );
+        }
+        assert!(Request::post("http://x").idempotent(true).is_idempotent());
+        assert!(!Request::get("http://x").idempotent(false).is_idempotent());
+        let keyed = Request::post("http://x").idempotency_key("Idempotency-Key", "k1");
+        assert!(keyed.is_idempotent());
+        assert_eq!(
+            keyed.headers,
+            vec![("Idempotency-Key".to_string(), "k1".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_post_answered_500_is_not_resent() {
+        let server = scripted(vec![status(500), ok("charged twice")]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let err = client
+            .fetch(&Request::post(server.url()).body("render"), &mut cx)
+            .unwrap_err();
+        assert_eq!(posts(&server), 1);
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("HTTP 500"), "{}", err.message);
+        assert!(
+            err.message.ends_with(
+                "; the POST request may have reached the service, so it was not sent again"
+            ),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("attempts"), "{}", err.message);
+        assert!(
+            err.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("charged twice")),
+            "{:?}",
+            err.hint
+        );
+        assert!(host.logs.is_empty());
+    }
+
+    #[test]
+    fn a_patch_is_not_resent_either_but_an_idempotent_post_is() {
+        let server = scripted(vec![status(502), ok("done")]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let request = Request::new("PATCH", server.url()).body("x");
+        let err = client.fetch(&request, &mut cx).unwrap_err();
+        assert!(err.message.contains("PATCH request may have reached"));
+        assert_eq!(server.requests().len(), 1);
+
+        let server = scripted(vec![status(502), ok("done")]);
+        let request = Request::post(server.url())
+            .body("count tokens")
+            .idempotent(true);
+        let fetched = client.fetch(&request, &mut cx).unwrap();
+        assert_eq!(fetched.body, b"done");
+        assert_eq!(posts(&server), 2);
+    }
+
+    #[test]
+    fn a_post_answered_429_is_resent() {
+        let server = scripted(vec![
+            Reply::Respond(Answer::new(429).header("retry-after-ms", "20")),
+            ok("accepted"),
+        ]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let fetched = client
+            .fetch(&Request::post(server.url()).body("render"), &mut cx)
+            .unwrap();
+        assert_eq!(fetched.body, b"accepted");
+        assert_eq!(posts(&server), 2);
+        assert_eq!(host.logs.len(), 1);
+    }
+
+    #[test]
+    fn a_post_that_could_not_connect_is_resent() {
+        // Take a free port, leave it closed for the first attempt, then listen on it.
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&received);
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            // Read the head and the 6-byte body, then answer and close.
+            while !seen.ends_with(b"\r\n\r\nrender") {
+                let n = std::io::Read::read(&mut conn, &mut buf).unwrap();
+                assert!(n > 0, "the client hung up");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .unwrap();
+        });
+        let client = fast_client()
+            .backoff_base(Duration::from_millis(80))
+            .retries(8)
+            .build()
+            .unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let request = Request::post(format!("http://127.0.0.1:{port}/jobs")).body("render");
+        let fetched = client.fetch(&request, &mut cx).unwrap();
+        late.join().unwrap();
+        assert_eq!(fetched.body, b"ok");
+        assert_eq!(received.load(Ordering::SeqCst), 1);
+        assert!(!host.logs.is_empty());
+        assert!(
+            host.logs[0].message.contains("the connection to"),
+            "{:?}",
+            host.logs
+        );
+    }
+
+    #[test]
+    fn a_post_to_a_closed_port_gives_up_without_the_warning() {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let client = fast_client().retries(2).build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let err = client
+            .fetch(&Request::post(format!("http://127.0.0.1:{port}")), &mut cx)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("after 3 attempts"), "{}", err.message);
+        assert!(!err.message.contains("may have reached"), "{}", err.message);
+        assert_eq!(host.logs.len(), 2);
+    }
+
+    #[test]
+    fn a_post_that_timed_out_is_not_resent() {
+        let server = HttpServer::start(|_| Reply::Hang);
+        let client = fast_client()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let err = client
+            .send(&Request::post(server.url()).body("render"), &mut cx)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        assert!(err.message.contains("did not answer within 200 ms"));
+        assert!(err.message.contains("may have reached the service"));
+        assert_eq!(posts(&server), 1);
+    }
+
+    #[test]
+    fn a_post_whose_connection_dropped_after_sending_is_not_resent() {
+        let server = scripted(vec![Reply::Close, ok("second")]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let err = client
+            .fetch(&Request::post(server.url()).body("render"), &mut cx)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("may have reached the service"));
+        assert_eq!(posts(&server), 1);
+    }
+
+    #[test]
+    fn a_post_with_an_idempotency_key_is_resent_with_the_same_key() {
+        let server = scripted(vec![status(500), status(503), ok("once")]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let request = Request::post(server.url())
+            .idempotency_key("Idempotency-Key", "job-7f3a")
+            .body("render");
+        let fetched = client.fetch(&request, &mut cx).unwrap();
+        assert_eq!(fetched.body, b"once");
+        let seen = server.requests();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen.iter()
+                .all(|r| r.method == "POST" && r.header("idempotency-key") == Some("job-7f3a"))
+        );
+    }
+
+    #[test]
+    fn a_get_answered_500_is_still_resent() {
+        let server = scripted(vec![status(500), status(500), ok("fine")]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let fetched = client.fetch(&Request::get(server.url()), &mut cx).unwrap();
+        assert_eq!(fetched.body, b"fine");
+        assert_eq!(server.requests().len(), 3);
+
+        // Marked not idempotent, a GET that starts work is treated like a POST.
+        let server = scripted(vec![status(500), ok("fine")]);
+        let request = Request::get(server.url()).idempotent(false);
+        let err = client.fetch(&request, &mut cx).unwrap_err();
+        assert!(err.message.contains("the GET request may have reached"));
+        assert_eq!(server.requests().len(), 1);
     }
 
     #[test]

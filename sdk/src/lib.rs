@@ -39,27 +39,32 @@
 pub mod abi;
 mod error;
 #[cfg(feature = "http")]
-pub mod stream;
-#[cfg(feature = "http")]
 pub mod http;
+pub mod media;
 mod params;
 mod plugin;
+pub mod process;
+#[cfg(feature = "http")]
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 mod types;
-pub mod media;
-pub mod process;
 pub mod wait;
 
 pub use error::{ErrorKind, PluginError};
-pub use plugin::{Cancel, Context, OutputWriter, Plugin};
 pub use params::{ParamError, check_params, check_value, params_of};
+pub use plugin::{Cancel, Context, OutputWriter, Plugin};
 pub use types::{
     ContentKind, CreateRequest, DescribeRequest, DescribeResponse, Job, JobResult, LISTING_TASKS,
-    LogLevel, LogLine, Manifest, OutputHeader, ParamSpec, ParamType, Progress,
-    STANDARD_TASK_NAMES, SettingSpec, Settings, Slot, TaskSpec, ToolSpec, is_identifier,
-    standard_alias, standard_tasks, task_spec, validate_tools,
+    LogLevel, LogLine, Manifest, OutputHeader, ParamSpec, ParamType, Progress, STANDARD_TASK_NAMES,
+    SettingSpec, Settings, Slot, TaskSpec, ToolSpec, is_identifier, standard_alias, standard_tasks,
+    task_spec, validate_tools,
 };
+
+#[cfg(feature = "http")]
+pub use stream::{EventStream, JsonLines, SseEvent, service_error};
+pub use wait::{Poll, Reporter, Status, poll, sleep};
 
 /// Re-exported so plugins need not depend on serde_json themselves.
 pub use serde_json;

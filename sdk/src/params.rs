@@ -37,7 +37,10 @@ impl From<ParamError> for PluginError {
 
 /// Checks `given` against `specs`: no unknown names, every required one present, each value of
 /// the declared type, range, length and choices. Returns the values with defaults filled in.
-pub fn check_params(specs: &[ParamSpec], given: &Map<String, Value>) -> Result<Map<String, Value>, ParamError> {
+pub fn check_params(
+    specs: &[ParamSpec],
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, ParamError> {
     if let Some(name) = given.keys().find(|k| !specs.iter().any(|s| &s.name == *k)) {
         return Err(ParamError {
             param: name.clone(),
@@ -175,7 +178,13 @@ pub fn params_of(task: &TaskSpec, tool: &ToolSpec) -> Vec<ParamSpec> {
     let mut params: Vec<ParamSpec> = task
         .params
         .iter()
-        .map(|p| own.iter().find(|t| t.name == p.name).copied().unwrap_or(p).clone())
+        .map(|p| {
+            own.iter()
+                .find(|t| t.name == p.name)
+                .copied()
+                .unwrap_or(p)
+                .clone()
+        })
         .collect();
     for own in own {
         if !params.iter().any(|p| p.name == own.name) {
@@ -186,7 +195,9 @@ pub fn params_of(task: &TaskSpec, tool: &ToolSpec) -> Vec<ParamSpec> {
 }
 
 /// Reads parameters into `T`, naming the parameter whose value does not fit.
-pub(crate) fn typed<T: serde::de::DeserializeOwned>(params: &Map<String, Value>) -> Result<T, PluginError> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+    params: &Map<String, Value>,
+) -> Result<T, PluginError> {
     let value = Value::Object(params.clone());
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
@@ -209,7 +220,9 @@ mod tests {
     fn specs() -> Vec<ParamSpec> {
         vec![
             ParamSpec::new("text", ParamType::String, "").required(),
-            ParamSpec::new("rate", ParamType::Number, "").range(0.5, 2.0).default_value(1.0),
+            ParamSpec::new("rate", ParamType::Number, "")
+                .range(0.5, 2.0)
+                .default_value(1.0),
             ParamSpec::new("steps", ParamType::Integer, "").range(1.0, 10.0),
             ParamSpec::new("format", ParamType::String, "").choices(["wav", "mp3"]),
             ParamSpec::new("image", ParamType::File, "").multiple(),
@@ -234,12 +247,32 @@ mod tests {
             (json!({"text": "  "}), "text", "is empty"),
             (json!({"text": 5}), "text", "should be text"),
             (json!({"text": "a", "rate": 3}), "rate", "out of range"),
-            (json!({"text": "a", "rate": "fast"}), "rate", "should be a number"),
+            (
+                json!({"text": "a", "rate": "fast"}),
+                "rate",
+                "should be a number",
+            ),
             (json!({"text": "a", "steps": 2.5}), "steps", "whole number"),
-            (json!({"text": "a", "format": "flac"}), "format", "not one of wav, mp3"),
-            (json!({"text": "a", "image": [1]}), "image", "should be text"),
-            (json!({"text": "a", "steps": [1, 2]}), "steps", "not several"),
-            (json!({"text": "a", "volume": 1}), "volume", "not a parameter"),
+            (
+                json!({"text": "a", "format": "flac"}),
+                "format",
+                "not one of wav, mp3",
+            ),
+            (
+                json!({"text": "a", "image": [1]}),
+                "image",
+                "should be text",
+            ),
+            (
+                json!({"text": "a", "steps": [1, 2]}),
+                "steps",
+                "not several",
+            ),
+            (
+                json!({"text": "a", "volume": 1}),
+                "volume",
+                "not a parameter",
+            ),
         ];
         for (given, param, problem) in cases {
             let err = check_params(&specs(), &map(given.clone())).unwrap_err();

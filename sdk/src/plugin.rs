@@ -97,7 +97,10 @@ impl<'a> Context<'a> {
             media_type: media_type.to_string(),
             extension: extension.to_string(),
         };
-        let id = self.events.open(&header).ok_or_else(PluginError::cancelled)?;
+        let id = self
+            .events
+            .open(&header)
+            .ok_or_else(PluginError::cancelled)?;
         self.open.push(id);
         Ok(id)
     }
@@ -307,5 +310,40 @@ impl Cancel for OutputWriter<'_, '_> {
 impl Cancel for AtomicBool {
     fn is_cancelled(&self) -> bool {
         self.load(Ordering::SeqCst)
+    }
+}
+
+/// A host that records what a job sends, for the SDK's own unit tests.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestHost {
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) output: Vec<u8>,
+    pub(crate) cancel: std::sync::Arc<AtomicBool>,
+}
+
+#[cfg(test)]
+impl Events for TestHost {
+    fn open(&mut self, _header: &OutputHeader) -> Option<u32> {
+        Some(1)
+    }
+    fn write(&mut self, _id: u32, bytes: &[u8]) -> bool {
+        self.output.extend_from_slice(bytes);
+        !self.cancel.load(Ordering::SeqCst)
+    }
+    fn close(&mut self, _id: u32) -> bool {
+        true
+    }
+    fn progress(&mut self, _progress: &Progress) -> bool {
+        true
+    }
+    fn log(&mut self, line: &LogLine) {
+        self.logs.push(line.clone());
+    }
+    fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+    fn checkpoint(&mut self, _value: &Value) -> Result<bool, ()> {
+        Ok(false)
     }
 }

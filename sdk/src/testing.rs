@@ -144,8 +144,7 @@ fn check_job<P: Plugin>(
             spec = Some(found);
         }
     }
-    let spec =
-        spec.ok_or_else(|| PluginError::invalid_input(format!("no tool named `{tool}`")))?;
+    let spec = spec.ok_or_else(|| PluginError::invalid_input(format!("no tool named `{tool}`")))?;
     let task = spec.task(&job.task).ok_or_else(|| {
         PluginError::invalid_input(format!(
             "tool `{tool}` does not perform task `{}`",

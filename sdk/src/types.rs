@@ -832,9 +832,16 @@ pub fn standard_tasks() -> Vec<TaskSpec> {
                     .multiple(),
             )
             .param(p("audio", File, "the soundtrack").required()),
-        TaskSpec::new("voices", "list the voices a tool offers (JSON: id, name, language)")
-            .output(json())
-            .param(p("language", Str, "only voices for this language, e.g. en or zh")),
+        TaskSpec::new(
+            "voices",
+            "list the voices a tool offers (JSON: id, name, language)",
+        )
+        .output(json())
+        .param(p(
+            "language",
+            Str,
+            "only voices for this language, e.g. en or zh",
+        )),
         TaskSpec::new("models", "list the models a tool offers (JSON: id, name)").output(json()),
     ]
 }
@@ -1137,8 +1144,7 @@ mod tests {
             ParamType::Other("text-ish".into())
         );
         let line: LogLine =
-            serde_json::from_value(serde_json::json!({"level": "notice", "message": "m"}))
-                .unwrap();
+            serde_json::from_value(serde_json::json!({"level": "notice", "message": "m"})).unwrap();
         assert_eq!(line.level, LogLevel::Info);
         assert_eq!(
             serde_json::to_value(ContentKind::Other("3d".into())).unwrap(),
@@ -1180,7 +1186,10 @@ mod tests {
         }
         assert_eq!(
             STANDARD_TASK_NAMES.to_vec(),
-            standard_tasks().iter().map(|t| t.name.as_str()).collect::<Vec<_>>()
+            standard_tasks()
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
         );
     }
 

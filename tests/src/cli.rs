@@ -219,6 +219,44 @@ impl TestContext {
         Outcome::from(output)
     }
 
+    /// Starts launcher with `args` and returns once a line of its stderr contains `marker`
+    /// (or it ended, or 60 s passed): for tests that signal a running job.
+    pub fn spawn_until<I, S>(&self, args: I, marker: &str) -> Running
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("launcher starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(marker) => break,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Running { child, reader }
+    }
+
     /// Returns the path of `name` in the working directory.
     pub fn work_file(&self, name: &str) -> PathBuf {
         self.work.path().join(name)
@@ -253,4 +291,38 @@ pub fn list_dir(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A launcher process started by [`TestContext::spawn_until`].
+pub struct Running {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    /// Sends the process a signal by name (`INT`, `TERM`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to end and returns what it did (stderr in full).
+    pub fn wait(mut self) -> Outcome {
+        let mut stdout = Vec::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = std::io::Read::read_to_end(&mut out, &mut stdout);
+        }
+        let status = self.child.wait().expect("launcher ends");
+        let stderr = self.reader.join().unwrap_or_default();
+        Outcome {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr,
+            stdout_bytes: stdout,
+        }
+    }
 }

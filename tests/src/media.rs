@@ -1,7 +1,10 @@
-//! Checks of media files produced in tests: WAV headers parsed by hand, other files by ffprobe.
+//! Checks of media files produced in tests: WAV files read by the SDK's reader, other files
+//! by ffprobe.
 
 use std::path::Path;
 use std::process::Command;
+
+use launcher_sdk::media::{SampleFormat, Wav};
 
 /// The facts of a PCM WAV file.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,59 +21,30 @@ pub struct WavInfo {
     pub duration: f64,
 }
 
-/// Parses a WAV file, checking that its RIFF and data sizes agree with its length.
+/// Parses a PCM WAV file, checking that its RIFF and data sizes agree with its length.
+///
+/// The SDK's reader does the parsing; this adds what a test insists on and a producer may
+/// get away with elsewhere: integer PCM, a RIFF size that is the file length, and a data size
+/// that is real rather than a streaming placeholder.
 pub fn parse_wav(bytes: &[u8]) -> Result<WavInfo, String> {
-    let u32_at = |i: usize| -> Result<u32, String> {
-        bytes
-            .get(i..i + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| format!("truncated at byte {i}"))
-    };
-    let u16_at = |i: usize| -> Result<u16, String> {
-        bytes
-            .get(i..i + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(|| format!("truncated at byte {i}"))
-    };
-    if bytes.get(0..4) != Some(b"RIFF") || bytes.get(8..12) != Some(b"WAVE") {
-        return Err("not a RIFF/WAVE file".into());
-    }
-    if u32_at(4)? as usize + 8 != bytes.len() {
+    let wav = Wav::parse(bytes).map_err(|err| err.message)?;
+    let riff_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    if riff_len as usize + 8 != bytes.len() {
         return Err(format!(
-            "RIFF size {} does not match file length {}",
-            u32_at(4)?,
+            "RIFF size {riff_len} does not match file length {}",
             bytes.len()
         ));
     }
-    let mut pos = 12;
-    let mut format = None;
-    while pos + 8 <= bytes.len() {
-        let id = &bytes[pos..pos + 4];
-        let size = u32_at(pos + 4)? as usize;
-        let body = pos + 8;
-        if id == b"fmt " {
-            let audio_format = u16_at(body)?;
-            if audio_format != 1 {
-                return Err(format!("not PCM (format tag {audio_format})"));
-            }
-            format = Some((u16_at(body + 2)?, u32_at(body + 4)?, u16_at(body + 14)?));
-        } else if id == b"data" {
-            let (channels, sample_rate, bits) = format.ok_or("data chunk before fmt chunk")?;
-            if body + size > bytes.len() {
-                return Err(format!("data size {size} runs past the end of the file"));
-            }
-            let frame = u32::from(channels) * u32::from(bits / 8);
-            return Ok(WavInfo {
-                sample_rate,
-                channels,
-                bits,
-                data_len: size as u32,
-                duration: size as f64 / f64::from(sample_rate * frame.max(1)),
-            });
-        }
-        pos = body + size + (size & 1);
+    if wav.spec.format != SampleFormat::Int {
+        return Err(format!("not PCM ({:?} samples)", wav.spec.format));
     }
-    Err("no data chunk".into())
+    Ok(WavInfo {
+        sample_rate: wav.spec.sample_rate,
+        channels: wav.spec.channels,
+        bits: wav.spec.bits_per_sample,
+        data_len: wav.data.len() as u32,
+        duration: wav.duration_secs(),
+    })
 }
 
 /// Returns ffprobe's JSON description of a media file (streams and format).
@@ -91,4 +65,64 @@ pub fn ffprobe(path: &Path) -> Result<serde_json::Value, String> {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(tag: u16, riff_extra: i64, data: &[u8]) -> Vec<u8> {
+        let mut out = b"RIFF".to_vec();
+        let riff = (36 + data.len()) as i64 + riff_extra;
+        out.extend_from_slice(&(riff as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        let bits: u16 = if tag == 3 { 32 } else { 16 };
+        let align = bits / 8;
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&8000u32.to_le_bytes());
+        out.extend_from_slice(&(8000 * u32::from(align)).to_le_bytes());
+        out.extend_from_slice(&align.to_le_bytes());
+        out.extend_from_slice(&bits.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn reads_a_pcm_wav() {
+        let info = parse_wav(&wav(1, 0, &[0; 16000])).unwrap();
+        assert_eq!(
+            info,
+            WavInfo {
+                sample_rate: 8000,
+                channels: 1,
+                bits: 16,
+                data_len: 16000,
+                duration: 1.0,
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_wrong_sizes_and_other_sample_formats() {
+        assert!(
+            parse_wav(&wav(1, 4, &[0; 8]))
+                .unwrap_err()
+                .contains("RIFF size")
+        );
+        assert!(
+            parse_wav(&wav(3, 0, &[0; 8]))
+                .unwrap_err()
+                .contains("not PCM")
+        );
+        let mut cut = wav(1, 0, &[0; 8]);
+        cut.truncate(cut.len() - 2);
+        let riff = (cut.len() - 8) as u32;
+        cut[4..8].copy_from_slice(&riff.to_le_bytes());
+        assert!(parse_wav(&cut).is_err());
+        assert!(parse_wav(b"not a wav file at all").is_err());
+    }
 }

@@ -6,7 +6,7 @@ use launcher_sdk::serde_json::{self, json};
 use crate::catalog::Catalog;
 use crate::commands::Globals;
 use crate::home::{Config, Home};
-use crate::params::{self, flag_name, show_value};
+use crate::params::{flag_name, params_of, show_value};
 use crate::route;
 use crate::settings;
 
@@ -14,7 +14,7 @@ use crate::settings;
 pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
     let config = Config::load(&home.config_file())?;
-    let catalog = Catalog::discover(&home);
+    let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     let Some(tool) = catalog.tool(id) else {
         return Err(route::unknown_target(&catalog, id).into());
@@ -28,8 +28,8 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
                     "name": task.name,
                     "description": task.description,
                     "inputs": task.inputs,
-                    "output": task.output,
-                    "params": params::params_of(task, &tool.spec),
+                    "outputs": task.outputs,
+                    "params": params_of(task, &tool.spec),
                 })
             })
             .collect();
@@ -51,7 +51,9 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
         let report = json!({
             "id": tool.spec.id,
             "description": tool.spec.description,
-            "category": tool.spec.category,
+            "categories": tool.spec.categories(),
+            "cloud": tool.spec.cloud,
+            "require_one_of": tool.spec.require_one_of,
             "plugin": tool.plugin,
             "version": tool.version,
             "priority": tool.spec.priority,
@@ -65,7 +67,21 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     }
 
     println!("{} — {}", tool.spec.id, tool.spec.description);
-    println!("  category  {}", tool.spec.category);
+    let categories: Vec<String> = tool
+        .spec
+        .categories()
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    println!("  category  {}", categories.join(", "));
+    println!(
+        "  runs      {}",
+        if tool.spec.cloud {
+            "on a remote service"
+        } else {
+            "on this machine"
+        }
+    );
     println!(
         "  plugin    {} {} ({})",
         tool.plugin,
@@ -75,7 +91,7 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     println!("  priority  {}", tool.spec.priority);
     for task in &tasks {
         println!("\ntask {}: {}", task.name, task.description);
-        for p in params::params_of(task, &tool.spec) {
+        for p in params_of(task, &tool.spec) {
             let mut facts = vec![p.ty.as_str().to_string()];
             if p.required {
                 facts.push("required".into());

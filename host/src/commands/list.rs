@@ -18,32 +18,31 @@ pub(crate) fn run(
 ) -> Result<()> {
     let home = Home::locate()?;
     let config = Config::load(&home.config_file())?;
-    let catalog = Catalog::discover(&home);
+    let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     let mut tools: Vec<&Tool> = catalog
         .tools
         .iter()
-        .filter(|t| category.is_none_or(|c| t.spec.category == c))
-        .filter(|t| task.is_none_or(|task| t.spec.tasks.iter().any(|x| x == task)))
+        .filter(|t| {
+            category
+                .as_ref()
+                .is_none_or(|c| t.spec.categories().contains(c))
+        })
+        .filter(|t| task.is_none_or(|task| t.spec.task(task).is_some()))
         .collect();
-    tools.sort_by(|a, b| {
-        a.spec
-            .category
-            .cmp(&b.spec.category)
-            .then(a.spec.id.cmp(&b.spec.id))
-    });
+    tools.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
 
     if as_json {
         let items: Vec<_> = tools
             .iter()
             .map(|t| {
-                let missing: Vec<&str> = settings::missing(&t.spec, &[], &config)
+                let missing: Vec<Vec<&str>> = settings::missing(&t.spec, &[], &config)
                     .iter()
-                    .map(|s| s.name.as_str())
+                    .map(|group| group.iter().map(|s| s.name.as_str()).collect())
                     .collect();
                 json!({
                     "id": t.spec.id,
-                    "category": t.spec.category,
+                    "categories": t.spec.categories(),
                     "tasks": t.spec.tasks,
                     "plugin": t.plugin,
                     "version": t.version,
@@ -51,6 +50,7 @@ pub(crate) fn run(
                     "missing_settings": missing,
                     "description": t.spec.description,
                     "priority": t.spec.priority,
+                    "cloud": t.spec.cloud,
                     "origin": t.origin,
                     "library": t.library,
                 })
@@ -89,20 +89,36 @@ pub(crate) fn run(
         .max()
         .unwrap_or(0)
         .max(6);
-    for kind in ContentKind::ALL {
-        let in_kind: Vec<&&Tool> = tools.iter().filter(|t| t.spec.category == kind).collect();
+    // Kinds this launcher knows first, in their order, then any a newer plugin declared.
+    let mut kinds: Vec<ContentKind> = ContentKind::ALL.to_vec();
+    for t in &tools {
+        for kind in t.spec.categories() {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    for kind in kinds {
+        if category.as_ref().is_some_and(|c| c != &kind) {
+            continue;
+        }
+        let in_kind: Vec<&&Tool> = tools
+            .iter()
+            .filter(|t| t.spec.categories().contains(&kind))
+            .collect();
         if in_kind.is_empty() {
             continue;
         }
-        println!("{kind}");
+        if ContentKind::ALL.contains(&kind) {
+            println!("{kind}");
+        } else {
+            println!("{kind} (a kind this launcher does not know)");
+        }
         for t in in_kind {
             let missing = settings::missing(&t.spec, &[], &config);
             let status = match missing.first() {
                 None => "ready".to_string(),
-                Some(s) => match &s.env {
-                    Some(env) => format!("not ready: set {env}"),
-                    None => format!("not ready: needs setting `{}`", s.name),
-                },
+                Some(group) => format!("not ready: {}", settings::describe_missing(group)),
             };
             let plugin = format!("{} {}", t.plugin, t.version);
             println!(

@@ -24,13 +24,29 @@ fn assert_no_secret(out: &launcher_testkit::cli::Outcome) {
 }
 
 #[test]
-fn a_configured_azure_voice_wins_the_tts_task() {
+fn a_cloud_voice_does_tts_only_when_chosen_as_the_default() {
     let emulator = AzureEmulator::start(KEY);
     let ctx = azure_context(&emulator);
+    // Its key in the environment does not make a paid service the default.
+    let offline = ctx.run(["run", "tts", "--text", "Hello", "-v", "--json"]);
+    offline.success();
+    assert_eq!(offline.json()["tool"], "espeak");
+    assert!(
+        offline.stderr.contains("passed over `azure-tts` (cloud"),
+        "{}",
+        offline.stderr
+    );
+    assert!(emulator.synthesis_requests().is_empty());
+
+    ctx.config("[defaults]\ntts = \"azure-tts\"\n");
     let out = ctx.run(["run", "tts", "--text", "Hello from Azure", "-v", "--json"]);
     out.success();
     assert_no_secret(&out);
-    assert!(out.stderr.contains("chose `azure-tts`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`azure-tts` is the configured default"),
+        "{}",
+        out.stderr
+    );
     let result = out.json();
     assert_eq!(result["tool"], "azure-tts");
     let path = ctx
@@ -97,29 +113,30 @@ fn rejected_credentials_fail_fast_without_leaking_the_key() {
 }
 
 #[test]
-fn rate_limits_and_server_errors_are_retried() {
+fn rate_limits_are_retried_and_a_billed_request_is_never_sent_twice() {
     let emulator = AzureEmulator::start(KEY);
     let ctx = azure_context(&emulator);
     emulator.fail_next(429, &[("Retry-After", "1")]);
-    emulator.fail_next(500, &[]);
     let out = ctx.run([
         "run",
         "azure-tts",
         "--text",
-        "after two failures",
+        "after a rate limit",
         "-o",
         "ok.wav",
     ]);
     out.success();
-    assert_eq!(emulator.synthesis_requests().len(), 3);
+    assert_eq!(emulator.synthesis_requests().len(), 2);
     assert!(parse_wav(&std::fs::read(ctx.work_file("ok.wav")).unwrap()).is_ok());
 
-    for _ in 0..8 {
-        emulator.fail_next(503, &[]);
-    }
-    let down = ctx.run(["run", "azure-tts", "--text", "never", "-o", "down.wav"]);
+    // A 5xx after the text was sent may have been synthesized (and billed): not resent.
+    emulator.fail_next(500, &[]);
+    let down = ctx.run(["run", "azure-tts", "--text", "once", "-o", "down.wav"]);
     down.expect_code(8);
+    assert!(down.stderr.contains("not sent again"), "{}", down.stderr);
+    assert_eq!(emulator.synthesis_requests().len(), 3);
     assert!(!ctx.work_file("down.wav").exists());
+    assert_no_secret(&down);
 }
 
 #[test]
@@ -148,12 +165,30 @@ fn a_hung_service_times_out() {
 fn voices_are_listed_from_the_service() {
     let emulator = AzureEmulator::start(KEY);
     let ctx = azure_context(&emulator);
-    let out = ctx.run(["run", "voices", "--tool", "azure-tts", "--locale", "zh-CN"]);
+    let out = ctx.run([
+        "run",
+        "voices",
+        "--tool",
+        "azure-tts",
+        "--language",
+        "zh-CN",
+    ]);
     out.success();
+    let voices = out.json();
+    let voices = voices.as_array().expect("a JSON array of voices");
     assert!(
-        out.stdout.contains("zh-CN-XiaoxiaoNeural"),
+        voices.iter().any(|v| v["id"] == "zh-CN-XiaoxiaoNeural"),
         "{}",
         out.stdout
     );
-    assert!(!out.stdout.contains("en-US-"), "{}", out.stdout);
+    assert!(
+        voices
+            .iter()
+            .all(|v| v["language"] == "zh" && v["name"].is_string()),
+        "{}",
+        out.stdout
+    );
+    // A tts parameter is not one of `voices`.
+    ctx.run(["run", "voices", "--tool", "azure-tts", "--rate", "1.5"])
+        .expect_code(2);
 }

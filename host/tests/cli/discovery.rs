@@ -64,7 +64,15 @@ fn list_json_has_the_documented_fields() {
     let items = out.json();
     let items = items.as_array().expect("an array");
     for item in items {
-        for field in ["id", "category", "tasks", "plugin", "version", "ready"] {
+        for field in [
+            "id",
+            "categories",
+            "tasks",
+            "plugin",
+            "version",
+            "ready",
+            "cloud",
+        ] {
             assert!(item.get(field).is_some(), "{field} missing in {item}");
         }
     }
@@ -73,7 +81,8 @@ fn list_json_has_the_documented_fields() {
         .find(|i| i["id"] == "azure-tts")
         .expect("azure-tts");
     assert_eq!(azure["ready"], true);
-    assert_eq!(azure["category"], "audio");
+    assert_eq!(azure["categories"], serde_json::json!(["audio"]));
+    assert_eq!(azure["cloud"], true);
     assert!(!out.stdout.contains("k-123456"));
     let tasks = ctx.run(["list", "--json", "--task", "tts"]).json();
     assert!(
@@ -154,7 +163,7 @@ fn bad_libraries_are_skipped_with_a_warning_and_others_keep_working() {
     assert!(
         warnings
             .iter()
-            .any(|w| w.contains("future") && w.contains("plugin ABI 2") && w.contains("ABI 1")),
+            .any(|w| w.contains("future") && w.contains("plugin ABI 3") && w.contains("ABI 2")),
         "{warnings:?}"
     );
     if libm.is_some() {

@@ -49,7 +49,7 @@ fn invalid_libraries_are_refused_and_nothing_is_installed() {
     let future = ctx.built_library("launcher_fixture_abi_future");
     let out = ctx.run(["install", "--path", future.to_str().unwrap()]);
     out.expect_code(5);
-    assert!(out.stderr.contains("plugin ABI 2"), "{}", out.stderr);
+    assert!(out.stderr.contains("plugin ABI 3"), "{}", out.stderr);
 
     ctx.run(["install", "--path", "no-such-file.so"])
         .expect_code(3);

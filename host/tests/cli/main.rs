@@ -6,6 +6,7 @@ mod c_plugin;
 mod discovery;
 mod failures;
 mod install;
+mod jobs;
 mod registry;
 mod run;
 mod template;

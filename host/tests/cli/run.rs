@@ -390,3 +390,40 @@ fn a_reader_closing_stdout_stops_the_job_quietly() {
     assert_eq!(&head[..4], b"RIFF");
     assert!(ctx.work_files().is_empty());
 }
+
+#[test]
+fn the_primary_input_is_positional_and_listings_are_json() {
+    let ctx = test_context!();
+    let out = ctx.run(["run", "tts", "Hello there", "-o", "hello.wav"]);
+    out.success();
+    let wav = parse_wav(&std::fs::read(ctx.work_file("hello.wav")).unwrap()).unwrap();
+    assert!(wav.duration > 0.3, "{wav:?}");
+    // Both a positional and the flag: one input too many.
+    ctx.run(["run", "tts", "Hello", "--text", "Hi"])
+        .expect_code(2);
+
+    let voices = ctx.run([
+        "run",
+        "voices",
+        "--tool",
+        "espeak",
+        "--language",
+        "zh",
+        "--json",
+    ]);
+    voices.success();
+    let list = voices.json();
+    let list = list
+        .as_array()
+        .expect("`run voices --json` is the list itself");
+    assert!(!list.is_empty());
+    for voice in list {
+        for field in ["id", "name", "language"] {
+            assert!(voice[field].is_string(), "{field} in {voice}");
+        }
+    }
+    // Without --json the listing is the same JSON, printed as the job's text output.
+    let plain = ctx.run(["run", "voices", "--tool", "espeak", "--language", "zh"]);
+    plain.success();
+    assert_eq!(plain.json(), voices.json());
+}

@@ -1,11 +1,12 @@
-//! Azure AI Speech wire shapes: output formats, SSML, text splitting and audio joining.
+//! Azure AI Speech wire shapes: output formats, SSML, and chaining Ogg.
 //!
 //! One synthesis request should stay well under the service's limits (ten minutes of audio,
 //! 64 KB of SSML), so long text is split at sentence boundaries into parts of at most
-//! [`MAX_PART_UNITS`], each part is synthesized on its own, and the audio is joined into one
+//! [`MAX_PART_BYTES`], each part is synthesized on its own, and the audio is joined into one
 //! file the way its container allows:
 //!
-//! - RIFF/WAV: one header with the right sizes over the concatenated samples;
+//! - RIFF/WAV: one header with the right sizes over the concatenated samples
+//!   ([`launcher_sdk::media::join_wav`]);
 //! - MP3 and headerless PCM, A-law, µ-law: plain concatenation, which these formats allow;
 //! - Ogg Opus: a chained Ogg stream (see [`OggChain`]);
 //! - WebM, container-less Opus, SILK and AMR-WB: refused, with a hint to pick another format.
@@ -17,11 +18,11 @@ use launcher_sdk::PluginError;
 /// The voice used when none is given and the text is not mostly Chinese, Japanese or Korean.
 pub const DEFAULT_VOICE: &str = "en-US-AvaMultilingualNeural";
 
-/// The most text one request carries, in units where a CJK character counts three (it takes
-/// about three times as long to speak as a Latin letter). 3000 units is under four minutes of
-/// speech at normal speed, and under eight at the slowest rate, so no part nears the ten
-/// minutes after which the service silently cuts audio off.
-pub const MAX_PART_UNITS: usize = 3000;
+/// The most text one request carries, in UTF-8 bytes: a CJK character takes three, and about
+/// three times as long to speak as a Latin letter. 3000 bytes is under four minutes of speech
+/// at normal speed, and under eight at the slowest rate, so no part nears the ten minutes
+/// after which the service silently cuts audio off.
+pub const MAX_PART_BYTES: usize = 3000;
 
 /// How audio in a format can be joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,21 +273,6 @@ fn is_han(c: char) -> bool {
     matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}' | '\u{F900}'..='\u{FAFF}' | '\u{20000}'..='\u{2FA1F}')
 }
 
-/// Returns whether `c` is spoken like a CJK syllable (and counts three units).
-fn is_wide(c: char) -> bool {
-    is_han(c)
-        || matches!(c, '\u{3040}'..='\u{30FF}' | '\u{AC00}'..='\u{D7AF}' | '\u{3000}'..='\u{303F}' | '\u{FF00}'..='\u{FFEF}')
-}
-
-fn units(c: char) -> usize {
-    if is_wide(c) { 3 } else { 1 }
-}
-
-/// Returns the length of `text` in request units (see [`MAX_PART_UNITS`]).
-pub fn text_units(text: &str) -> usize {
-    text.chars().map(units).sum()
-}
-
 /// Returns a multiplier as an SSML relative percentage, or `None` for no change.
 pub fn relative_percent(multiplier: f64) -> Option<String> {
     let percent = ((multiplier - 1.0) * 1000.0).round() / 10.0;
@@ -349,192 +335,6 @@ pub fn ssml(speech: &Speech<'_>, text: &str) -> Result<String, PluginError> {
         escape(locale),
         escape(speech.voice)
     ))
-}
-
-/// Sentence-ending punctuation that needs whitespace after it to end a sentence ("3.14",
-/// "e.g.x" do not end one).
-fn ends_sentence_spaced(c: char) -> bool {
-    matches!(c, '.' | '!' | '?' | ';' | '…')
-}
-
-/// Sentence-ending punctuation that ends a sentence by itself (CJK and fullwidth).
-fn ends_sentence_cjk(c: char) -> bool {
-    matches!(c, '。' | '！' | '？' | '；' | '｡' | '．')
-}
-
-/// Closing quotes and brackets that belong to the sentence they follow.
-fn is_closer(c: char) -> bool {
-    matches!(
-        c,
-        '"' | '\'' | ')' | ']' | '}' | '”' | '’' | '」' | '』' | '》' | '）' | '】' | '〉'
-    )
-}
-
-/// Places where a sentence that is too long may be broken.
-fn is_soft_break(c: char) -> bool {
-    matches!(c, ',' | ':' | '，' | '、' | '：' | '—') || c.is_whitespace()
-}
-
-/// Splits text into parts of at most `max_units` units, at sentence boundaries where
-/// possible, then at commas or spaces, and only as a last resort inside a word (never inside
-/// a character). Parts are trimmed and never empty.
-pub fn split_text(text: &str, max_units: usize) -> Vec<&str> {
-    let max_units = max_units.max(3);
-    let mut parts = Vec::new();
-    let mut rest = text.trim();
-    while !rest.is_empty() {
-        if text_units(rest) <= max_units {
-            parts.push(rest);
-            break;
-        }
-        let cut = cut_point(rest, max_units);
-        let (head, tail) = rest.split_at(cut);
-        let head = head.trim_end();
-        if !head.is_empty() {
-            parts.push(head);
-        }
-        rest = tail.trim_start();
-    }
-    parts
-}
-
-/// Returns the byte index at which to end the first part of `text`, which is longer than
-/// `max_units`: the last sentence end that fits, else the last soft break, else as much as fits.
-fn cut_point(text: &str, max_units: usize) -> usize {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut used = 0;
-    let mut fits = 0; // number of chars that fit
-    for &(_, c) in &chars {
-        if used + units(c) > max_units {
-            break;
-        }
-        used += units(c);
-        fits += 1;
-    }
-    let byte_at = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);
-    let mut sentence_end = None;
-    let mut soft_break = None;
-    for i in 0..fits {
-        let c = chars[i].1;
-        if c == '\n' || ends_sentence_cjk(c) || ends_sentence_spaced(c) {
-            let mut end = i + 1;
-            while end < fits && is_closer(chars[end].1) {
-                end += 1;
-            }
-            let next = chars.get(end).map(|(_, c)| *c);
-            let spaced = next.is_none_or(char::is_whitespace);
-            if c == '\n' || ends_sentence_cjk(c) || spaced {
-                sentence_end = Some(end);
-            }
-        }
-        if is_soft_break(chars[i].1) && i > 0 {
-            soft_break = Some(i + 1);
-        }
-    }
-    byte_at(sentence_end.or(soft_break).unwrap_or(fits.max(1)))
-}
-
-/// Joins WAV files into one: the first part's format, every part's samples, one header.
-#[derive(Debug, Default)]
-pub struct WavJoiner {
-    fmt: Option<Vec<u8>>,
-    data: Vec<u8>,
-}
-
-impl WavJoiner {
-    /// Adds the samples of one WAV file.
-    pub fn push(&mut self, wav: &[u8]) -> Result<(), PluginError> {
-        let (fmt, data) = parse_wav(wav)?;
-        match &self.fmt {
-            None => self.fmt = Some(fmt.to_vec()),
-            Some(first) if first == fmt => {}
-            Some(_) => {
-                return Err(PluginError::unavailable(
-                    "the service sent the parts of the audio in different WAV formats",
-                ));
-            }
-        }
-        self.data.extend_from_slice(data);
-        Ok(())
-    }
-
-    /// Returns the joined file.
-    pub fn finish(self) -> Result<Vec<u8>, PluginError> {
-        let fmt = self
-            .fmt
-            .ok_or_else(|| PluginError::internal("no audio to join"))?;
-        let format_tag = u16::from_le_bytes([fmt[0], fmt[1]]);
-        let block_align = usize::from(u16::from_le_bytes([fmt[12], fmt[13]]).max(1));
-        let mut body = b"WAVE".to_vec();
-        riff_chunk(&mut body, b"fmt ", &fmt);
-        // Every WAV that is not plain PCM needs a fact chunk with its sample count.
-        if format_tag != 1 {
-            let frames = u32::try_from(self.data.len() / block_align).map_err(|_| too_long())?;
-            riff_chunk(&mut body, b"fact", &frames.to_le_bytes());
-        }
-        riff_chunk(&mut body, b"data", &self.data);
-        let size = u32::try_from(body.len()).map_err(|_| too_long())?;
-        let mut out = Vec::with_capacity(body.len() + 8);
-        out.extend_from_slice(b"RIFF");
-        out.extend_from_slice(&size.to_le_bytes());
-        out.extend_from_slice(&body);
-        Ok(out)
-    }
-}
-
-fn too_long() -> PluginError {
-    PluginError::invalid_input("the audio is longer than a WAV file can hold (4 GiB)")
-        .with_hint("use --format mp3 for very long text")
-}
-
-fn riff_chunk(out: &mut Vec<u8>, id: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(id);
-    // finish() has checked the whole file fits in u32.
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-    if data.len() % 2 == 1 {
-        out.push(0);
-    }
-}
-
-/// Returns the `fmt ` chunk and the samples of a WAV file.
-fn parse_wav(wav: &[u8]) -> Result<(&[u8], &[u8]), PluginError> {
-    let bad =
-        |why: &str| PluginError::unavailable(format!("the service sent a bad WAV file: {why}"));
-    if wav.len() < 12 || &wav[..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
-        return Err(bad("no RIFF/WAVE header"));
-    }
-    let mut at = 12;
-    let mut fmt = None;
-    while at + 8 <= wav.len() {
-        let id = &wav[at..at + 4];
-        let size =
-            u32::from_le_bytes([wav[at + 4], wav[at + 5], wav[at + 6], wav[at + 7]]) as usize;
-        let start = at + 8;
-        if id == b"data" {
-            let fmt = fmt.ok_or_else(|| bad("samples before the format"))?;
-            // Streamed WAVs may carry 0 or 0xFFFFFFFF as the size; the samples then run to
-            // the end of the file.
-            let end = if size == 0 || start + size > wav.len() {
-                wav.len()
-            } else {
-                start + size
-            };
-            return Ok((fmt, &wav[start..end]));
-        }
-        let end = start
-            .checked_add(size)
-            .filter(|end| *end <= wav.len())
-            .ok_or_else(|| bad("a chunk runs past the end"))?;
-        if id == b"fmt " {
-            if size < 16 {
-                return Err(bad("the format chunk is too short"));
-            }
-            fmt = Some(&wav[start..end]);
-        }
-        at = end + (size % 2);
-    }
-    Err(bad("no samples"))
 }
 
 /// Joins Ogg streams into one chained Ogg stream.
@@ -773,119 +573,20 @@ mod tests {
     }
 
     #[test]
-    fn short_text_is_one_part() {
-        assert_eq!(split_text("  Hello there.  ", 100), vec!["Hello there."]);
-        assert!(split_text("   ", 100).is_empty());
-    }
-
-    #[test]
-    fn splits_at_sentence_ends() {
-        let text = "One two three. Four five six! Seven eight nine? Ten.";
-        let parts = split_text(text, 30);
-        assert_eq!(
-            parts,
-            vec!["One two three. Four five six!", "Seven eight nine? Ten."]
-        );
-        // A decimal point is not a sentence end.
-        let parts = split_text("Pi is 3.14159 today. And tomorrow it is too.", 25);
-        assert_eq!(
-            parts,
-            vec!["Pi is 3.14159 today.", "And tomorrow it is too."]
-        );
-        // Closing quotes stay with their sentence.
-        let parts = split_text("He said \"stop.\" Then he left the room.", 25);
-        assert_eq!(parts, vec!["He said \"stop.\"", "Then he left the room."]);
-    }
-
-    #[test]
-    fn splits_chinese_at_its_own_punctuation_counting_wide_characters() {
-        let sentence = "今天天气很好。"; // 7 wide characters: 21 units
-        let text = sentence.repeat(5);
-        let parts = split_text(&text, 50);
-        let two = sentence.repeat(2);
-        assert_eq!(parts, vec![two.as_str(), two.as_str(), sentence]);
-        for part in &parts {
-            assert!(text_units(part) <= 50);
-            assert!(part.ends_with('。'));
-        }
-        let parts = split_text("你好吗？我很好！谢谢。", 12);
-        assert_eq!(parts, vec!["你好吗？", "我很好！", "谢谢。"]);
-    }
-
-    #[test]
-    fn long_sentences_break_at_commas_then_spaces_then_anywhere() {
-        let parts = split_text("alpha beta, gamma delta epsilon", 15);
-        assert_eq!(parts, vec!["alpha beta,", "gamma delta", "epsilon"]);
-        let parts = split_text("abcdefghij", 4);
-        assert_eq!(parts, vec!["abcd", "efgh", "ij"]);
-        // Never inside a character, even with no break anywhere.
-        let parts = split_text("一二三四五六七", 7);
-        assert_eq!(parts, vec!["一二", "三四", "五六", "七"]);
-        assert_eq!(parts.concat(), "一二三四五六七");
-    }
-
-    #[test]
-    fn splitting_keeps_every_word() {
+    fn the_part_limit_keeps_every_word_and_cjk_within_its_budget() {
+        use launcher_sdk::text::{Limit, split_text};
         let text = "Lorem ipsum dolor sit amet. ".repeat(400) + "最后一句话。";
-        let parts = split_text(&text, MAX_PART_UNITS);
+        let parts = split_text(&text, Limit::bytes(MAX_PART_BYTES));
         assert!(parts.len() >= 4);
-        for part in &parts {
-            assert!(text_units(part) <= MAX_PART_UNITS);
-        }
+        assert!(parts.iter().all(|p| p.len() <= MAX_PART_BYTES));
         let rejoined: Vec<&str> = parts.iter().flat_map(|p| p.split_whitespace()).collect();
         let original: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(rejoined, original);
-    }
-
-    fn wav(data: &[u8], extra_chunk: bool) -> Vec<u8> {
-        let mut body = b"WAVE".to_vec();
-        let mut fmt = Vec::new();
-        fmt.extend_from_slice(&1u16.to_le_bytes());
-        fmt.extend_from_slice(&1u16.to_le_bytes());
-        fmt.extend_from_slice(&24_000u32.to_le_bytes());
-        fmt.extend_from_slice(&48_000u32.to_le_bytes());
-        fmt.extend_from_slice(&2u16.to_le_bytes());
-        fmt.extend_from_slice(&16u16.to_le_bytes());
-        riff_chunk(&mut body, b"fmt ", &fmt);
-        if extra_chunk {
-            riff_chunk(&mut body, b"LIST", b"odd");
-        }
-        riff_chunk(&mut body, b"data", data);
-        let mut out = b"RIFF".to_vec();
-        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        out.extend_from_slice(&body);
-        out
-    }
-
-    #[test]
-    fn joins_wav_parts_under_one_header() {
-        let mut joiner = WavJoiner::default();
-        joiner.push(&wav(&[1, 2, 3, 4], true)).unwrap();
-        joiner.push(&wav(&[5, 6], false)).unwrap();
-        let joined = joiner.finish().unwrap();
-        assert_eq!(joined, wav(&[1, 2, 3, 4, 5, 6], false));
-        let (_, data) = parse_wav(&joined).unwrap();
-        assert_eq!(data, &[1, 2, 3, 4, 5, 6]);
-    }
-
-    #[test]
-    fn a_streamed_wav_size_means_to_the_end() {
-        let mut streamed = wav(&[9, 9, 9, 9], false);
-        let at = streamed.len() - 8;
-        streamed[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let (_, data) = parse_wav(&streamed).unwrap();
-        assert_eq!(data, &[9, 9, 9, 9]);
-    }
-
-    #[test]
-    fn refuses_mismatched_or_broken_wavs() {
-        let mut joiner = WavJoiner::default();
-        joiner.push(&wav(&[0, 0], false)).unwrap();
-        let mut other = wav(&[0, 0], false);
-        other[24..28].copy_from_slice(&48_000u32.to_le_bytes());
-        assert!(joiner.push(&other).is_err());
-        assert!(parse_wav(b"RIFF\0\0\0\0WAVE").is_err());
-        assert!(parse_wav(b"not a wav at all").is_err());
+        // A thousand Chinese characters are as long to speak as 3000 Latin letters.
+        let chinese = "今天天气很好。".repeat(150);
+        let parts = split_text(&chinese, Limit::bytes(MAX_PART_BYTES));
+        assert!(parts.iter().all(|p| p.chars().count() <= 1000));
+        assert!(parts.iter().all(|p| p.ends_with('。')));
     }
 
     fn ogg_page(flags: u8, serial: u32, seq: u32, body: &[u8]) -> Vec<u8> {

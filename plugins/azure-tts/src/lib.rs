@@ -1,23 +1,32 @@
 //! Azure AI Speech text-to-speech for launcher, over the service's REST API.
 //!
 //! Tool `azure-tts` performs `tts` (text to audio in any of the service's output formats)
-//! and `voices` (lists the voices the service offers). Settings come from
-//! `AZURE_SPEECH_KEY`, `AZURE_SPEECH_REGION` or `AZURE_SPEECH_ENDPOINT`, and
-//! `AZURE_SPEECH_TIMEOUT`. Long text is split at sentence boundaries and the audio joined into
-//! one file (see [`api`]).
+//! and `voices` (lists the voices the service offers, as the standard JSON array). Settings
+//! come from `AZURE_SPEECH_KEY`, `AZURE_SPEECH_REGION` or `AZURE_SPEECH_ENDPOINT`, and
+//! `AZURE_SPEECH_TIMEOUT`. Long text is split at sentence boundaries ([`text::split_text`])
+//! and the audio joined into one file (see [`api`]).
+//!
+//! The service bills every character it synthesizes and takes no idempotency key, so a
+//! synthesis request that may have reached it (an answer of 5xx, a timeout, a connection that
+//! broke after sending) is never sent again: the SDK's client resends such a POST only when
+//! told it is idempotent, and this one is not. A 429 or a connection that was never made is
+//! still retried, since the service did not act on it.
 
+use std::io::Write;
 use std::time::Duration;
 
 use launcher_sdk::http::{Client, Request};
 use launcher_sdk::serde_json::Value;
+use launcher_sdk::text::{self, Limit};
 use launcher_sdk::{
-    ContentKind, Context, ErrorKind, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin,
-    PluginError, SettingSpec, Settings, TaskSpec, ToolSpec, export_plugin,
+    Context, ErrorKind, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError,
+    SettingSpec, Settings, ToolSpec, export_plugin, media,
 };
+use serde::{Deserialize, Serialize};
 
 pub mod api;
 
-use api::{Container, Format, OggChain, Speech, WavJoiner};
+use api::{Container, Format, OggChain, Speech};
 
 /// The tool id.
 pub const TOOL: &str = "azure-tts";
@@ -108,42 +117,57 @@ fn with_advice(err: PluginError) -> PluginError {
     }
 }
 
-/// Returns the multiplier parameter `name`, checked against the range Azure accepts.
-fn multiplier(job: &Job, name: &str, min: f64, max: f64) -> Result<f64, PluginError> {
-    let value = job.f64(name).unwrap_or(1.0);
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(PluginError::invalid_input(format!(
-            "parameter `{name}` is {value}; Azure accepts {min} to {max} (1.0 is normal)"
-        )))
-    }
+/// The parameters of a `tts` job (ranges are checked by the host).
+#[derive(Deserialize)]
+struct Speak {
+    text: String,
+    voice: Option<String>,
+    rate: Option<f64>,
+    pitch: Option<f64>,
+    style: Option<String>,
+    style_degree: Option<f64>,
+    format: Option<String>,
+}
+
+/// The parameters of a `voices` job.
+#[derive(Deserialize)]
+struct ListVoices {
+    language: Option<String>,
 }
 
 impl Plugin for AzureTts {
     fn manifest() -> Manifest {
-        let mut tool = ToolSpec::new(TOOL, &["tts", "voices"])
+        let tts = &["tts"];
+        let tool = ToolSpec::new(TOOL, &["tts", "voices"])
             .description("Azure AI Speech neural voices, over the REST API")
+            .cloud()
             .priority(100)
             .param(
                 ParamSpec::new("rate", ParamType::Number, "speaking rate, 1.0 is normal")
-                    .range(0.5, 2.0),
+                    .range(0.5, 2.0)
+                    .only_for(tts),
             )
             .param(
-                ParamSpec::new("pitch", ParamType::Number, "pitch, 1.0 is normal").range(0.5, 1.5),
+                ParamSpec::new("pitch", ParamType::Number, "pitch, 1.0 is normal")
+                    .range(0.5, 1.5)
+                    .only_for(tts),
             )
-            .param(ParamSpec::new(
-                "style",
-                ParamType::String,
-                "speaking style, e.g. cheerful or sad (the voices task lists each voice's)",
-            ))
+            .param(
+                ParamSpec::new(
+                    "style",
+                    ParamType::String,
+                    "speaking style, e.g. cheerful or sad (the voices task lists each voice's)",
+                )
+                .only_for(tts),
+            )
             .param(
                 ParamSpec::new(
                     "style_degree",
                     ParamType::Number,
                     "how strongly the style applies, 1.0 is normal",
                 )
-                .range(0.01, 2.0),
+                .range(0.01, 2.0)
+                .only_for(tts),
             )
             .setting(
                 SettingSpec::new("key", "AZURE_SPEECH_KEY", "the Speech resource's key")
@@ -165,7 +189,8 @@ impl Plugin for AzureTts {
                 "timeout",
                 "AZURE_SPEECH_TIMEOUT",
                 "seconds one request may take (default 60)",
-            ));
+            ))
+            .require_one_of(&["region", "endpoint"]);
         Manifest::new("azure-tts", env!("CARGO_PKG_VERSION"))
             .description("Azure AI Speech text-to-speech")
             .tool(tool)
@@ -185,6 +210,8 @@ impl Plugin for AzureTts {
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-azure-tts/{}", env!("CARGO_PKG_VERSION")))
             .timeout(timeout(settings)?)
+            .secrets_from(settings)
+            // What is sent is the trimmed key, which the setting's value may only contain.
             .secret(key.as_str())
             .build()?;
         Ok(AzureTts { client, base, key })
@@ -204,24 +231,26 @@ impl Plugin for AzureTts {
 
 impl AzureTts {
     fn speak(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let text = job.require_str("text")?;
+        let params: Speak = job.params()?;
+        let text = params.text.as_str();
         if text.trim().is_empty() {
             return Err(PluginError::invalid_input("the text to speak is empty"));
         }
-        let voice = job
-            .str("voice")
+        let voice = params
+            .voice
+            .as_deref()
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| api::default_voice(text));
         let speech = Speech {
             voice,
-            rate: multiplier(job, "rate", 0.5, 2.0)?,
-            pitch: multiplier(job, "pitch", 0.5, 1.5)?,
-            style: job.str("style"),
-            style_degree: job.f64("style_degree"),
+            rate: params.rate.unwrap_or(1.0),
+            pitch: params.pitch.unwrap_or(1.0),
+            style: params.style.as_deref(),
+            style_degree: params.style_degree,
         };
-        let format = api::resolve_format(job.str("format").unwrap_or("wav"))?;
-        let parts = api::split_text(text, api::MAX_PART_UNITS);
+        let format = api::resolve_format(params.format.as_deref().unwrap_or("wav"))?;
+        let parts = text::split_text(text, Limit::bytes(api::MAX_PART_BYTES));
         if parts.len() > 1 && format.container == Container::Unjoinable {
             return Err(PluginError::invalid_input(format!(
                 "this text needs {} requests, and {} audio cannot be joined into one file",
@@ -235,6 +264,7 @@ impl AzureTts {
             .iter()
             .map(|part| api::ssml(&speech, part))
             .collect::<Result<Vec<_>, _>>()?;
+        // Left as POST's default, not idempotent: see the crate documentation.
         let requests: Vec<Request> = documents
             .into_iter()
             .map(|ssml| {
@@ -244,35 +274,10 @@ impl AzureTts {
                     .body(ssml)
             })
             .collect();
-        let bytes = match format.container {
-            _ if requests.len() == 1 => self.stream_part(&requests[0], format, cx)?,
-            // Unjoinable formats with several parts were refused above.
-            Container::Stream | Container::Unjoinable => {
-                let mut total = 0;
-                for (i, request) in requests.iter().enumerate() {
-                    report(cx, i, requests.len())?;
-                    total += self.stream_part(request, format, cx)?;
-                }
-                total
-            }
-            Container::Riff => {
-                let mut joiner = WavJoiner::default();
-                for (i, request) in requests.iter().enumerate() {
-                    report(cx, i, requests.len())?;
-                    joiner.push(&self.client.fetch(request, cx)?.body)?;
-                }
-                write_output(cx, format, &joiner.finish()?)?
-            }
-            Container::Ogg => {
-                let mut chain = OggChain::default();
-                let mut total = 0;
-                for (i, request) in requests.iter().enumerate() {
-                    report(cx, i, requests.len())?;
-                    let link = chain.link(self.client.fetch(request, cx)?.body)?;
-                    total += write_output(cx, format, &link)?;
-                }
-                total
-            }
+        let bytes = if let [request] = requests.as_slice() {
+            self.stream_part(request, format, cx)?
+        } else {
+            self.join_parts(&requests, format, cx)?
         };
         let mut result = JobResult::default();
         let info = &mut result.info;
@@ -287,7 +292,7 @@ impl AzureTts {
     /// Sends one synthesis request and streams its audio to the output as it arrives.
     ///
     /// The output is opened only once the service has accepted the request, so a refused job
-    /// leaves no empty file behind. Later parts reopen the same output, which appends.
+    /// leaves no empty file behind.
     fn stream_part(
         &self,
         request: &Request,
@@ -301,73 +306,144 @@ impl AzureTts {
         Ok(written)
     }
 
-    fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let request = self.request(Request::get(format!("{}{VOICES_PATH}", self.base)));
-        let voices: Vec<Value> = self.client.fetch(&request, cx)?.json()?;
-        let wanted = job
-            .str("locale")
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_ascii_lowercase);
-        let field = |v: &Value, name: &str| v[name].as_str().unwrap_or_default().to_string();
-        let mut rows: Vec<[String; 5]> = voices
-            .iter()
-            .filter(|v| {
-                let locale = field(v, "Locale").to_ascii_lowercase();
-                wanted
-                    .as_ref()
-                    .is_none_or(|w| locale == *w || locale.starts_with(&format!("{w}-")))
-            })
-            .map(|v| {
-                let styles = v["StyleList"]
-                    .as_array()
-                    .map(|s| {
-                        s.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                [
-                    field(v, "ShortName"),
-                    field(v, "Gender"),
-                    field(v, "Locale"),
-                    field(v, "LocalName"),
-                    styles,
-                ]
-            })
-            .collect();
-        if rows.is_empty() {
-            return Err(match wanted {
-                Some(locale) => {
-                    PluginError::invalid_input(format!("no voice matches locale `{locale}`"))
-                        .with_hint("leave out --locale to list every voice")
+    /// Synthesizes every part, then writes them to the output as one file.
+    ///
+    /// The parts are held until all have arrived: the client needs the context while the
+    /// output would be borrowing it, and a part that fails must leave no output behind.
+    fn join_parts(
+        &self,
+        requests: &[Request],
+        format: &Format,
+        cx: &mut Context<'_>,
+    ) -> Result<u64, PluginError> {
+        let mut parts = Vec::with_capacity(requests.len());
+        let mut chain = OggChain::default();
+        for (i, request) in requests.iter().enumerate() {
+            report(cx, i, requests.len())?;
+            let body = self.client.fetch(request, cx)?.body;
+            parts.push(match format.container {
+                Container::Ogg => chain.link(body)?,
+                _ => body,
+            });
+        }
+        let mut out = cx.output("audio", format.media_type, format.extension)?;
+        let written = match format.container {
+            Container::Riff => {
+                let (spec, data_len) = media::join_wav(&parts, &mut out).map_err(|err| {
+                    if err.kind == ErrorKind::InvalidInput {
+                        PluginError::unavailable(format!(
+                            "the service sent WAV parts that cannot be joined: {}",
+                            err.message
+                        ))
+                    } else {
+                        err
+                    }
+                })?;
+                spec.header_len() as u64 + data_len + (data_len & 1)
+            }
+            // MP3 frames, raw samples and chained Ogg links follow one another as they are;
+            // unjoinable formats with several parts were refused before any request.
+            _ => {
+                for part in &parts {
+                    out.write_all(part)?;
                 }
+                parts.iter().map(|p| p.len() as u64).sum()
+            }
+        };
+        out.finish()?;
+        Ok(written)
+    }
+
+    fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let params: ListVoices = job.params()?;
+        let wanted = params
+            .language
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        let request = self.request(Request::get(format!("{}{VOICES_PATH}", self.base)));
+        let listed: Vec<ServiceVoice> = self.client.fetch(&request, cx)?.json()?;
+        let mut voices: Vec<Voice> = listed
+            .into_iter()
+            .filter(|v| wanted.is_none_or(|w| speaks(&v.locale, w)))
+            .map(Voice::from)
+            .collect();
+        if voices.is_empty() {
+            return Err(match wanted {
+                Some(language) => PluginError::invalid_input(format!(
+                    "no voice matches language `{language}`"
+                ))
+                .with_hint("give a language such as zh or a locale such as zh-CN, or leave out --language to list every voice"),
                 None => PluginError::unavailable("the service listed no voices"),
             });
         }
-        rows.sort_by(|a, b| (&a[2], &a[0]).cmp(&(&b[2], &b[0])));
-        let mut widths = [0usize; 4];
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row.iter()) {
-                *width = (*width).max(display_width(cell));
-            }
-        }
-        let mut listing = String::new();
-        for row in &rows {
-            let mut line = String::new();
-            for (cell, width) in row.iter().zip(widths) {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(width - display_width(cell) + 2));
-            }
-            line.push_str(&row[4]);
-            listing.push_str(line.trim_end());
-            listing.push('\n');
-        }
-        cx.text(&listing)?;
+        voices.sort_by(|a, b| (&a.locale, &a.id).cmp(&(&b.locale, &b.id)));
+        cx.json("voices", &voices)?;
         let mut result = JobResult::default();
-        result.info.insert("voices".into(), Value::from(rows.len()));
+        result
+            .info
+            .insert("voices".into(), Value::from(voices.len()));
         Ok(result)
+    }
+}
+
+/// Returns whether a voice of `locale` (`zh-CN`, `zh-CN-henan`) speaks `wanted`: a language
+/// (`zh`) or a locale (`zh-CN`), in any case.
+fn speaks(locale: &str, wanted: &str) -> bool {
+    let locale = locale.to_ascii_lowercase();
+    let wanted = wanted.replace('_', "-").to_ascii_lowercase();
+    locale == wanted || locale.starts_with(&format!("{wanted}-"))
+}
+
+/// A voice as the service lists it.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceVoice {
+    short_name: String,
+    display_name: String,
+    local_name: String,
+    locale: String,
+    #[serde(default)]
+    locale_name: String,
+    #[serde(default)]
+    gender: String,
+    #[serde(default)]
+    style_list: Vec<String>,
+    #[serde(default)]
+    secondary_locale_list: Vec<String>,
+}
+
+/// A voice as the `voices` task lists it: the standard `id`, `name` and `language`, then what
+/// Azure adds.
+#[derive(Debug, Serialize)]
+struct Voice {
+    id: String,
+    name: String,
+    language: String,
+    locale: String,
+    local_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    locale_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    gender: String,
+    styles: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secondary_locales: Vec<String>,
+}
+
+impl From<ServiceVoice> for Voice {
+    fn from(v: ServiceVoice) -> Voice {
+        Voice {
+            id: v.short_name,
+            name: v.display_name,
+            language: v.locale.split('-').next().unwrap_or_default().to_string(),
+            locale: v.locale,
+            local_name: v.local_name,
+            locale_name: v.locale_name,
+            gender: v.gender.to_ascii_lowercase(),
+            styles: v.style_list,
+            secondary_locales: v.secondary_locale_list,
+        }
     }
 }
 
@@ -379,31 +455,6 @@ fn report(cx: &mut Context<'_>, index: usize, total: usize) -> Result<(), Plugin
     )
 }
 
-fn write_output(cx: &mut Context<'_>, format: &Format, bytes: &[u8]) -> Result<u64, PluginError> {
-    use std::io::Write;
-    let mut out = cx.output("audio", format.media_type, format.extension)?;
-    out.write_all(bytes)?;
-    out.finish()?;
-    Ok(bytes.len() as u64)
-}
-
-/// Returns how many terminal columns `s` takes: CJK and other wide characters take two.
-fn display_width(s: &str) -> usize {
-    s.chars()
-        .map(|c| match c {
-            '\u{1100}'..='\u{115F}'
-            | '\u{2E80}'..='\u{A4CF}'
-            | '\u{AC00}'..='\u{D7A3}'
-            | '\u{F900}'..='\u{FAFF}'
-            | '\u{FE30}'..='\u{FE4F}'
-            | '\u{FF00}'..='\u{FF60}'
-            | '\u{FFE0}'..='\u{FFE6}'
-            | '\u{20000}'..='\u{3FFFD}' => 2,
-            _ => 1,
-        })
-        .sum()
-}
-
 export_plugin!(AzureTts);
 
 #[cfg(test)]
@@ -411,12 +462,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        Settings::from_values(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Settings::from_values(pairs.iter().copied())
     }
 
     #[test]
@@ -454,9 +500,13 @@ mod tests {
     }
 
     #[test]
-    fn display_width_counts_wide_characters_twice() {
-        assert_eq!(display_width("Ava"), 3);
-        assert_eq!(display_width("晓晓"), 4);
-        assert_eq!(display_width("선히"), 4);
+    fn a_language_or_a_locale_picks_voices() {
+        assert!(speaks("zh-CN", "zh"));
+        assert!(speaks("zh-CN", "zh-cn"));
+        assert!(speaks("zh-CN", "zh_CN"));
+        assert!(speaks("zh-CN-henan", "zh-CN"));
+        assert!(!speaks("zh-TW", "zh-CN"));
+        assert!(!speaks("zu-ZA", "z"));
+        assert!(!speaks("en-US", "zh"));
     }
 }

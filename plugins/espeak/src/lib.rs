@@ -3,45 +3,68 @@
 //! The `espeak` tool performs `tts` and is the default voice of `launcher run tts` when no
 //! better tool is configured: it needs no network, no key and no model download, only
 //! Debian's `espeak-ng` package. It speaks over 100 languages, Mandarin (`--voice zh`) and
-//! Cantonese (`--voice yue`) among them, and writes WAV. Its own task `voices` lists the
-//! voices installed.
+//! Cantonese (`--voice yue`) among them, and writes WAV. Its `voices` task lists the voices
+//! installed.
 //!
 //! Text goes to espeak-ng on stdin, never as an argument, so text starting with a dash or
-//! longer than the command line allows is spoken as is. The audio is spooled to a temporary
-//! file and its header repaired (see the `wav` module) before it is streamed to the host.
+//! longer than the command line allows is spoken as is. espeak-ng cannot seek back in a pipe,
+//! so it writes placeholder sizes; the audio is spooled to a file in the job's work directory
+//! and its header repaired ([`media::repair_header`]) before it is streamed to the host.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
 
+use launcher_sdk::media;
+use launcher_sdk::process::{Event, Runner, TempFile};
 use launcher_sdk::{
-    ContentKind, Context, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError,
-    SettingSpec, Settings, TaskSpec, ToolSpec, export_plugin, serde_json::json,
+    Context, Job, JobResult, LogLevel, Manifest, Plugin, PluginError, SettingSpec, Settings,
+    ToolSpec, export_plugin, serde_json::json,
 };
+use serde::Deserialize;
 
-mod process;
 mod voices;
-mod wav;
 
 /// The tool id, which is also the plugin name.
 const TOOL: &str = "espeak";
-/// The custom task that lists voices.
-const VOICES_TASK: &str = "voices";
 /// The hint given whenever a voice is not found.
 const VOICES_HINT: &str = "list the installed voices with `launcher run voices --tool espeak`";
+const INSTALL_HINT: &str = "install it with `apt-get install espeak-ng`, or point the `program` \
+                            setting (LAUNCHER_ESPEAK_PROGRAM) at it";
 
 /// espeak-ng's speaking rate at the normal speed, in words per minute, and the range it
 /// accepts.
 const NORMAL_WPM: f64 = 175.0;
 const MIN_WPM: f64 = 80.0;
 const MAX_WPM: f64 = 450.0;
+/// How often progress is reported while espeak-ng speaks.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// espeak-ng's own voices are 22050 Hz, 16-bit mono; only used for progress messages.
+const BYTES_PER_SEC: f64 = 44_100.0;
 
 /// The espeak-ng plugin: one tool, `espeak`.
 pub struct Espeak {
     program: String,
 }
 
+/// The parameters of a `tts` job (ranges are checked by the host).
+#[derive(Deserialize)]
+struct Speak {
+    text: String,
+    voice: Option<String>,
+    rate: Option<f64>,
+    pitch: Option<f64>,
+    format: Option<String>,
+}
+
+/// The parameters of a `voices` job.
+#[derive(Deserialize)]
+struct ListVoices {
+    language: Option<String>,
+}
+
 impl Plugin for Espeak {
     fn manifest() -> Manifest {
-        let tool = ToolSpec::new(TOOL, &["tts", VOICES_TASK])
+        let tool = ToolSpec::new(TOOL, &["tts", "voices"])
             .description("offline text-to-speech with espeak-ng (WAV, 100+ languages)")
             .priority(0)
             .setting(SettingSpec::new(
@@ -68,7 +91,7 @@ impl Plugin for Espeak {
     fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
         match job.task.as_str() {
             "tts" => self.speak(job, cx),
-            VOICES_TASK => self.list_voices(job, cx),
+            "voices" => self.list_voices(job, cx),
             other => Err(PluginError::invalid_input(format!(
                 "the espeak tool does not perform task `{other}`"
             ))),
@@ -120,106 +143,115 @@ fn voice_problem(stderr: &str, voice: &str) -> Option<PluginError> {
 }
 
 impl Espeak {
+    fn runner(&self) -> Runner {
+        Runner::new(&self.program).install_hint(INSTALL_HINT)
+    }
+
     fn speak(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let params: Speak = job.params()?;
         // espeak-ng reads stdin as C strings: a NUL would silently end the text there.
-        let text = job.require_str("text")?.replace('\0', " ");
+        let text = params.text.replace('\0', " ");
         if text.trim().is_empty() {
             return Err(PluginError::invalid_input("the text to speak is empty"));
         }
-        let format = job.str("format").unwrap_or("wav");
-        if !format.eq_ignore_ascii_case("wav") {
+        if let Some(format) = params.format.filter(|f| !f.eq_ignore_ascii_case("wav")) {
             return Err(PluginError::invalid_input(format!(
                 "the espeak tool cannot write `{format}` audio, only `wav`"
             ))
             .with_hint("leave out --format, or convert the WAV afterwards"));
         }
-        let voice = match job.str("voice").map(str::trim) {
+        let voice = match params.voice.as_deref().map(str::trim) {
             Some(v) if !v.is_empty() => voices::resolve(v),
             _ => voices::DEFAULT_VOICE.to_string(),
         };
         if let Some((_, variant)) = voice.split_once('+') {
-            self.check_variant(variant)?;
+            self.check_variant(variant, cx)?;
         }
-        let wpm = words_per_minute(job.f64("rate").unwrap_or(1.0));
-        let pitch = pitch_level(job.f64("pitch").unwrap_or(1.0));
-        let args = vec![
-            "-b".to_string(),
-            "1".to_string(),
-            "--stdin".to_string(),
-            "--stdout".to_string(),
-            "-v".to_string(),
-            voice.clone(),
-            "-s".to_string(),
-            wpm.to_string(),
-            "-p".to_string(),
-            pitch.to_string(),
-        ];
+        let wpm = words_per_minute(params.rate.unwrap_or(1.0));
+        let pitch = pitch_level(params.pitch.unwrap_or(1.0));
 
+        let mut spool = TempFile::new_in(job.work_dir(), "launcher-espeak-", ".wav")?;
+        cx.log(
+            LogLevel::Debug,
+            format!("espeak-ng writes to {}", spool.path().display()),
+        );
         cx.progress(Some(0.0), &format!("speaking with espeak-ng voice {voice}"))?;
-        // espeak-ng's own voices are 22050 Hz, 16-bit mono; only used for progress messages.
-        let finished = process::run(&self.program, &args, text.as_bytes(), 44_100, cx)?;
+        let mut running = self
+            .runner()
+            .args(["-b", "1", "--stdin", "--stdout", "-v", &voice])
+            .args(["-s", &wpm.to_string(), "-p", &pitch.to_string()])
+            .stdin(text.into_bytes())
+            .allow_failure()
+            .spawn()?;
+        let (mut spooled, mut reported) = (0u64, Instant::now());
+        while let Some(event) = running.next(&*cx)? {
+            if let Event::Stdout(chunk) = event {
+                spool.file().write_all(&chunk)?;
+                spooled += chunk.len() as u64;
+            }
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                let secs = spooled as f64 / BYTES_PER_SEC;
+                cx.progress(None, &format!("{secs:.0} s of speech so far"))?;
+            }
+        }
+        let finished = running.finish(&*cx)?;
         if !finished.status.success() {
-            if let Some(err) = voice_problem(&finished.stderr, &voice) {
-                return Err(err);
-            }
-            let detail = finished
-                .stderr
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no message");
-            return Err(PluginError::internal(format!(
-                "espeak-ng failed ({}): {detail}",
-                finished.status
-            )));
+            return Err(voice_problem(&finished.stderr, &voice).unwrap_or_else(|| {
+                let detail = finished.stderr.lines().find(|l| !l.trim().is_empty());
+                PluginError::internal(format!(
+                    "espeak-ng failed ({}): {}",
+                    finished.status,
+                    detail.unwrap_or("no message")
+                ))
+            }));
         }
 
-        let mut audio = finished.stdout;
-        let mut head = vec![0u8; finished.stdout_len.min(4096) as usize];
-        audio.read_exact(&mut head)?;
-        let layout = wav::fix_header(&mut head, finished.stdout_len).map_err(|err| {
-            PluginError::internal(format!("espeak-ng wrote a WAV that cannot be used: {err}"))
+        let file = spool.file();
+        file.rewind()?;
+        let mut head = Vec::new();
+        file.take(4096).read_to_end(&mut head)?;
+        let header = media::repair_header(&mut head, spooled).map_err(|err| {
+            PluginError::internal(format!(
+                "espeak-ng wrote a WAV that cannot be used: {}",
+                err.message
+            ))
         })?;
+        let data_len = u64::from(header.declared_len);
         cx.progress(Some(1.0), "writing the WAV file")?;
-
         let mut out = cx.output("audio", "audio/wav", "wav")?;
-        out.write_all(&head[..layout.data_offset])?;
-        audio.seek(SeekFrom::Start(layout.data_offset as u64))?;
-        let mut samples = audio.take(u64::from(layout.data_len));
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = samples.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])?;
-        }
+        out.write_all(&head[..header.data_offset])?;
+        file.seek(SeekFrom::Start(header.data_offset as u64))?;
+        io::copy(&mut file.take(data_len), &mut out)?;
         out.finish()?;
 
         let mut result = JobResult::default();
-        result.info.insert("voice".to_string(), json!(voice));
+        let duration = header.spec.duration_secs(data_len);
+        result.info.insert("voice".into(), json!(voice));
         result
             .info
-            .insert("sample_rate".to_string(), json!(layout.sample_rate));
-        let duration = (layout.duration_secs() * 1000.0).round() / 1000.0;
-        result
-            .info
-            .insert("duration_secs".to_string(), json!(duration));
-        result
-            .info
-            .insert("words_per_minute".to_string(), json!(wpm));
+            .insert("sample_rate".into(), json!(header.spec.sample_rate));
+        let rounded = (duration * 1000.0).round() / 1000.0;
+        result.info.insert("duration_secs".into(), json!(rounded));
+        result.info.insert("words_per_minute".into(), json!(wpm));
         Ok(result)
     }
 
-    fn voices_for(&self, language: &str) -> Result<Vec<voices::VoiceEntry>, PluginError> {
-        let arg = format!("--voices={language}");
-        Ok(voices::parse_list(&process::query(&self.program, &[&arg])?))
+    /// Returns the voices espeak-ng lists for `filter` (`--voices=<filter>`), or all of them.
+    fn voices_for(
+        &self,
+        filter: Option<&str>,
+        cx: &Context<'_>,
+    ) -> Result<Vec<voices::VoiceEntry>, PluginError> {
+        let arg = filter.map_or_else(|| "--voices".to_string(), |f| format!("--voices={f}"));
+        let output = self.runner().arg(arg).output(cx)?;
+        Ok(voices::parse_list(&String::from_utf8_lossy(&output.stdout)))
     }
 
     /// Checks a `+variant` suffix against espeak-ng's variants, since espeak-ng silently
     /// ignores one it does not know.
-    fn check_variant(&self, variant: &str) -> Result<(), PluginError> {
-        let listing = process::query(&self.program, &["--voices=variant"])?;
-        let known = voices::parse_list(&listing);
+    fn check_variant(&self, variant: &str, cx: &Context<'_>) -> Result<(), PluginError> {
+        let known = self.voices_for(Some("variant"), cx)?;
         if known
             .iter()
             .any(|v| v.id().strip_prefix('+') == Some(variant))
@@ -237,16 +269,17 @@ impl Espeak {
     }
 
     fn list_voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let language = job.str("language").map(str::trim).filter(|l| !l.is_empty());
-        let found = match language {
-            None => voices::parse_list(&process::query(&self.program, &["--voices"])?),
+        let params: ListVoices = job.params()?;
+        let language = params.language.as_deref().map(str::trim);
+        let found = match language.filter(|l| !l.is_empty()) {
+            None => self.voices_for(None, cx)?,
             Some(language) => {
                 // espeak-ng's own filter first, so `zh` lists every Chinese voice; an alias
                 // (`mandarin`) only when espeak-ng knows no such language.
-                let mut found = self.voices_for(language)?;
+                let mut found = self.voices_for(Some(language), cx)?;
                 let alias = voices::resolve(language);
                 if found.is_empty() && alias != language {
-                    found = self.voices_for(&alias)?;
+                    found = self.voices_for(Some(&alias), cx)?;
                 }
                 if found.is_empty() {
                     return Err(PluginError::invalid_input(format!(
@@ -257,9 +290,10 @@ impl Espeak {
                 found
             }
         };
-        cx.text(&voices::format_table(&found))?;
+        let listed: Vec<voices::Voice<'_>> = found.iter().map(voices::Voice::from).collect();
+        cx.json("voices", &listed)?;
         let mut result = JobResult::default();
-        result.info.insert("voices".to_string(), json!(found.len()));
+        result.info.insert("voices".into(), json!(listed.len()));
         Ok(result)
     }
 }
@@ -267,6 +301,7 @@ impl Espeak {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use launcher_sdk::ContentKind;
 
     #[test]
     fn rate_maps_to_words_per_minute_within_espeaks_range() {
@@ -317,12 +352,14 @@ mod tests {
         manifest.validate().unwrap();
         let tool = &manifest.tools[0];
         assert_eq!(tool.id, "espeak");
-        assert_eq!(tool.category, ContentKind::Audio);
+        assert_eq!(tool.categories(), [ContentKind::Audio]);
         assert_eq!(tool.tasks, ["tts", "voices"]);
+        assert!(tool.custom_tasks.is_empty(), "voices is the standard task");
+        assert!(!tool.cloud);
         assert_eq!(tool.priority, 0);
-        let voices = &tool.custom_tasks[0];
+        let voices = tool.task("voices").unwrap();
         assert!(voices.inputs.is_empty());
-        assert_eq!(voices.output, ContentKind::Text);
+        assert_eq!(voices.output_kind(), Some(ContentKind::Text));
         assert_eq!(voices.params[0].name, "language");
         assert_eq!(
             tool.settings[0].env.as_deref(),

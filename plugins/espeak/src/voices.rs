@@ -1,5 +1,7 @@
 //! Voice names: friendly aliases, and the voice list `espeak-ng --voices` prints.
 
+use serde::Serialize;
+
 /// The voice used when the job names none: espeak-ng's own default.
 pub(crate) const DEFAULT_VOICE: &str = "en";
 
@@ -122,47 +124,39 @@ pub(crate) fn parse_list(listing: &str) -> Vec<VoiceEntry> {
         .collect()
 }
 
-/// Formats voices as an aligned table whose first column is what `--voice` takes.
-pub(crate) fn format_table(voices: &[VoiceEntry]) -> String {
-    let rows: Vec<[String; 5]> = voices
-        .iter()
-        .map(|v| {
-            let mut name = v.name.clone();
-            if v.needs_mbrola() {
-                name.push_str(" [needs MBROLA]");
-            }
-            [
-                v.id(),
-                v.language.clone(),
-                v.gender.clone(),
-                name,
-                v.also.join(", "),
-            ]
-        })
-        .collect();
-    let header = ["VOICE", "LANGUAGE", "GENDER", "NAME", "ALSO"].map(String::from);
-    let mut widths = [0usize; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+/// One voice as the `voices` task lists it: the standard `id`, `name` and `language`, then
+/// what espeak-ng adds.
+#[derive(Debug, Serialize)]
+pub(crate) struct Voice<'a> {
+    /// What `--voice` takes.
+    id: String,
+    name: &'a str,
+    language: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    gender: &'a str,
+    /// Other language codes it answers to.
+    other_languages: &'a [String],
+    /// The voice file relative to espeak-ng's data.
+    file: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    variant: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    needs_mbrola: bool,
+}
+
+impl<'a> From<&'a VoiceEntry> for Voice<'a> {
+    fn from(v: &'a VoiceEntry) -> Self {
+        Voice {
+            id: v.id(),
+            name: &v.name,
+            language: &v.language,
+            gender: &v.gender,
+            other_languages: &v.also,
+            file: &v.file,
+            variant: v.is_variant(),
+            needs_mbrola: v.needs_mbrola(),
         }
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                let pad = width - cell.chars().count() + 2;
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -220,17 +214,24 @@ Pty Language       Age/Gender VoiceName          File                 Other Lang
     }
 
     #[test]
-    fn the_table_is_aligned_and_marks_mbrola_voices() {
-        let table = format_table(&parse_list(LISTING));
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 6);
-        assert!(lines[0].starts_with("VOICE "));
-        let column = lines[0].find("LANGUAGE").unwrap();
-        for line in &lines[1..] {
-            assert_eq!(line[..column].split_whitespace().count(), 1, "{line}");
-            assert_ne!(line.as_bytes()[column], b' ', "{line}");
-        }
-        assert!(lines[3].contains("[needs MBROLA]"));
-        assert!(lines[1].ends_with("zh-cmn, zh"));
+    fn voices_are_listed_with_the_standard_fields() {
+        let entries = parse_list(LISTING);
+        let listed: Vec<Voice<'_>> = entries.iter().map(Voice::from).collect();
+        let json = launcher_sdk::serde_json::to_value(&listed).unwrap();
+        assert_eq!(
+            json[0],
+            launcher_sdk::serde_json::json!({
+                "id": "cmn",
+                "name": "Chinese (Mandarin, latin as English)",
+                "language": "cmn",
+                "gender": "male",
+                "other_languages": ["zh-cmn", "zh"],
+                "file": "sit/cmn",
+            })
+        );
+        assert_eq!(json[2]["needs_mbrola"], true);
+        assert_eq!(json[4]["id"], "+Alicia");
+        assert_eq!(json[4]["variant"], true);
+        assert!(json[3].get("variant").is_none());
     }
 }

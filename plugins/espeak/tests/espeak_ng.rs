@@ -1,5 +1,6 @@
 //! The espeak plugin driven through its ABI against the real `espeak-ng` program.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use launcher_plugin_espeak::Espeak;
 use launcher_sdk::abi::CallError;
-use launcher_sdk::serde_json::{Value, json};
+use launcher_sdk::serde_json::{self, Value, json};
 use launcher_sdk::testing::{self, Run};
 use launcher_sdk::{ContentKind, ErrorKind, PluginError, Settings};
 
@@ -244,7 +245,7 @@ fn only_wav_is_offered() {
 #[test]
 fn a_missing_program_is_unavailable_with_an_install_hint() {
     let mut settings = Settings::default();
-    settings.set("program".into(), "/nonexistent/espeak-ng".into());
+    settings.set("program", "/nonexistent/espeak-ng");
     let run = testing::run::<Espeak>(
         "espeak",
         &settings,
@@ -270,13 +271,11 @@ fn cancelling_stops_espeak_promptly() {
         thread::sleep(Duration::from_millis(300));
         flag.store(true, Ordering::SeqCst);
     });
+    let work = tempfile::tempdir().unwrap();
+    let mut job = testing::job("tts", "espeak", json!({"text": text}));
+    job.work_dir = Some(work.path().to_str().unwrap().to_string());
     let started = Instant::now();
-    let run = testing::run_with_cancel::<Espeak>(
-        "espeak",
-        &Settings::default(),
-        testing::job("tts", "espeak", json!({"text": text})),
-        cancel,
-    );
+    let run = testing::run_with_cancel::<Espeak>("espeak", &Settings::default(), job, cancel);
     canceller.join().unwrap();
     assert_eq!(error_of(&run).kind, ErrorKind::Cancelled);
     assert!(
@@ -285,6 +284,11 @@ fn cancelling_stops_espeak_promptly() {
         started.elapsed()
     );
     assert!(run.outputs.is_empty(), "no partial audio is emitted");
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "the spool file is removed"
+    );
 }
 
 fn voices(params: Value) -> Run {
@@ -296,27 +300,46 @@ fn voices(params: Value) -> Run {
     )
 }
 
-fn text_of(run: &Run) -> String {
+/// Returns the voices a successful `voices` job listed, checking the standard shape.
+fn listed(run: &Run) -> Vec<Value> {
     if let Err(err) = &run.result {
         panic!("the job failed: {err}");
     }
-    let (header, bytes) = run.output("text").expect("a text output");
+    let (header, bytes) = run.output("voices").expect("a voices output");
     assert_eq!(header.kind, ContentKind::Text);
-    String::from_utf8(bytes.clone()).unwrap()
+    assert_eq!(header.media_type, "application/json");
+    assert!(run.closed.contains(&"voices".to_string()));
+    let list: Vec<Value> = serde_json::from_slice(bytes).unwrap();
+    for voice in &list {
+        for field in ["id", "name", "language"] {
+            assert!(voice[field].is_string(), "{field} missing from {voice}");
+        }
+    }
+    list
+}
+
+fn ids(list: &[Value]) -> Vec<&str> {
+    list.iter().map(|v| v["id"].as_str().unwrap()).collect()
 }
 
 #[test]
-fn voices_lists_what_is_installed() {
-    let all = text_of(&voices(json!({})));
-    let ids: Vec<&str> = all
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+fn voices_lists_what_is_installed_as_json() {
+    let all = listed(&voices(json!({})));
+    let ids = ids(&all);
     assert!(ids.len() > 50, "{} voices", ids.len());
     for id in ["en", "en-US", "cmn", "yue"] {
-        assert!(ids.contains(&id), "{id} missing from:\n{all}");
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
+    let cmn = all.iter().find(|v| v["id"] == "cmn").unwrap();
+    assert_eq!(cmn["language"], "cmn");
+    assert_eq!(cmn["gender"], "male");
+    assert!(cmn["name"].as_str().unwrap().contains("Mandarin"), "{cmn}");
+    assert!(
+        cmn["other_languages"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("zh"))
+    );
     // Every listed voice id is one espeak-ng accepts.
     let run = speak(json!({"text": "hi", "voice": "cmn-Latn-pinyin"}));
     audio_of(&run);
@@ -324,18 +347,73 @@ fn voices_lists_what_is_installed() {
 
 #[test]
 fn voices_filters_by_language() {
-    let chinese = text_of(&voices(json!({"language": "zh"})));
+    let chinese = listed(&voices(json!({"language": "zh"})));
+    let chinese = ids(&chinese);
     assert!(
-        chinese.contains("cmn") && chinese.contains("yue"),
-        "{chinese}"
+        chinese.contains(&"cmn") && chinese.contains(&"yue"),
+        "{chinese:?}"
     );
-    assert!(!chinese.contains("en-US"), "{chinese}");
-    let mandarin = text_of(&voices(json!({"language": "mandarin"})));
+    assert!(!chinese.contains(&"en-US"), "{chinese:?}");
+    let mandarin = listed(&voices(json!({"language": "mandarin"})));
+    let mandarin = ids(&mandarin);
     assert!(
-        mandarin.contains("cmn") && !mandarin.contains("yue"),
-        "{mandarin}"
+        mandarin.contains(&"cmn") && !mandarin.contains(&"yue"),
+        "{mandarin:?}"
     );
+    let variants = listed(&voices(json!({"language": "variant"})));
+    assert!(
+        variants.iter().all(|v| v["variant"] == true),
+        "{variants:?}"
+    );
+    assert!(ids(&variants).contains(&"+Alicia"));
 
     let none = voices(json!({"language": "qq-nowhere"}));
     assert_eq!(error_of(&none).kind, ErrorKind::InvalidInput);
+}
+
+#[test]
+fn params_the_manifest_refuses_never_reach_espeak() {
+    let mut settings = Settings::default();
+    // Were the plugin called, this program would fail as unavailable instead.
+    settings.set("program", "/nonexistent/espeak-ng");
+    let refused = [
+        ("tts", json!({"text": "hi", "rate": 5.0}), "rate"),
+        ("tts", json!({"text": "hi", "pitch": 0.1}), "pitch"),
+        ("tts", json!({"text": "hi", "speed": 2}), "speed"),
+        ("tts", json!({}), "text"),
+        ("voices", json!({"rate": 1.5}), "rate"),
+        ("voices", json!({"language": 7}), "language"),
+    ];
+    for (task, params, name) in refused {
+        let run = testing::run::<Espeak>("espeak", &settings, testing::job(task, "espeak", params));
+        let err = error_of(&run);
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{task} {name}: {err:?}");
+        assert!(
+            err.message.contains(&format!("`{name}`")),
+            "{}",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn audio_is_spooled_in_the_work_dir_and_removed_after() {
+    require_espeak();
+    let work = tempfile::tempdir().unwrap();
+    let mut job = testing::job(
+        "tts",
+        "espeak",
+        json!({"text": "Spooled beside the output."}),
+    );
+    job.work_dir = Some(work.path().to_str().unwrap().to_string());
+    let run = testing::run::<Espeak>("espeak", &Settings::default(), job);
+    audio_of(&run);
+    let spool = run
+        .logs
+        .iter()
+        .find_map(|l| l.message.strip_prefix("espeak-ng writes to "))
+        .expect("the spool file is logged");
+    assert!(Path::new(spool).starts_with(work.path()), "{spool}");
+    assert!(!Path::new(spool).exists(), "{spool} was left behind");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
 }

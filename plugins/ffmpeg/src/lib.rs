@@ -7,21 +7,24 @@
 //! generated pictures.
 //!
 //! Inputs are checked with `ffprobe` first, so a file that is not a picture or holds no sound
-//! is named in the error. ffmpeg writes to a temporary file (MP4's index is moved to the
-//! front once the whole file exists, which needs seeking), then the file is streamed to the
-//! host in chunks.
+//! is named in the error. ffmpeg writes to a temporary file in the job's work directory (MP4's
+//! index is moved to the front once the whole file exists, which needs seeking), then the file
+//! is streamed to the host in chunks. Both programs run under the SDK's
+//! [`launcher_sdk::process::Runner`], so a cancelled job kills ffmpeg and removes the
+//! temporary file.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::path::Path;
 
+use launcher_sdk::process::{Event, Runner, TempFile};
 use launcher_sdk::{
-    ContentKind, Context, Job, JobResult, LogLevel, Manifest, ParamSpec, ParamType, Plugin,
-    PluginError, SettingSpec, Settings, ToolSpec, export_plugin, serde_json::json,
+    Context, Job, JobResult, LogLevel, Manifest, ParamSpec, ParamType, Plugin, PluginError,
+    SettingSpec, Settings, ToolSpec, export_plugin, serde_json::json,
 };
+use serde::Deserialize;
 
 mod graph;
 mod probe;
-mod process;
 
 /// The tool id, which is also the plugin name.
 const TOOL: &str = "ffmpeg";
@@ -30,6 +33,36 @@ const DEFAULT_WIDTH: i64 = 1280;
 const DEFAULT_HEIGHT: i64 = 720;
 /// The rate players and upload sites expect; stills gain nothing from more.
 const DEFAULT_FPS: i64 = 25;
+
+/// ffmpeg `-loglevel error` keeps stderr short; this much of it is kept.
+const STDERR_LIMIT: usize = 64 * 1024;
+
+/// The parameters of a `compose` job (ranges are checked by the host).
+#[derive(Deserialize)]
+struct Compose {
+    image: Images,
+    audio: String,
+    width: u32,
+    height: u32,
+    fps: u32,
+}
+
+/// One `--image` or several: a repeatable parameter given once arrives as a single value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Images {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Images {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Images::One(image) => vec![image],
+            Images::Many(images) => images,
+        }
+    }
+}
 
 /// The ffmpeg plugin: one tool, `ffmpeg`.
 pub struct Ffmpeg {
@@ -88,7 +121,7 @@ impl Plugin for Ffmpeg {
         let ffmpeg = settings.get("program").unwrap_or("ffmpeg").to_string();
         let ffprobe = match settings.get("ffprobe") {
             Some(ffprobe) => ffprobe.to_string(),
-            None => process::ffprobe_beside(&ffmpeg),
+            None => ffprobe_beside(&ffmpeg),
         };
         Ok(Ffmpeg { ffmpeg, ffprobe })
     }
@@ -106,46 +139,54 @@ impl Plugin for Ffmpeg {
 
 export_plugin!(Ffmpeg);
 
-/// Returns integer parameter `name`, or its default, checked to be an even number in range.
-fn even_dimension(job: &Job, name: &str, default: i64, max: i64) -> Result<u32, PluginError> {
-    let value = job.i64(name).unwrap_or(default);
-    if !(16..=max).contains(&value) {
-        return Err(PluginError::invalid_input(format!(
-            "--{name} must be between 16 and {max}, not {value}"
-        )));
+/// Checks that a frame side is even: H.264 in yuv420p stores colour at half resolution.
+fn even_dimension(name: &str, value: u32) -> Result<u32, PluginError> {
+    if value.is_multiple_of(2) {
+        return Ok(value);
     }
-    // H.264 in yuv420p stores colour at half resolution, so both sides must be even.
-    if value % 2 != 0 {
-        return Err(PluginError::invalid_input(format!(
-            "--{name} must be an even number, not {value}"
-        ))
-        .with_hint(format!("try --{name} {}", value + 1)));
-    }
-    Ok(value as u32)
+    Err(
+        PluginError::invalid_input(format!("--{name} must be an even number, not {value}"))
+            .with_hint(format!("try --{name} {}", value + 1)),
+    )
+}
+
+/// Returns the ffprobe to use with `ffmpeg`: the one beside it when ffmpeg is given by path
+/// (`/opt/ff/ffmpeg-6` → `/opt/ff/ffprobe-6`), else `ffprobe` on PATH.
+fn ffprobe_beside(ffmpeg: &str) -> String {
+    let path = Path::new(ffmpeg);
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return "ffprobe".to_string();
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.contains("ffmpeg"))
+        .map_or_else(|| "ffprobe".to_string(), |n| n.replace("ffmpeg", "ffprobe"));
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// Returns the progress ffmpeg reports, in seconds of output written, from one line of its
+/// `-progress` output, or `None` for the other keys.
+fn progress_secs(line: &str) -> Option<f64> {
+    let value = line.strip_prefix("out_time_us=")?;
+    // Before the first frame ffmpeg writes `N/A`, and sometimes a negative value.
+    let micros = value.trim().parse::<i64>().ok()?;
+    Some(micros.max(0) as f64 / 1e6)
 }
 
 impl Ffmpeg {
     fn compose(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let images = job.strings("image");
-        if images.is_empty() {
-            return Err(PluginError::invalid_input("give at least one --image"));
-        }
-        let audio = job.require_str("audio")?;
-        let width = even_dimension(job, "width", DEFAULT_WIDTH, 7680)?;
-        let height = even_dimension(job, "height", DEFAULT_HEIGHT, 4320)?;
-        let fps = job.i64("fps").unwrap_or(DEFAULT_FPS);
-        if !(1..=60).contains(&fps) {
-            return Err(PluginError::invalid_input(format!(
-                "--fps must be between 1 and 60, not {fps}"
-            )));
-        }
-        let fps = fps as u32;
+        let params: Compose = job.params()?;
+        let images = params.image.into_vec();
+        let audio = params.audio.as_str();
+        let width = even_dimension("width", params.width)?;
+        let height = even_dimension("height", params.height)?;
+        let fps = params.fps;
 
         cx.progress(Some(0.0), "checking the inputs")?;
-        let duration = probe::audio_duration(&self.ffprobe, audio)?;
+        let duration = probe::audio_duration(&self.ffprobe, audio, cx)?;
         for image in &images {
-            cx.check_cancelled()?;
-            probe::check_image(&self.ffprobe, image)?;
+            probe::check_image(&self.ffprobe, image, cx)?;
         }
         let frames = graph::frames_per_image(images.len(), duration, fps).ok_or_else(|| {
             PluginError::invalid_input(format!(
@@ -155,73 +196,61 @@ impl Ffmpeg {
             .with_hint("give fewer images or a higher --fps")
         })?;
 
-        let video = tempfile::Builder::new()
-            .prefix("launcher-ffmpeg-")
-            .suffix(".mp4")
-            .tempfile()?;
+        let video = TempFile::new_in(job.work_dir(), "launcher-ffmpeg-", ".mp4")?;
         let video_path = video.path().to_string_lossy().into_owned();
         cx.log(LogLevel::Debug, format!("ffmpeg writes to {video_path}"));
 
-        let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-            .map(String::from)
-            .to_vec();
-        for input in images.iter().chain([&audio]) {
-            args.push("-i".to_string());
-            args.push(process::file_url(input));
+        let mut runner = Runner::new(&self.ffmpeg)
+            .install_hint(probe::INSTALL_HINT)
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
+        for input in images.iter().map(String::as_str).chain([audio]) {
+            runner = runner.arg("-i").arg(probe::file_url(input));
         }
-        args.push("-filter_complex".to_string());
-        args.push(graph::filter_graph(&frames, width, height, fps));
-        let audio_input = format!("{}:a:0", images.len());
-        let fps_arg = fps.to_string();
-        args.extend(
-            [
-                "-map",
-                "[v]",
-                "-map",
-                &audio_input,
+        let runner = runner
+            .arg("-filter_complex")
+            .arg(graph::filter_graph(&frames, width, height, fps))
+            .args(["-map", "[v]", "-map", &format!("{}:a:0", images.len())])
+            .args([
                 "-c:v",
                 "libx264",
                 "-preset",
                 "veryfast",
                 "-tune",
                 "stillimage",
-                "-pix_fmt",
-                "yuv420p",
-                "-r",
-                &fps_arg,
-                "-c:a",
-                "aac",
-                "-b:a",
-                "192k",
-                "-movflags",
-                "+faststart",
-                "-progress",
-                "pipe:1",
-                "-nostats",
-                "-f",
-                "mp4",
-            ]
-            .map(String::from),
-        );
-        args.push(process::file_url(&video_path));
+            ])
+            .args(["-pix_fmt", "yuv420p", "-r", &fps.to_string()])
+            .args(["-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart"])
+            .args(["-progress", "pipe:1", "-nostats", "-f", "mp4"])
+            .arg(probe::file_url(&video_path))
+            .stdout_lines()
+            .stderr_limit(STDERR_LIMIT)
+            .allow_failure();
 
         cx.progress(Some(0.0), "encoding")?;
-        let finished = process::run_ffmpeg(&self.ffmpeg, &args, duration, cx)?;
+        let mut running = runner.spawn()?;
+        cx.log(
+            LogLevel::Debug,
+            format!("ffmpeg runs as process {}", running.id()),
+        );
+        while let Some(event) = running.next(&*cx)? {
+            if let Event::Line(line) = event
+                && let Some(secs) = progress_secs(&line)
+            {
+                let fraction = if duration > 0.0 { secs / duration } else { 0.0 };
+                cx.progress(
+                    Some(fraction.min(0.99)),
+                    &format!("encoded {secs:.1} of {duration:.1} s"),
+                )?;
+            }
+        }
+        let finished = running.finish(&*cx)?;
         if !finished.status.success() {
             return Err(ffmpeg_failure(&finished.stderr, finished.status));
         }
 
         cx.progress(Some(1.0), "writing the video")?;
-        let mut file = File::open(video.path())?;
         let mut out = cx.output("video", "video/mp4", "mp4")?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])?;
-        }
+        std::io::copy(&mut File::open(video.path())?, &mut out)?;
         out.finish()?;
 
         let mut result = JobResult::default();
@@ -237,7 +266,7 @@ impl Ffmpeg {
 
 /// Returns the error for an ffmpeg run that failed after its inputs passed ffprobe.
 fn ffmpeg_failure(stderr: &str, status: impl std::fmt::Display) -> PluginError {
-    let line = process::relevant_line(stderr).unwrap_or("no message");
+    let line = probe::relevant_line(stderr).unwrap_or("no message");
     if line.contains("Unknown encoder") || line.contains("Encoder not found") {
         return PluginError::unavailable(format!("this ffmpeg cannot encode the video: {line}"))
             .with_hint("install Debian's ffmpeg (`apt-get install ffmpeg`), built with libx264");
@@ -253,7 +282,7 @@ fn ffmpeg_failure(stderr: &str, status: impl std::fmt::Display) -> PluginError {
 
 #[cfg(test)]
 mod tests {
-    use launcher_sdk::ErrorKind;
+    use launcher_sdk::{ContentKind, ErrorKind};
 
     use super::*;
 
@@ -263,26 +292,39 @@ mod tests {
         manifest.validate().unwrap();
         let tool = &manifest.tools[0];
         assert_eq!(tool.id, "ffmpeg");
-        assert_eq!(tool.category, ContentKind::Video);
+        assert_eq!(tool.categories(), [ContentKind::Video]);
         assert_eq!(tool.tasks, ["compose"]);
         let names: Vec<&str> = tool.params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["width", "height", "fps"]);
         assert_eq!(tool.params[0].default, Some(json!(1280)));
         assert_eq!(tool.params[1].default, Some(json!(720)));
+        assert_eq!(tool.params[2].default, Some(json!(25)));
     }
 
     #[test]
-    fn odd_or_out_of_range_sizes_are_refused() {
-        let job = |params| launcher_sdk::testing::job("compose", "ffmpeg", params);
-        assert_eq!(
-            even_dimension(&job(json!({})), "width", 1280, 7680).unwrap(),
-            1280
-        );
-        let odd = even_dimension(&job(json!({"width": 641})), "width", 1280, 7680).unwrap_err();
+    fn odd_sizes_are_refused_with_the_next_even_one() {
+        assert_eq!(even_dimension("width", 1280).unwrap(), 1280);
+        let odd = even_dimension("width", 641).unwrap_err();
+        assert_eq!(odd.kind, ErrorKind::InvalidInput);
         assert!(odd.message.contains("even"), "{}", odd.message);
         assert_eq!(odd.hint.as_deref(), Some("try --width 642"));
-        assert!(even_dimension(&job(json!({"width": 8})), "width", 1280, 7680).is_err());
-        assert!(even_dimension(&job(json!({"height": 4322})), "height", 720, 4320).is_err());
+    }
+
+    #[test]
+    fn ffprobe_is_found_beside_ffmpeg() {
+        assert_eq!(ffprobe_beside("ffmpeg"), "ffprobe");
+        assert_eq!(ffprobe_beside("/usr/bin/ffmpeg"), "/usr/bin/ffprobe");
+        assert_eq!(ffprobe_beside("/opt/ff/ffmpeg-6"), "/opt/ff/ffprobe-6");
+        assert_eq!(ffprobe_beside("/opt/ff/encoder"), "/opt/ff/ffprobe");
+    }
+
+    #[test]
+    fn progress_comes_from_out_time_us() {
+        assert_eq!(progress_secs("out_time_us=2647075"), Some(2.647075));
+        assert_eq!(progress_secs("out_time_us=N/A"), None);
+        assert_eq!(progress_secs("out_time_us=-9223372036854775807"), Some(0.0));
+        assert_eq!(progress_secs("out_time_ms=2647075"), None);
+        assert_eq!(progress_secs("progress=end"), None);
     }
 
     #[test]

@@ -1,15 +1,23 @@
-//! Checking inputs with `ffprobe` before ffmpeg runs, so a bad file is named precisely.
+//! Checking inputs with `ffprobe` before ffmpeg runs, so a bad file is named precisely, and
+//! reading the line of ffmpeg's or ffprobe's stderr that explains a failure.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use launcher_sdk::PluginError;
+use launcher_sdk::process::Runner;
 use launcher_sdk::serde_json::{self, Value};
+use launcher_sdk::{Cancel, PluginError};
 
-use crate::process::{self, Program};
+/// The hint given when ffmpeg or ffprobe cannot be run.
+pub(crate) const INSTALL_HINT: &str = "install them with `apt-get install ffmpeg` (which also \
+     provides ffprobe), or point the `program` setting (LAUNCHER_FFMPEG_PROGRAM) or the \
+     `ffprobe` setting (LAUNCHER_FFPROBE_PROGRAM) at them";
 
 /// Returns the duration in seconds of the first audio stream in `path`.
-pub(crate) fn audio_duration(ffprobe: &str, path: &str) -> Result<f64, PluginError> {
+pub(crate) fn audio_duration(
+    ffprobe: &str,
+    path: &str,
+    cancel: &dyn Cancel,
+) -> Result<f64, PluginError> {
     let report = run(
         ffprobe,
         &[
@@ -20,6 +28,7 @@ pub(crate) fn audio_duration(ffprobe: &str, path: &str) -> Result<f64, PluginErr
         ],
         path,
         "audio",
+        cancel,
     )?;
     parse_audio(&report).map_err(|problem| {
         PluginError::invalid_input(format!("audio `{path}` {problem}"))
@@ -28,7 +37,11 @@ pub(crate) fn audio_duration(ffprobe: &str, path: &str) -> Result<f64, PluginErr
 }
 
 /// Checks that `path` holds a picture ffmpeg can decode.
-pub(crate) fn check_image(ffprobe: &str, path: &str) -> Result<(), PluginError> {
+pub(crate) fn check_image(
+    ffprobe: &str,
+    path: &str,
+    cancel: &dyn Cancel,
+) -> Result<(), PluginError> {
     let report = run(
         ffprobe,
         &[
@@ -39,6 +52,7 @@ pub(crate) fn check_image(ffprobe: &str, path: &str) -> Result<(), PluginError> 
         ],
         path,
         "image",
+        cancel,
     )?;
     parse_image(&report).map_err(|problem| {
         PluginError::invalid_input(format!("image `{path}` {problem}"))
@@ -52,23 +66,29 @@ pub(crate) struct Report {
     stderr: String,
 }
 
-fn run(ffprobe: &str, args: &[&str], path: &str, what: &str) -> Result<Report, PluginError> {
+fn run(
+    ffprobe: &str,
+    args: &[&str],
+    path: &str,
+    what: &str,
+    cancel: &dyn Cancel,
+) -> Result<Report, PluginError> {
     if !Path::new(path).is_file() {
         return Err(PluginError::invalid_input(format!(
             "{what} `{path}` is not a file"
         )));
     }
-    let url = process::file_url(path);
-    let output = Command::new(ffprobe)
+    let url = file_url(path);
+    let output = Runner::new(ffprobe)
         .args(["-v", "error", "-of", "json"])
         .args(args)
         .arg(&url)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| process::spawn_error(Program::Ffprobe, ffprobe, err))?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        .install_hint(INSTALL_HINT)
+        .allow_failure()
+        .output(cancel)?;
+    let stderr = output.stderr;
     if !output.status.success() {
-        let line = process::relevant_line(&stderr).unwrap_or("ffprobe cannot read it");
+        let line = relevant_line(&stderr).unwrap_or("ffprobe cannot read it");
         // The message already names the file.
         let line = line.strip_prefix(&format!("{url}: ")).unwrap_or(line);
         return Err(PluginError::invalid_input(format!(
@@ -97,7 +117,7 @@ fn parse_audio(report: &Report) -> Result<f64, String> {
         .or_else(|| seconds(stream.get("duration")));
     match duration {
         Some(d) if d.is_finite() && d > 0.0 => Ok(d),
-        _ => Err(match process::relevant_line(&report.stderr) {
+        _ => Err(match relevant_line(&report.stderr) {
             Some(line) => format!("holds no audio: {line}"),
             None => "holds no audio (its length is zero)".to_string(),
         }),
@@ -108,12 +128,39 @@ fn parse_image(report: &Report) -> Result<(), String> {
     let stream = first_stream(report).ok_or_else(|| "is not a picture".to_string())?;
     let size = |key: &str| stream.get(key).and_then(Value::as_u64).unwrap_or(0);
     if size("width") == 0 || size("height") == 0 {
-        return Err(match process::relevant_line(&report.stderr) {
+        return Err(match relevant_line(&report.stderr) {
             Some(line) => format!("cannot be decoded: {line}"),
             None => "cannot be decoded".to_string(),
         });
     }
     Ok(())
+}
+
+/// Returns `path` as an ffmpeg `file:` URL, so a name containing a colon is never taken for
+/// another protocol (`http:`, `concat:`, ...).
+pub(crate) fn file_url(path: &str) -> String {
+    format!("file:{path}")
+}
+
+/// Returns the line of an ffmpeg or ffprobe stderr that best explains a failure, without the
+/// `[png @ 0x55d0...]` context prefix, skipping the generic summaries ffmpeg adds last.
+pub(crate) fn relevant_line(stderr: &str) -> Option<&str> {
+    const GENERIC: &[&str] = &[
+        "Conversion failed!",
+        "Error marking filters as finished",
+        "Error while filtering",
+        "Exiting normally",
+    ];
+    stderr
+        .lines()
+        .map(|line| {
+            let line = line.trim();
+            match (line.strip_prefix('['), line.find("] ")) {
+                (Some(_), Some(end)) if line[..end].contains(" @ ") => line[end + 2..].trim(),
+                _ => line,
+            }
+        })
+        .find(|line| !line.is_empty() && !GENERIC.iter().any(|g| line.starts_with(g)))
 }
 
 #[cfg(test)]
@@ -173,5 +220,28 @@ mod tests {
         );
         let sound = report(r#"{"streams":[]}"#, "");
         assert_eq!(parse_image(&sound).unwrap_err(), "is not a picture");
+    }
+
+    #[test]
+    fn the_relevant_line_skips_context_and_summaries() {
+        let stderr = "[png @ 0x55e13f71e1c0] Invalid PNG signature 0x6E6F7420616E2069.\n\
+                      Error while decoding stream #0:0: Invalid data found when processing input\n\
+                      Conversion failed!\n";
+        assert_eq!(
+            relevant_line(stderr),
+            Some("Invalid PNG signature 0x6E6F7420616E2069.")
+        );
+        assert_eq!(
+            relevant_line(
+                "\nError marking filters as finished\nfile:/x.wav: No such file or directory\n"
+            ),
+            Some("file:/x.wav: No such file or directory")
+        );
+        // A bracket that is not a context prefix stays.
+        assert_eq!(
+            relevant_line("[v] is not connected"),
+            Some("[v] is not connected")
+        );
+        assert_eq!(relevant_line("  \n"), None);
     }
 }

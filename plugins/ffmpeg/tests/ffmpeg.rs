@@ -353,7 +353,7 @@ fn missing_programs_are_unavailable_with_an_install_hint() {
 
     // ffprobe is looked for beside the configured ffmpeg.
     let mut settings = Settings::default();
-    settings.set("program".into(), "/nonexistent/bin/ffmpeg".into());
+    settings.set("program", "/nonexistent/bin/ffmpeg");
     let run = testing::run::<Ffmpeg>(
         "ffmpeg",
         &settings,
@@ -373,7 +373,7 @@ fn missing_programs_are_unavailable_with_an_install_hint() {
             .contains("apt-get install ffmpeg")
     );
 
-    settings.set("ffprobe".into(), "ffprobe".into());
+    settings.set("ffprobe", "ffprobe");
     let run = testing::run::<Ffmpeg>(
         "ffmpeg",
         &settings,
@@ -388,41 +388,150 @@ fn missing_programs_are_unavailable_with_an_install_hint() {
     );
 }
 
+/// Returns the ids of the processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read.
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 #[test]
 fn cancelling_kills_ffmpeg_and_removes_the_temporary_file() {
     let dir = TempDir::new().unwrap();
     let image = still(dir.path(), "slide.png", "navy", 1920, 1080);
     // Ten minutes of silence: seconds to encode, but compressed to almost nothing.
     let audio = generate(dir.path(), "long.flac", "anullsrc=duration=600", &[]);
+    // The work directory's unique name marks this job's ffmpeg: its output lives there.
+    let work = TempDir::new().unwrap();
+    let marker = work.path().to_str().unwrap().to_string();
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
+    let watched = marker.clone();
     let canceller = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(500));
+        // Cancel only once ffmpeg itself is running, so the test sees it killed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while seen.is_empty() && Instant::now() < deadline {
+            seen = processes_with(&watched);
+            thread::sleep(Duration::from_millis(20));
+        }
+        thread::sleep(Duration::from_millis(300));
         flag.store(true, Ordering::SeqCst);
+        seen
     });
-    let started = Instant::now();
-    let run = testing::run_with_cancel::<Ffmpeg>(
+    let mut job = testing::job(
+        "compose",
         "ffmpeg",
-        &Settings::default(),
-        testing::job(
-            "compose",
-            "ffmpeg",
-            json!({"image": [path_str(&image)], "audio": path_str(&audio)}),
-        ),
-        cancel,
+        json!({"image": [path_str(&image)], "audio": path_str(&audio)}),
     );
-    canceller.join().unwrap();
+    job.work_dir = Some(marker.clone());
+    let started = Instant::now();
+    let run = testing::run_with_cancel::<Ffmpeg>("ffmpeg", &Settings::default(), job, cancel);
+    let seen = canceller.join().unwrap();
     assert_eq!(error_of(&run).kind, ErrorKind::Cancelled);
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
     );
     assert!(run.outputs.is_empty(), "no partial video is emitted");
+
+    let pid: u32 = run
+        .logs
+        .iter()
+        .find_map(|l| l.message.strip_prefix("ffmpeg runs as process "))
+        .expect("the process id is logged")
+        .parse()
+        .unwrap();
+    assert_eq!(seen, [pid], "ffmpeg was running when the job was cancelled");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "ffmpeg (process {pid}) outlived its job"
+    );
+    assert!(processes_with(&marker).is_empty());
+
     let temp = run
         .logs
         .iter()
         .find_map(|l| l.message.strip_prefix("ffmpeg writes to "))
         .expect("the temporary file is logged");
+    assert!(Path::new(temp).starts_with(work.path()), "{temp}");
     assert!(!Path::new(temp).exists(), "{temp} was left behind");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn the_video_is_made_in_the_work_dir_and_nothing_is_left_there() {
+    let dir = TempDir::new().unwrap();
+    let image = still(dir.path(), "slide.png", "teal", 64, 64);
+    let audio = tone(dir.path(), "voice.wav", 1.0);
+    let work = TempDir::new().unwrap();
+    let mut job = testing::job(
+        "compose",
+        "ffmpeg",
+        json!({"image": path_str(&image), "audio": path_str(&audio), "width": 320, "height": 240}),
+    );
+    job.work_dir = Some(work.path().to_str().unwrap().to_string());
+    let run = testing::run::<Ffmpeg>("ffmpeg", &Settings::default(), job);
+    check_video(&run, dir.path(), 320, 240, &audio);
+    assert!(run.closed.contains(&"video".to_string()));
+    let temp = run
+        .logs
+        .iter()
+        .find_map(|l| l.message.strip_prefix("ffmpeg writes to "))
+        .unwrap();
+    assert!(Path::new(temp).starts_with(work.path()), "{temp}");
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn params_the_manifest_refuses_never_reach_ffmpeg() {
+    let mut settings = Settings::default();
+    // Were the plugin called, these programs would fail as unavailable instead.
+    settings.set("program", "/nonexistent/ffmpeg");
+    settings.set("ffprobe", "/nonexistent/ffprobe");
+    let base = || json!({"image": ["/a.png"], "audio": "/a.wav"});
+    let with = |name: &str, value: Value| {
+        let mut params = base();
+        params[name] = value;
+        params
+    };
+    for (params, name) in [
+        (with("width", json!(8)), "width"),
+        (with("height", json!(4322)), "height"),
+        (with("fps", json!(0)), "fps"),
+        (with("fps", json!(61)), "fps"),
+        (with("fps", json!(2.5)), "fps"),
+        (with("speed", json!(2)), "speed"),
+        (json!({"audio": "/a.wav"}), "image"),
+        (json!({"image": ["/a.png"]}), "audio"),
+    ] {
+        let run = testing::run::<Ffmpeg>(
+            "ffmpeg",
+            &settings,
+            testing::job("compose", "ffmpeg", params.clone()),
+        );
+        let err = error_of(&run);
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{params}: {err:?}");
+        assert!(
+            err.message.contains(&format!("`{name}`")),
+            "{}",
+            err.message
+        );
+    }
 }

@@ -1,0 +1,426 @@
+//! Running a planned job: the plugin is loaded and invoked on a worker thread, its outputs
+//! written as they arrive, while this thread shows progress and watches for signals.
+//!
+//! One rule for signals (Ctrl-C, SIGTERM, SIGHUP): a local job is cancelled (the plugin stops
+//! its children, partial outputs are removed, exit 130/143/129); a job that recorded a remote
+//! checkpoint is detached instead (its record stays resumable, nothing remote is cancelled,
+//! exit 12) unless `--cancel-remote` was given. A second signal ends launcher at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use launcher_sdk::abi::{CallError, Event, EventHandler};
+use launcher_sdk::serde_json::Value;
+use launcher_sdk::{CreateRequest, ErrorKind, Job, JobResult, LogLevel, LogLine, Progress};
+
+use crate::commands::Globals;
+use crate::failure::{Class, Failure, fail};
+use crate::job::plan::JobPlan;
+use crate::job::render::Render;
+use crate::job::store::{State, Store};
+use crate::output::{Outputs, Pending};
+use crate::{loader, settings, signals};
+
+/// What the worker tells the watching thread.
+enum Msg {
+    Progress(Progress),
+    Log(LogLine),
+    Signal(i32),
+    Done(Box<Finished>),
+}
+
+/// How the worker's part ended.
+struct Finished {
+    outcome: Result<JobResult>,
+    outputs: Outputs,
+    /// Writing an output failed.
+    io_error: Option<std::io::Error>,
+    /// Stdout was closed by its reader.
+    reader_gone: bool,
+    duration: Duration,
+}
+
+/// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
+pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Result<()> {
+    let plan = Arc::new(plan);
+    let mut render = Render::new(*globals, plan.secrets.clone());
+    for reason in &plan.reasons {
+        globals.info(&format!("routing: {reason}"));
+    }
+    let (tx, rx) = mpsc::channel::<Msg>();
+    if !signals::forward(tx.clone(), Msg::Signal) {
+        globals.info("cannot watch for signals; Ctrl-C will end launcher without cleaning up");
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let checkpointed = Arc::new(AtomicBool::new(false));
+    let pending: Pending = Pending::default();
+    let work_dir = make_work_dir(&plan, &pending);
+
+    globals.info(&format!("loading {}", plan.tool.library.display()));
+    let worker = {
+        let plan = plan.clone();
+        let cancel = cancel.clone();
+        let checkpointed = checkpointed.clone();
+        let pending = pending.clone();
+        let home_root = home_root.to_path_buf();
+        let work_dir = work_dir.clone();
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("job {}", plan.id))
+            .spawn(move || {
+                let finished = run(
+                    &plan,
+                    &home_root,
+                    cancel,
+                    checkpointed,
+                    pending,
+                    tx.clone(),
+                    work_dir,
+                );
+                let _ = tx.send(Msg::Done(Box::new(finished)));
+            })?
+    };
+    drop(tx);
+
+    let mut signalled: Option<i32> = None;
+    let finished = loop {
+        let Ok(msg) = rx.recv() else {
+            // The worker ended without a word: it panicked in launcher's own code.
+            remove_pending(&pending);
+            return Err(fail(
+                Class::Failure,
+                "the job's worker thread died; this is a bug in launcher",
+            ));
+        };
+        match msg {
+            Msg::Progress(p) => render.progress(&p),
+            Msg::Log(line) => render.log(&line),
+            Msg::Signal(signal) => {
+                if signalled.is_some() {
+                    // A second signal: stop at once, leaving nothing half-written.
+                    remove_pending(&pending);
+                    std::process::exit(i32::from(signals::exit_code(signal)));
+                }
+                if checkpointed.load(Ordering::SeqCst) && !plan.cancel_remote {
+                    remove_pending(&pending);
+                    if let Ok(store) = Store::open(home_root) {
+                        let _ = store.set_state(&plan.id, State::Detached, None);
+                    }
+                    render.detached(&plan, &format!("stopped by {}", signals::name(signal)));
+                    std::process::exit(i32::from(Class::Detached.exit_code()));
+                }
+                signalled = Some(signal);
+                cancel.store(true, Ordering::SeqCst);
+                render.say(&format!(
+                    "launcher: cancelling after {} (send it again to stop at once)",
+                    signals::name(signal)
+                ));
+            }
+            Msg::Done(finished) => break finished,
+        }
+    };
+    let _ = worker.join();
+    render.clear();
+    let outcome = conclude(
+        &plan,
+        *finished,
+        signalled,
+        &checkpointed,
+        home_root,
+        &mut render,
+    );
+    if let Some(dir) = &work_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    outcome
+}
+
+/// Turns how the worker ended into what the user sees, and the job's final state.
+fn conclude(
+    plan: &JobPlan,
+    finished: Finished,
+    signalled: Option<i32>,
+    checkpointed: &AtomicBool,
+    home_root: &Path,
+    render: &mut Render,
+) -> Result<()> {
+    let recorded = checkpointed.load(Ordering::SeqCst) || plan.resume.is_some();
+    let set_state = |state: State, error: Option<&str>| {
+        if recorded && let Ok(store) = Store::open(home_root) {
+            let _ = store.set_state(&plan.id, state, error);
+        }
+    };
+    let Finished {
+        outcome,
+        outputs,
+        io_error,
+        reader_gone,
+        duration,
+    } = finished;
+    if reader_gone {
+        // Like other Unix tools, a closed pipe on stdout is not an error worth reporting.
+        outputs.abandon();
+        set_state(State::Failed, Some("stdout was closed"));
+        return Ok(());
+    }
+    if let Some(err) = io_error {
+        outputs.abandon();
+        set_state(State::Failed, Some("an output could not be written"));
+        return Err(fail(
+            Class::Failure,
+            format!("cannot write the output: {err}"),
+        ));
+    }
+    match outcome {
+        Err(err) => {
+            let kept = outputs.abandon();
+            for w in &kept {
+                if let Some(path) = &w.path {
+                    render.say(&format!("kept {}, which was complete", path.display()));
+                }
+            }
+            if let Some(signal) = signalled {
+                set_state(State::Cancelled, None);
+                return Err(Failure::new(
+                    Class::Signalled(signal),
+                    format!(
+                        "cancelled by {}; partial outputs were removed",
+                        signals::name(signal)
+                    ),
+                )
+                .into());
+            }
+            set_state(State::Failed, Some(&err.to_string()));
+            Err(err)
+        }
+        Ok(result) => {
+            if plan.detach && checkpointed.load(Ordering::SeqCst) {
+                outputs.abandon();
+                set_state(State::Detached, None);
+                render.detached(plan, "submitted");
+                return Ok(());
+            }
+            let written = outputs.finish()?;
+            set_state(State::Done, None);
+            render.finished(plan, &written, duration, &result, recorded)
+        }
+    }
+}
+
+/// The worker: loads the plugin, creates the tool, invokes the job.
+fn run(
+    plan: &Arc<JobPlan>,
+    home_root: &Path,
+    cancel: Arc<AtomicBool>,
+    checkpointed: Arc<AtomicBool>,
+    pending: Pending,
+    tx: Sender<Msg>,
+    work_dir: Option<PathBuf>,
+) -> Finished {
+    let started = Instant::now();
+    let mut handler = Handler {
+        plan: plan.clone(),
+        outputs: Outputs::new(plan.outputs.clone(), pending),
+        cancel,
+        checkpointed,
+        tx,
+        home_root: home_root.to_path_buf(),
+        store: None,
+        io_error: None,
+        reader_gone: false,
+    };
+    let outcome = invoke(plan, &mut handler, work_dir);
+    Finished {
+        outcome,
+        outputs: handler.outputs,
+        io_error: handler.io_error,
+        reader_gone: handler.reader_gone,
+        duration: started.elapsed(),
+    }
+}
+
+fn invoke(plan: &JobPlan, handler: &mut Handler, work_dir: Option<PathBuf>) -> Result<JobResult> {
+    let tool = &plan.tool;
+    let lib = loader::open(&tool.library).map_err(|reason| {
+        fail(
+            Class::Failure,
+            format!(
+                "plugin `{}` at {} {reason}",
+                tool.plugin,
+                tool.library.display()
+            ),
+        )
+    })?;
+    let instance = lib
+        .create(&CreateRequest {
+            tool: tool.spec.id.clone(),
+            settings: plan.settings.clone(),
+        })
+        .map_err(|e| call_failure(&tool.spec.id, e, &plan.secrets))?;
+    let job = Job {
+        task: plan.task.name.clone(),
+        tool: tool.spec.id.clone(),
+        params: plan.params.clone(),
+        id: plan.id.clone(),
+        resume: plan.resume.clone(),
+        detach: plan.detach,
+        work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
+    };
+    instance
+        .invoke(&job, handler)
+        .map_err(|e| call_failure(&tool.spec.id, e, &plan.secrets))
+}
+
+/// Makes the job's directory for temporary files beside its outputs, so that large
+/// intermediate files land on the same disk as the result and never in a small `/tmp`.
+fn make_work_dir(plan: &JobPlan, pending: &Pending) -> Option<PathBuf> {
+    let base = match &plan.outputs.explicit {
+        Some(path) if path.as_os_str() != "-" => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        _ => plan.outputs.dir.clone(),
+    };
+    let dir = base.join(format!(".launcher-{}.work", plan.id));
+    std::fs::create_dir(&dir).ok()?;
+    let dir = dir.canonicalize().unwrap_or(dir);
+    pending.lock().expect("pending list").push(dir.clone());
+    Some(dir)
+}
+
+/// Removes partial outputs and the work directory (on the way out after a signal).
+fn remove_pending(pending: &Pending) {
+    crate::output::remove_pending(pending);
+}
+
+/// Maps a failed plugin call to a user-facing failure, with secrets scrubbed.
+pub(crate) fn call_failure(tool: &str, err: CallError, secrets: &[String]) -> anyhow::Error {
+    let scrub = |s: &str| settings::scrub(s, secrets);
+    match err {
+        CallError::Plugin(err) => {
+            let class = Class::of_kind(err.kind);
+            let mut message = format!("{tool}: {}", scrub(&err.message));
+            if err.kind == ErrorKind::RateLimited
+                && let Some(secs) = err.retry_after_secs
+            {
+                message.push_str(&format!(" (the service asked to wait {secs:.0} s)"));
+            }
+            let mut failure = Failure::new(class, message);
+            if let Some(hint) = err.hint {
+                failure = failure.hint(scrub(&hint));
+            }
+            failure.into()
+        }
+        CallError::Panic(msg) => Failure::new(
+            Class::Failure,
+            format!("plugin of `{tool}` panicked: {}", scrub(&msg)),
+        )
+        .hint("this is a bug in the plugin; launcher itself is fine")
+        .into(),
+        CallError::Protocol(msg) => fail(
+            Class::Failure,
+            format!(
+                "plugin of `{tool}` broke the plugin protocol: {}",
+                scrub(&msg)
+            ),
+        ),
+    }
+}
+
+/// Receives a job's events on the worker thread.
+struct Handler {
+    plan: Arc<JobPlan>,
+    outputs: Outputs,
+    cancel: Arc<AtomicBool>,
+    checkpointed: Arc<AtomicBool>,
+    tx: Sender<Msg>,
+    home_root: PathBuf,
+    /// Opened when the first checkpoint arrives.
+    store: Option<Store>,
+    io_error: Option<std::io::Error>,
+    reader_gone: bool,
+}
+
+impl Handler {
+    fn output_failed(&mut self, err: std::io::Error) -> bool {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            // The reader went away (`| head`): stop the job, quietly.
+            self.reader_gone = true;
+        } else {
+            self.io_error.get_or_insert(err);
+        }
+        false
+    }
+
+    fn warn(&self, message: String) {
+        let _ = self.tx.send(Msg::Log(LogLine {
+            level: LogLevel::Warn,
+            message,
+        }));
+    }
+
+    /// Keeps a checkpoint in the job store, recording the job on the first one.
+    fn keep_checkpoint(&mut self, value: &Value) {
+        if self.store.is_none() {
+            match Store::open(&self.home_root) {
+                Ok(store) => self.store = Some(store),
+                Err(err) => {
+                    self.warn(format!("the job cannot be resumed later: {err:#}"));
+                    return;
+                }
+            }
+        }
+        let store = self.store.as_ref().expect("opened above");
+        let plan = &self.plan;
+        match store.checkpoint(
+            &plan.id,
+            &plan.tool.spec.id,
+            &plan.task.name,
+            &plan.params,
+            &plan.outputs,
+            value,
+        ) {
+            Ok(()) => self.checkpointed.store(true, Ordering::SeqCst),
+            Err(err) => self.warn(format!("the job cannot be resumed later: {err:#}")),
+        }
+    }
+}
+
+impl EventHandler for Handler {
+    fn event(&mut self, event: Event<'_>) -> bool {
+        match event {
+            Event::Open(id, header) => {
+                if let Err(err) = self.outputs.open(id, &header) {
+                    return self.output_failed(err);
+                }
+            }
+            Event::Write(id, bytes) => {
+                if let Err(err) = self.outputs.write(id, bytes) {
+                    return self.output_failed(err);
+                }
+            }
+            Event::Close(id) => {
+                if let Err(err) = self.outputs.close(id) {
+                    return self.output_failed(std::io::Error::other(format!("{err:#}")));
+                }
+            }
+            Event::Progress(p) => {
+                let _ = self.tx.send(Msg::Progress(p));
+            }
+            Event::Log(line) => {
+                let _ = self.tx.send(Msg::Log(line));
+            }
+            Event::Checkpoint(value) => self.keep_checkpoint(&value),
+        }
+        !self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.reader_gone || self.cancel.load(Ordering::SeqCst)
+    }
+}
