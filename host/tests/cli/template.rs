@@ -1,6 +1,6 @@
 //! `plugin new`: the crate it writes builds, passes its own tests, installs and runs.
 //!
-//! This is the one end-to-end test that runs cargo. Generated crates build into one target
+//! These are the end-to-end tests that run cargo. Generated crates build into one target
 //! directory under the workspace's `target/`, so only the first run compiles the SDK and its
 //! dependencies.
 
@@ -105,4 +105,25 @@ fn a_new_plugin_builds_tests_installs_and_runs() {
     let run = ctx.run(["run", "demo", "hello"]);
     run.success();
     assert_eq!(run.stdout, "olleh\n");
+}
+
+#[test]
+fn the_image_audio_and_video_templates_build_and_pass_their_own_tests() {
+    let _cargo = CARGO
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let ctx = test_context!();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().to_str().unwrap();
+    let workspace_lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let target = shared_target_dir(&ctx);
+    for kind in ["image", "audio", "video"] {
+        let name = format!("demo-{kind}");
+        ctx.run(["plugin", "new", &name, "--kind", kind, "--dir", dir])
+            .success();
+        let root = parent.path().join(&name);
+        std::fs::copy(&workspace_lock, root.join("Cargo.lock")).expect("copy the lockfile");
+        // The generated tests check the output's format (PNG, WAV, Y4M) through the ABI.
+        cargo(&root, &target, &["test"]);
+    }
 }
