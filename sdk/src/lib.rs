@@ -57,9 +57,9 @@ pub use params::{ParamError, check_params, check_value, params_of};
 pub use plugin::{Cancel, Context, OutputWriter, Plugin};
 pub use types::{
     ContentKind, CreateRequest, DescribeRequest, DescribeResponse, Job, JobResult, LISTING_TASKS,
-    LogLevel, LogLine, Manifest, OutputHeader, ParamSpec, ParamType, Progress, STANDARD_TASK_NAMES,
-    SettingSpec, Settings, Slot, TaskSpec, ToolSpec, is_identifier, standard_alias, standard_tasks,
-    task_spec, validate_tools,
+    LogLevel, LogLine, Manifest, Message, OutputHeader, ParamSpec, ParamType, Progress,
+    STANDARD_TASK_NAMES, SettingSpec, Settings, Slot, TaskSpec, ToolSpec, is_identifier,
+    standard_alias, standard_tasks, task_spec, validate_tools,
 };
 
 #[cfg(feature = "http")]

@@ -987,6 +987,29 @@ pub struct Job {
     /// A directory for temporary files, beside the job's outputs, removed after the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<String>,
+    /// For `chat`: the earlier turns of the conversation this job continues, oldest first.
+    /// The new prompt is not among them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Message>,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who said it: `user`, `assistant` or `system`.
+    pub role: String,
+    /// What was said.
+    pub content: String,
+}
+
+impl Message {
+    /// Returns a message of `role` saying `content`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
 }
 
 impl Job {
@@ -1000,6 +1023,7 @@ impl Job {
             resume: None,
             detach: false,
             work_dir: None,
+            history: Vec::new(),
         }
     }
 

@@ -269,6 +269,7 @@ fn invoke(plan: &JobPlan, handler: &mut Handler, work_dir: Option<PathBuf>) -> R
         resume: plan.resume.clone(),
         detach: plan.detach,
         work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
+        history: plan.history.clone(),
     };
     instance
         .invoke(&job, handler)

@@ -100,6 +100,8 @@ pub(crate) struct JobPlan {
     pub(crate) resume: Option<Value>,
     /// Why this tool was chosen, for `-v`.
     pub(crate) reasons: Vec<String>,
+    /// For `chat`: the earlier turns of the conversation the job continues.
+    pub(crate) history: Vec<launcher_sdk::Message>,
 }
 
 /// What the command line asks for.
@@ -317,6 +319,7 @@ pub(crate) fn plan(
         cancel_remote: matches.get_flag("cancel-remote"),
         resume: None,
         reasons: route.reasons,
+        history: Vec::new(),
     })))
 }
 
@@ -662,6 +665,7 @@ pub(crate) fn plan_resume(
         cancel_remote,
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],
+        history: Vec::new(),
     })
 }
 
