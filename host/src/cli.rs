@@ -62,12 +62,23 @@ pub(crate) enum Command {
     Publish(PublishArgs),
     /// Mark a published version as yanked (or not, with --undo) in a registry directory.
     Yank(YankArgs),
+    /// Write plugins: `plugin new <name>` creates a crate that builds, tests and installs.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Validate a plugin library in this (child) process and print its manifest.
     #[command(name = "__probe", hide = true)]
     Probe(ProbeArgs),
     /// Ask a plugin library in this (child) process to describe its configured tools.
     #[command(name = "__describe", hide = true)]
     Describe(ProbeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Create a plugin crate whose one tool performs a standard task of the kind asked for.
+    New(crate::commands::template::PluginNewArgs),
 }
 
 #[derive(Debug, Args)]

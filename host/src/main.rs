@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, RegistryCommand};
+use crate::cli::{Cli, Command, PluginCommand, RegistryCommand};
 use crate::commands::Globals;
 use crate::commands::registry;
 use crate::failure::{Class, Failure};
@@ -116,6 +116,9 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             args.host.as_deref(),
         ),
         Command::Yank(args) => registry::yank(globals, &args.spec, &args.index, args.undo),
+        Command::Plugin {
+            command: PluginCommand::New(args),
+        } => commands::template::run(globals, &args),
         Command::Probe(args) => probe(&args.library),
         Command::Describe(args) => describe(&args.library),
     }

@@ -6,6 +6,7 @@ pub(crate) mod list;
 pub(crate) mod plugins;
 pub(crate) mod registry;
 pub(crate) mod run;
+pub(crate) mod template;
 
 use std::io::IsTerminal;
 

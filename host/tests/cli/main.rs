@@ -2,9 +2,11 @@
 //! each test in its own `LAUNCHER_HOME`.
 
 mod azure;
+mod c_plugin;
 mod discovery;
 mod failures;
 mod install;
 mod jobs;
 mod registry;
 mod run;
+mod template;
