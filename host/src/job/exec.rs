@@ -21,7 +21,7 @@ use crate::commands::Globals;
 use crate::failure::{Class, Failure, fail};
 use crate::job::plan::JobPlan;
 use crate::job::render::Render;
-use crate::job::store::{State, Store};
+use crate::job::store::{State, Store, Turn};
 use crate::output::{Outputs, Pending};
 use crate::{loader, settings, signals};
 
@@ -260,17 +260,15 @@ fn record_turn(
         .get("model")
         .and_then(Value::as_str)
         .or_else(|| result.info.get("model").and_then(Value::as_str));
-    let recorded = Store::open(home_root).and_then(|mut store| {
-        store.add_turn(
-            plan.conversation.as_deref(),
-            &plan.id,
-            &plan.tool.spec.id,
-            model,
-            prompt,
-            &answer,
-            &result.info,
-        )
-    });
+    let turn = Turn {
+        tool: &plan.tool.spec.id,
+        model,
+        prompt,
+        answer: &answer,
+        info: &result.info,
+    };
+    let recorded = Store::open(home_root)
+        .and_then(|mut store| store.add_turn(plan.conversation.as_deref(), &plan.id, &turn));
     match recorded {
         Ok(id) => Some(id),
         Err(err) => {

@@ -214,7 +214,7 @@ pub(crate) fn plan(
     };
     if let Some((found, _)) = &conversation
         && tool_flag.is_none()
-        && target.as_deref().is_none_or(|t| catalog.tool(t).is_none())
+        && target.as_deref().is_none_or(|t| t == "chat")
     {
         tool_flag = Some(found.tool.clone());
     }

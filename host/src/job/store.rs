@@ -244,6 +244,16 @@ pub(crate) struct Conversation {
     pub(crate) updated_ms: i64,
 }
 
+/// One turn of a conversation: a prompt, its answer, and who answered.
+pub(crate) struct Turn<'a> {
+    pub(crate) tool: &'a str,
+    pub(crate) model: Option<&'a str>,
+    pub(crate) prompt: &'a str,
+    pub(crate) answer: &'a str,
+    /// What the tool reported (usage, timings).
+    pub(crate) info: &'a Map<String, Value>,
+}
+
 /// How many characters of the first prompt name a conversation.
 const TITLE_CHARS: usize = 60;
 
@@ -307,18 +317,21 @@ impl Store {
         Ok(messages)
     }
 
-    /// Adds a turn (a prompt and its answer) to conversation `id`, or starts a new one with
-    /// id `new_id`. Returns the conversation's id.
+    /// Adds a turn to conversation `id`, or starts a new one with id `new_id`. Returns the
+    /// conversation's id.
     pub(crate) fn add_turn(
         &mut self,
         id: Option<&str>,
         new_id: &str,
-        tool: &str,
-        model: Option<&str>,
-        prompt: &str,
-        answer: &str,
-        info: &Map<String, Value>,
+        turn: &Turn<'_>,
     ) -> Result<String> {
+        let Turn {
+            tool,
+            model,
+            prompt,
+            answer,
+            info,
+        } = turn;
         let now = now_ms();
         let tx = self.conn.transaction()?;
         let id = match id {
@@ -351,7 +364,7 @@ impl Store {
         )?;
         tx.execute(
             "INSERT INTO messages (conversation, seq, created_ms, role, content, info) VALUES (?1, ?2, ?3, 'assistant', ?4, ?5)",
-            params![id, next + 1, now, answer, serde_json::to_string(info)?],
+            params![id, next + 1, now, answer, serde_json::to_string(*info)?],
         )?;
         tx.commit()?;
         Ok(id)
@@ -459,31 +472,25 @@ mod tests {
         let mut store = Store::open(home.path()).unwrap();
         assert!(store.conversation(None).unwrap().is_none());
         let info = Map::new();
+        let turn = |tool, model, prompt, answer| Turn {
+            tool,
+            model,
+            prompt,
+            answer,
+            info: &info,
+        };
         let first = store
             .add_turn(
                 None,
                 "c1",
-                "llm",
-                Some("smol"),
-                "Why is the sky blue?",
-                "Rayleigh.",
-                &info,
+                &turn("llm", Some("smol"), "Why is the sky blue?", "Rayleigh."),
             )
             .unwrap();
         assert_eq!(first, "c1");
+        let next = turn("llm", None, "And at sunset?", "Longer path.");
+        store.add_turn(Some("c1"), "unused", &next).unwrap();
         store
-            .add_turn(
-                Some("c1"),
-                "unused",
-                "llm",
-                None,
-                "And at sunset?",
-                "Longer path.",
-                &info,
-            )
-            .unwrap();
-        store
-            .add_turn(None, "c2", "other", None, "Hello", "Hi", &info)
+            .add_turn(None, "c2", &turn("other", None, "Hello", "Hi"))
             .unwrap();
         assert_eq!(store.conversation(None).unwrap().unwrap().id, "c2");
         let c1 = store.conversation(Some("c1")).unwrap().unwrap();

@@ -3,6 +3,7 @@
 
 mod azure;
 mod c_plugin;
+mod chat;
 mod discovery;
 mod failures;
 mod install;
