@@ -367,7 +367,8 @@ struct ManifestCache {
     changed: bool,
 }
 
-const CACHE_VERSION: u32 = 1;
+// 2: manifests of plugin ABI 2 (tools without a declared category).
+const CACHE_VERSION: u32 = 2;
 
 impl ManifestCache {
     fn load(home: &Home) -> ManifestCache {

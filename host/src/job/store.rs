@@ -261,31 +261,21 @@ impl Store {
     /// Returns the conversation `id` (or the only one whose id starts with it), or the latest
     /// one when `id` is `None`.
     pub(crate) fn conversation(&self, id: Option<&str>) -> Result<Option<Conversation>> {
-        const COLUMNS: &str = "SELECT c.id, c.tool, c.model, c.title, c.updated_ms,
-                (SELECT count(*) FROM messages m WHERE m.conversation = c.id)
-             FROM conversations c";
-        let row = |r: &rusqlite::Row<'_>| {
-            Ok(Conversation {
-                id: r.get(0)?,
-                tool: r.get(1)?,
-                model: r.get(2)?,
-                title: r.get(3)?,
-                updated_ms: r.get(4)?,
-                messages: r.get(5)?,
-            })
-        };
+        let row = conversation_row;
         let found = match id {
             None => self
                 .conn
                 .query_row(
-                    &format!("{COLUMNS} ORDER BY c.updated_ms DESC, c.rowid DESC LIMIT 1"),
+                    &format!(
+                        "{CONVERSATION_COLUMNS} ORDER BY c.updated_ms DESC, c.rowid DESC LIMIT 1"
+                    ),
                     [],
                     row,
                 )
                 .optional()?,
             Some(id) => {
                 let mut stmt = self.conn.prepare(&format!(
-                    "{COLUMNS} WHERE substr(c.id, 1, length(?1)) = ?1 ORDER BY c.id = ?1 DESC LIMIT 2"
+                    "{CONVERSATION_COLUMNS} WHERE substr(c.id, 1, length(?1)) = ?1 ORDER BY c.id = ?1 DESC LIMIT 2"
                 ))?;
                 let found: Vec<Conversation> = stmt
                     .query_map(params![id], row)?
@@ -372,25 +362,30 @@ impl Store {
 
     /// Returns the latest `limit` conversations, newest first.
     pub(crate) fn conversations(&self, limit: usize) -> Result<Vec<Conversation>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT c.id, c.tool, c.model, c.title, c.updated_ms,
-                (SELECT count(*) FROM messages m WHERE m.conversation = c.id)
-             FROM conversations c ORDER BY c.updated_ms DESC, c.rowid DESC LIMIT ?1",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{CONVERSATION_COLUMNS} ORDER BY c.updated_ms DESC, c.rowid DESC LIMIT ?1"
+        ))?;
         let found = stmt
-            .query_map(params![limit as i64], |r| {
-                Ok(Conversation {
-                    id: r.get(0)?,
-                    tool: r.get(1)?,
-                    model: r.get(2)?,
-                    title: r.get(3)?,
-                    updated_ms: r.get(4)?,
-                    messages: r.get(5)?,
-                })
-            })?
+            .query_map(params![limit as i64], conversation_row)?
             .collect::<Result<_, _>>()?;
         Ok(found)
     }
+}
+
+/// The columns [`conversation_row`] reads.
+const CONVERSATION_COLUMNS: &str = "SELECT c.id, c.tool, c.model, c.title, c.updated_ms,
+        (SELECT count(*) FROM messages m WHERE m.conversation = c.id)
+     FROM conversations c";
+
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: r.get(0)?,
+        tool: r.get(1)?,
+        model: r.get(2)?,
+        title: r.get(3)?,
+        updated_ms: r.get(4)?,
+        messages: r.get(5)?,
+    })
 }
 
 fn now_ms() -> i64 {
