@@ -356,8 +356,11 @@ impl OpenAi {
         if stream {
             let mut events = response.events();
             while let Some(event) = events.next_expecting_done(&*cx)? {
+                if let Some(err) = event.error() {
+                    return Err(err);
+                }
                 let value: Value = event.json()?;
-                if let Some(err) = event.error().or_else(|| api::stream_error(&value)) {
+                if let Some(err) = api::stream_error(&value) {
                     return Err(err);
                 }
                 let chunk: Completion =
