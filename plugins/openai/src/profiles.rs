@@ -252,7 +252,7 @@ fn common_settings(tool: ToolSpec, env_prefix: &str) -> ToolSpec {
     .setting(SettingSpec::new(
         "timeout",
         format!("{env_prefix}_TIMEOUT"),
-        "seconds a request may take before the first byte of its answer (default 600)",
+        "seconds a request may take, whole answer included (default 600; a streamed answer may run up to an hour)",
     ))
 }
 
