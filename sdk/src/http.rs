@@ -14,7 +14,10 @@
 //! which sends the same key on every attempt. Any other request is retried only when the
 //! service cannot have acted on it: the connection could not be established, so nothing was
 //! sent, or the service answered 429. Otherwise the error says the request may have reached
-//! the service and was not sent again, so the user checks before trying once more. Values marked secret (keys in headers, tokens in URLs) are scrubbed from every
+//! the service and was not sent again, so the user checks before trying once more. A
+//! service whose error bodies say more than its status (a quota that waiting will not lift,
+//! a model still loading) gets a reader with [`Request::read_errors`], which may end the
+//! request at once or declare it refused and safe to resend. Values marked secret (keys in headers, tokens in URLs) are scrubbed from every
 //! error message, and messages name only the scheme, host and port of a URL, never its path or
 //! query.
 //!
@@ -267,6 +270,48 @@ pub struct Request {
     /// Set by [`Request::idempotent`] or [`Request::idempotency_key`]; `None` follows the
     /// method.
     idempotent: Option<bool>,
+    /// Set by [`Request::read_errors`].
+    error_reader: Option<Arc<ErrorReader>>,
+}
+
+type ErrorReader = dyn Fn(&ErrorReply<'_>) -> Verdict + Send + Sync;
+
+/// An answer that is not 2xx, as a [`Request::read_errors`] reader sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorReply<'a> {
+    /// The status code.
+    pub status: u16,
+    /// Every header, names in lowercase.
+    pub headers: &'a [(String, String)],
+    /// The start of the body (up to 16 KiB).
+    pub body: &'a [u8],
+}
+
+impl ErrorReply<'_> {
+    /// Returns the first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(self.headers, name)
+    }
+
+    /// Returns the body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(self.body).ok()
+    }
+}
+
+/// What a [`Request::read_errors`] reader makes of an answer that is not 2xx.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Handle it as the client always does (see the [module docs](self)).
+    Default,
+    /// End the request with this error at once, without retrying. Secrets are scrubbed from
+    /// it.
+    Fail(PluginError),
+    /// The service refused the request without acting on it (a rate limit, a model still
+    /// loading), so it may be sent again even if it is not idempotent: after the wait given,
+    /// or the wait the service asked for, or the usual backoff. The client's retry count
+    /// still bounds it.
+    Retry(Option<Duration>),
 }
 
 impl fmt::Debug for Request {
@@ -298,6 +343,7 @@ impl Request {
             timeout: None,
             secrets: Vec::new(),
             idempotent: None,
+            error_reader: None,
         }
     }
 
@@ -371,6 +417,17 @@ impl Request {
     /// it.
     pub fn idempotency_key(self, name: impl Into<String>, key: impl Into<String>) -> Self {
         self.header(name, key).idempotent(true)
+    }
+
+    /// Lets `reader` decide what an answer that is not 2xx means before the client's usual
+    /// handling: a service's own error body, a rate limit that waiting will not lift, a wait
+    /// given in a header the client does not know.
+    pub fn read_errors(
+        mut self,
+        reader: impl Fn(&ErrorReply<'_>) -> Verdict + Send + Sync + 'static,
+    ) -> Self {
+        self.error_reader = Some(Arc::new(reader));
+        self
     }
 
     /// Returns whether the request may be resent after a failure that may have reached the
@@ -548,6 +605,8 @@ enum Failure {
         status: u16,
         retry_after: Option<Duration>,
         excerpt: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
     },
     /// No answer: connecting, sending or waiting for the response head failed. `sent` is
     /// false only when no connection was made, so the request cannot have left.
@@ -641,6 +700,7 @@ impl Failure {
                 status: 429,
                 retry_after,
                 excerpt,
+                ..
             } => PluginError::rate_limited(
                 format!(
                     "the service is rate limiting requests (HTTP 429){tried}{}",
@@ -660,6 +720,7 @@ impl Failure {
                 status: status @ 500..=599,
                 retry_after,
                 excerpt,
+                ..
             } => {
                 let err = PluginError::unavailable(format!(
                     "{origin} failed with HTTP {status}{tried}{}",
@@ -850,17 +911,41 @@ impl Client {
                 Ok(outcome) => return Ok(outcome),
                 Err(failure) => failure,
             };
-            if !failure.is_retryable(self.policy.retry_timeouts) {
-                return Err(failure.into_error(origin, timeout, scrub, attempt));
-            }
-            if !request.is_idempotent() && failure.may_have_reached_service() {
-                let err = failure.into_error(origin, timeout, scrub, attempt);
-                return Err(not_resent(err, &request.method));
+            let verdict = match (&request.error_reader, &failure) {
+                (
+                    Some(reader),
+                    Failure::Status {
+                        status,
+                        headers,
+                        body,
+                        ..
+                    },
+                ) => reader(&ErrorReply {
+                    status: *status,
+                    headers,
+                    body,
+                }),
+                _ => Verdict::Default,
+            };
+            let refused = match verdict {
+                Verdict::Fail(err) => return Err(scrub_error(err, scrub)),
+                Verdict::Retry(wait) => Some(wait),
+                Verdict::Default => None,
+            };
+            if refused.is_none() {
+                if !failure.is_retryable(self.policy.retry_timeouts) {
+                    return Err(failure.into_error(origin, timeout, scrub, attempt));
+                }
+                if !request.is_idempotent() && failure.may_have_reached_service() {
+                    let err = failure.into_error(origin, timeout, scrub, attempt);
+                    return Err(not_resent(err, &request.method));
+                }
             }
             if attempt >= attempts {
                 return Err(failure.into_error(origin, timeout, scrub, attempt));
             }
-            let (wait, why) = match failure.asked_wait() {
+            let asked = refused.flatten().or_else(|| failure.asked_wait());
+            let (wait, why) = match asked {
                 // Waiting a minute and then hitting the same limit wastes the user's time;
                 // the error carries the wait so the user (or the host) can decide.
                 Some(asked) if asked > MAX_RETRY_AFTER => {
@@ -921,11 +1006,14 @@ impl Client {
             let status = response.status().as_u16();
             if !(200..300).contains(&status) {
                 let retry_after = retry_after(response.headers(), SystemTime::now());
-                let excerpt = error_excerpt(response).await;
+                let headers = collect_headers(response.headers());
+                let body = error_body(response).await;
                 return Err(Failure::Status {
                     status,
                     retry_after,
-                    excerpt,
+                    excerpt: excerpt(&body),
+                    headers,
+                    body,
                 });
             }
             if !buffered {
@@ -1015,9 +1103,8 @@ fn collect_headers(map: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Reads the start of an error body and returns it as one short line (unscrubbed; the error
-/// it ends up in is scrubbed).
-async fn error_excerpt(mut response: reqwest::Response) -> String {
+/// Reads the start of an error body (unscrubbed; the error it ends up in is scrubbed).
+async fn error_body(mut response: reqwest::Response) -> Vec<u8> {
     let mut body = Vec::new();
     while body.len() < ERROR_BODY_LIMIT {
         match response.chunk().await {
@@ -1025,7 +1112,7 @@ async fn error_excerpt(mut response: reqwest::Response) -> String {
             _ => break,
         }
     }
-    excerpt(&body)
+    body
 }
 
 pub(crate) fn excerpt(body: &[u8]) -> String {
@@ -1733,6 +1820,38 @@ mod tests {
             keyed.headers,
             vec![("Idempotency-Key".to_string(), "k1".to_string())]
         );
+    }
+
+    #[test]
+    fn an_error_reader_can_fail_at_once_or_resend_a_refused_post() {
+        let server = scripted(vec![
+            Reply::Respond(Answer::text(503, "loading model")),
+            Reply::Respond(Answer::text(429, r#"{"code":"insufficient_quota"}"#)),
+            ok("never"),
+        ]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let request = Request::post(server.url())
+            .body("work")
+            .read_errors(|reply| {
+                let body = String::from_utf8_lossy(reply.body);
+                if reply.status == 503 && body.contains("loading") {
+                    Verdict::Retry(Some(Duration::from_millis(1)))
+                } else if body.contains("insufficient_quota") {
+                    Verdict::Fail(PluginError::invalid_input(format!(
+                        "no credit left (HTTP {})",
+                        reply.status
+                    )))
+                } else {
+                    Verdict::Default
+                }
+            });
+        let err = client.fetch(&request, &mut cx).unwrap_err();
+        // The 503 was resent although POST is not idempotent; the 429 was not retried.
+        assert_eq!(posts(&server), 2);
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert_eq!(err.message, "no credit left (HTTP 429)");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Run {
     pub logs: Vec<LogLine>,
     /// The checkpoints recorded, in order.
     pub checkpoints: Vec<Value>,
+    /// Every write to every output, in order: the output's name and the bytes of that one
+    /// write. Shows whether text arrived piece by piece.
+    pub writes: Vec<(String, Vec<u8>)>,
     /// How the job ended.
     pub result: Result<JobResult, CallError>,
 }
@@ -81,48 +84,118 @@ pub fn run<P: Plugin>(tool: &str, settings: &Settings, job: Job) -> Run {
 ///
 /// The job's parameters are checked against the tool's manifest first (its task's common
 /// parameters and its own, with defaults filled in); a refused job ends with the
-/// invalid-input error the host would have given, without calling the plugin.
+/// invalid-input error the host would have given, without calling the plugin. Settings the
+/// tool declares with a default get it when `settings` lacks them, as the host does.
 pub fn run_with_cancel<P: Plugin>(
     tool: &str,
     settings: &Settings,
-    mut job: Job,
+    job: Job,
     cancel: Arc<AtomicBool>,
 ) -> Run {
-    let mut collector = Collector {
-        run: Run {
-            outputs: Vec::new(),
-            closed: Vec::new(),
-            progress: Vec::new(),
-            logs: Vec::new(),
-            checkpoints: Vec::new(),
-            result: Ok(JobResult::default()),
-        },
-        ids: Vec::new(),
-        cancel,
-    };
-    let lib = PluginLib::of::<P>();
-    let checked = lib
-        .manifest()
-        .and_then(|manifest| check_job::<P>(&manifest, tool, &job).map_err(CallError::Plugin));
-    let result = checked.and_then(|params| {
-        job.params = params;
-        let request = CreateRequest {
+    Runner::new(tool, settings).cancel(cancel).run::<P>(job)
+}
+
+/// What [`Runner::watch`] calls after every event.
+type Watch<'w> = Box<dyn FnMut(&Run) -> bool + 'w>;
+
+/// Runs a job like [`run`] with more control: the user's configuration of the plugin's
+/// tools (for tools from [`Plugin::describe`]), a cancel flag, and a watcher that sees the
+/// job's events as they happen.
+pub struct Runner<'w> {
+    tool: String,
+    settings: Settings,
+    config: serde_json::Map<String, Value>,
+    cancel: Arc<AtomicBool>,
+    watch: Option<Watch<'w>>,
+}
+
+impl<'w> Runner<'w> {
+    /// Returns a runner for `tool` with `settings`.
+    pub fn new(tool: &str, settings: &Settings) -> Runner<'w> {
+        Runner {
             tool: tool.to_string(),
             settings: settings.clone(),
+            config: serde_json::Map::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            watch: None,
+        }
+    }
+
+    /// Sets the configuration the host would describe the plugin's tools with: the
+    /// `[tools.<id>]` tables as JSON (see [`DescribeRequest::config`]).
+    pub fn config(mut self, config: serde_json::Map<String, Value>) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets a flag another thread may set to cancel the job.
+    pub fn cancel(mut self, cancel: Arc<AtomicBool>) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// Calls `watch` after every event the job sends, with what the job did so far; when it
+    /// returns false the job is cancelled, as by Ctrl-C.
+    pub fn watch(mut self, watch: impl FnMut(&Run) -> bool + 'w) -> Self {
+        self.watch = Some(Box::new(watch));
+        self
+    }
+
+    /// Runs `job`.
+    pub fn run<P: Plugin>(self, mut job: Job) -> Run {
+        let Runner {
+            tool,
+            mut settings,
+            config,
+            cancel,
+            watch,
+        } = self;
+        let mut collector = Collector {
+            run: Run {
+                outputs: Vec::new(),
+                closed: Vec::new(),
+                progress: Vec::new(),
+                logs: Vec::new(),
+                checkpoints: Vec::new(),
+                writes: Vec::new(),
+                result: Ok(JobResult::default()),
+            },
+            ids: Vec::new(),
+            cancel,
+            watch,
         };
-        lib.create(&request)
-            .and_then(|instance| instance.invoke(&job, &mut collector))
-    });
-    collector.run.result = result;
-    collector.run
+        let lib = PluginLib::of::<P>();
+        let checked = lib.manifest().and_then(|manifest| {
+            check_job::<P>(&manifest, &config, &tool, &job).map_err(CallError::Plugin)
+        });
+        let result = checked.and_then(|(params, spec)| {
+            job.params = params;
+            for setting in &spec.settings {
+                if let Some(default) = &setting.default
+                    && settings.get(&setting.name).is_none()
+                {
+                    settings.set(setting.name.clone(), default.clone());
+                }
+            }
+            let request = CreateRequest {
+                tool: tool.clone(),
+                settings,
+            };
+            lib.create(&request)
+                .and_then(|instance| instance.invoke(&job, &mut collector))
+        });
+        collector.run.result = result;
+        collector.run
+    }
 }
 
 /// Checks a job's parameters against the tool as the manifest (or `describe`) declares it.
 fn check_job<P: Plugin>(
     manifest: &Manifest,
+    config: &serde_json::Map<String, Value>,
     tool: &str,
     job: &Job,
-) -> Result<serde_json::Map<String, Value>, PluginError> {
+) -> Result<(serde_json::Map<String, Value>, ToolSpec), PluginError> {
     let mut spec = manifest.tools.iter().find(|t| t.id == tool).cloned();
     if spec.as_ref().is_none_or(|s| !s.described_by.is_empty()) {
         // Tools from configuration, or parameters described by arguments.
@@ -137,8 +210,8 @@ fn check_job<P: Plugin>(
             .unwrap_or_default();
         let request = DescribeRequest {
             tool: spec.as_ref().map(|s| s.id.clone()),
+            config: config.clone(),
             args,
-            ..DescribeRequest::default()
         };
         if let Some(found) = P::describe(&request)?.into_iter().find(|t| t.id == tool) {
             spec = Some(found);
@@ -152,7 +225,7 @@ fn check_job<P: Plugin>(
         ))
     })?;
     let params = crate::params::params_of(&task, &spec);
-    Ok(crate::params::check_params(&params, &job.params)?)
+    Ok((crate::params::check_params(&params, &job.params)?, spec))
 }
 
 /// Returns a job for `tool` doing `task` with `params` given as JSON.
@@ -164,14 +237,15 @@ pub fn job(task: &str, tool: &str, params: serde_json::Value) -> Job {
     job
 }
 
-struct Collector {
+struct Collector<'w> {
     run: Run,
     /// Output names by id.
     ids: Vec<(u32, String)>,
     cancel: Arc<AtomicBool>,
+    watch: Option<Watch<'w>>,
 }
 
-impl EventHandler for Collector {
+impl EventHandler for Collector<'_> {
     fn event(&mut self, event: Event<'_>) -> bool {
         match event {
             Event::Open(id, header) => {
@@ -180,6 +254,9 @@ impl EventHandler for Collector {
             }
             Event::Write(id, bytes) => {
                 let name = self.ids.iter().find(|(i, _)| *i == id).map(|(_, n)| n);
+                if let Some(name) = name {
+                    self.run.writes.push((name.clone(), bytes.to_vec()));
+                }
                 if let Some((_, data)) = self
                     .run
                     .outputs
@@ -198,6 +275,11 @@ impl EventHandler for Collector {
             Event::Progress(p) => self.run.progress.push(p),
             Event::Log(l) => self.run.logs.push(l),
             Event::Checkpoint(v) => self.run.checkpoints.push(v),
+        }
+        if let Some(watch) = &mut self.watch
+            && !watch(&self.run)
+        {
+            self.cancel.store(true, Ordering::SeqCst);
         }
         !self.cancel.load(Ordering::SeqCst)
     }

@@ -293,6 +293,11 @@ pub struct SettingSpec {
     /// Whether it must never be printed, logged or stored in history.
     #[serde(default, skip_serializing_if = "is_false")]
     pub secret: bool,
+    /// The value the tool gets when the user gave none. Only a described tool needs one: its
+    /// configuration (a profile's URL, say) reaches the instance this way. A setting with a
+    /// default counts as set when readiness is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 impl SettingSpec {
@@ -308,7 +313,14 @@ impl SettingSpec {
             description: description.into(),
             required: false,
             secret: false,
+            default: None,
         }
+    }
+
+    /// Sets the value used when the user gave none.
+    pub fn default_value(mut self, value: impl Into<String>) -> Self {
+        self.default = Some(value.into());
+        self
     }
 
     /// Marks the setting as required.

@@ -122,6 +122,65 @@ pub enum Reply {
     Hang,
     /// Closes the connection without answering.
     Close,
+    /// Sends the response's status and headers, then a body that the [`StreamBody`] writes
+    /// piece by piece with chunked transfer coding (the response's own body is ignored), then
+    /// closes the connection. When the writer fails, the connection closes without the final
+    /// chunk, as a server that dies mid-answer.
+    Stream(Response, StreamBody),
+}
+
+/// Writes a streamed body: server-sent events, JSON lines, audio as it is made.
+#[derive(Clone)]
+pub struct StreamBody(Arc<WriteBody>);
+
+type WriteBody = dyn Fn(&mut Chunks<'_>) -> io::Result<()> + Send + Sync;
+
+impl StreamBody {
+    /// Returns a body written by `write`, which sends pieces with [`Chunks::send`].
+    pub fn new(write: impl Fn(&mut Chunks<'_>) -> io::Result<()> + Send + Sync + 'static) -> Self {
+        StreamBody(Arc::new(write))
+    }
+}
+
+impl std::fmt::Debug for StreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamBody(..)")
+    }
+}
+
+/// Where a [`StreamBody`] sends its pieces.
+pub struct Chunks<'a> {
+    writer: &'a TcpStream,
+    stopping: &'a AtomicBool,
+}
+
+impl Chunks<'_> {
+    /// Sends `bytes` as one chunk at once; fails when the client left or the server stops.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer;
+        writer.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+        writer.write_all(bytes)?;
+        writer.write_all(b"\r\n")?;
+        writer.flush()
+    }
+
+    /// Sleeps for `duration`, failing early when the server stops.
+    pub fn pause(&mut self, duration: Duration) -> io::Result<()> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < duration {
+            if self.stopping.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::ConnectionAborted.into());
+            }
+            thread::sleep(HOLD_POLL.min(duration.saturating_sub(start.elapsed())));
+        }
+        Ok(())
+    }
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync + 'static;
@@ -287,6 +346,36 @@ fn serve(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
                 return Ok(());
             }
             Reply::Close => return Ok(()),
+            Reply::Stream(mut response, body) => {
+                response.headers.retain(|(k, _)| {
+                    !k.eq_ignore_ascii_case("content-length")
+                        && !k.eq_ignore_ascii_case("transfer-encoding")
+                });
+                response
+                    .headers
+                    .push(("Transfer-Encoding".into(), "chunked".into()));
+                response.headers.push(("Connection".into(), "close".into()));
+                let mut head = format!(
+                    "HTTP/1.1 {} {}\r\n",
+                    response.status,
+                    reason(response.status)
+                );
+                for (name, value) in &response.headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                writer.write_all(head.as_bytes())?;
+                writer.flush()?;
+                let mut chunks = Chunks {
+                    writer: stream,
+                    stopping: &shared.stopping,
+                };
+                if (body.0)(&mut chunks).is_ok() {
+                    writer.write_all(b"0\r\n\r\n")?;
+                    writer.flush()?;
+                }
+                return Ok(());
+            }
         }
     }
 }

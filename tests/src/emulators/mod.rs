@@ -1,3 +1,4 @@
 //! One in-process fake per vendor API.
 
 pub mod azure;
+pub mod openai;
