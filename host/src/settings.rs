@@ -15,6 +15,8 @@ pub(crate) enum SettingSource {
     Env(String),
     ConfigFile,
     ConfigCommand,
+    /// The default the tool's description gives (a configured profile's URL, say).
+    Default,
     Missing,
 }
 
@@ -25,6 +27,7 @@ impl SettingSource {
             SettingSource::Env(var) => format!("${var}"),
             SettingSource::ConfigFile => "config file".to_string(),
             SettingSource::ConfigCommand => "config file command".to_string(),
+            SettingSource::Default => "the tool's configuration".to_string(),
             SettingSource::Missing => "not set".to_string(),
         }
     }
@@ -53,6 +56,9 @@ pub(crate) fn source_of(
     }
     if config.setting_command(tool, &setting.name).is_some() {
         return SettingSource::ConfigCommand;
+    }
+    if setting.default.as_deref().is_some_and(|d| !d.is_empty()) {
+        return SettingSource::Default;
     }
     SettingSource::Missing
 }
@@ -160,6 +166,7 @@ pub(crate) fn resolve(
                     .expect("source says it exists");
                 Some(run_command(&tool.id, &setting.name, &command)?)
             }
+            SettingSource::Default => setting.default.clone(),
             SettingSource::Missing => None,
         };
         match value {

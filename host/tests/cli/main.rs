@@ -11,3 +11,4 @@ mod jobs;
 mod registry;
 mod run;
 mod template;
+mod text;
