@@ -10,8 +10,8 @@
 # The cache directory is ${LAUNCHER_ENGINES_DIR:-$HOME/.cache/launcher-test-engines}. Each engine
 # gets its own Python venv there, installed from pinned top-level packages and a committed
 # constraints file (the exact tree that was tested), so CI installs what a developer tested.
-# Downloaded wheels are kept in a wheelhouse beside the venvs (and pip's cache too), so a
-# re-created venv installs without the network. Each engine writes NAME/engine.env, a manifest
+# Downloaded wheels are kept in a wheelhouse beside the venvs, and installs read only from it,
+# so a re-created venv installs without the network (pip's cache dir is pointed there too). Each engine writes NAME/engine.env, a manifest
 # of KEY=VALUE lines the test kit reads (python, launcher script, model path, versions) without
 # running Python; its `stamp` line covers the pins, so a second run with everything present
 # returns in seconds. Weights come inside packages: nothing fetches from a model hub, now or
