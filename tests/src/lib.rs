@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod emulators;
+pub mod engines;
 pub mod http;
 pub mod media;
