@@ -179,12 +179,15 @@ fn shared(cell: &'static OnceLock<Option<Engine>>, name: &str) -> Option<&'stati
 /// Reads `NAME/engine.env`; `None` when the engine is not installed or its files are gone.
 fn read_manifest(name: &str) -> Option<HashMap<String, String>> {
     let text = std::fs::read_to_string(engines_dir().join(name).join("engine.env")).ok()?;
-    let manifest: HashMap<String, String> = text
+    let mut manifest: HashMap<String, String> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .collect();
+    if let Some(script) = manifest.get_mut("launcher") {
+        *script = launch_script(script);
+    }
     let present = |key: &str| manifest.get(key).is_some_and(|p| Path::new(p).exists());
     (present("python") && present("model") && present("launcher")).then_some(manifest)
 }
@@ -223,6 +226,20 @@ impl Spec {
             health: "/health",
         })
     }
+}
+
+/// Returns the launch script of this checkout with the manifest's file name: the engines are
+/// cached between checkouts (CI clones anew each time), their launch scripts are not.
+fn launch_script(recorded: &str) -> String {
+    let file = Path::new(recorded)
+        .file_name()
+        .map(|f| f.to_os_string())
+        .unwrap_or_default();
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("engines")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 enum Started {
