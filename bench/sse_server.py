@@ -58,11 +58,19 @@ class Handler(BaseHTTPRequestHandler):
             send(json.dumps(chunk))
         send("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
+
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that hangs up once it has its answer is not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def main():
     Handler.tokens = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = Server(("127.0.0.1", 0), Handler)
     print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     server.serve_forever()
 

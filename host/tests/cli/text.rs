@@ -152,3 +152,68 @@ fn readiness_of_cloud_and_local_profiles_and_user_profiles() {
         "the user profile is listed"
     );
 }
+
+/// The real thing: llama.cpp's server with SmolLM2, through the binary.
+#[test]
+fn a_real_local_model_answers_through_the_binary() {
+    let Some(llama) = launcher_testkit::engines::llama() else {
+        return;
+    };
+    let mut ctx = test_context!();
+    ctx.env("LLAMACPP_BASE_URL", llama.base_url());
+    let out = ctx.run([
+        "run",
+        "chat",
+        "Say hello.",
+        "--model",
+        llama.model(),
+        "--max-tokens",
+        "12",
+        "--json",
+    ]);
+    out.success();
+    let report = out.json();
+    assert_eq!(report["tool"], "llamacpp");
+    assert!(
+        !report["outputs"][0]["text"].as_str().unwrap().trim().is_empty(),
+        "{report}"
+    );
+    assert!(report["info"]["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(report["info"]["timings"].is_object(), "{report}");
+
+    // Piped, continued, and cut short by --max-tokens.
+    let piped = ctx.run_with_stdin(
+        ["run", "chat", "-c", "--max-tokens", "4"],
+        b"And again, shorter.",
+    );
+    piped.success();
+    assert!(!piped.stdout.trim().is_empty());
+    assert!(piped.stderr.contains("length") || piped.stderr.contains("max"), "{}", piped.stderr);
+
+    let completed = ctx.run([
+        "run",
+        "llamacpp",
+        "--task",
+        "complete",
+        "The capital of France is",
+        "--max-tokens",
+        "6",
+        "--model",
+        llama.model(),
+    ]);
+    completed.success();
+    assert!(!completed.stdout.trim().is_empty());
+
+    let models = ctx.run(["run", "models", "--tool", "llamacpp", "--json"]);
+    models.success();
+    assert!(
+        models
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == llama.model()),
+        "{}",
+        models.stdout
+    );
+}
