@@ -175,10 +175,19 @@ fn a_real_local_model_answers_through_the_binary() {
     let report = out.json();
     assert_eq!(report["tool"], "llamacpp");
     assert!(
-        !report["outputs"][0]["text"].as_str().unwrap().trim().is_empty(),
+        !report["outputs"][0]["text"]
+            .as_str()
+            .unwrap()
+            .trim()
+            .is_empty(),
         "{report}"
     );
-    assert!(report["info"]["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(
+        report["info"]["usage"]["completion_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert!(report["info"]["timings"].is_object(), "{report}");
 
     // Piped, continued, and cut short by --max-tokens.
@@ -188,7 +197,11 @@ fn a_real_local_model_answers_through_the_binary() {
     );
     piped.success();
     assert!(!piped.stdout.trim().is_empty());
-    assert!(piped.stderr.contains("length") || piped.stderr.contains("max"), "{}", piped.stderr);
+    assert!(
+        piped.stderr.contains("length") || piped.stderr.contains("max"),
+        "{}",
+        piped.stderr
+    );
 
     let completed = ctx.run([
         "run",

@@ -69,7 +69,9 @@ pub const BUILTINS: &[Builtin] = &[
         model: None,
         tasks: LLM_TASKS,
         local: true,
-        include_usage: false,
+        // llama-server answers a streamed chat's usage in a last chunk when asked (seen
+        // against the real server in the engine tests).
+        include_usage: true,
     },
     Builtin {
         id: "vllm",
