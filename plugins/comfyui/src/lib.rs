@@ -253,10 +253,16 @@ impl ComfyUi {
                 );
             }
         }
+        let original = workflow.clone();
         for param in workflow.params.clone() {
             let Some(mut value) = job.params.get(&param.name).cloned() else {
                 continue;
             };
+            // A value the graph already has changes nothing, and must not undo another
+            // parameter that sets the same input.
+            if original.value(&param) == Some(&value) && !param.image {
+                continue;
+            }
             if param.image {
                 let path = value.as_str().unwrap_or_default().to_string();
                 value = json!(self.upload(&path, cx)?);

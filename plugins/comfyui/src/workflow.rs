@@ -203,6 +203,11 @@ impl Workflow {
         self.graph.get(id)?.get("class_type")?.as_str()
     }
 
+    /// Returns the value `param`'s input has on its first node.
+    pub fn value(&self, param: &Param) -> Option<&Value> {
+        self.graph.get(param.nodes.first()?)?["inputs"].get(&param.input)
+    }
+
     /// Sets parameter `name`'s input on each of its nodes to `value`.
     pub fn set(&mut self, param: &Param, value: Value) {
         for node in &param.nodes {
