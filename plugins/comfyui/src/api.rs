@@ -266,7 +266,7 @@ pub fn refused(body: &Value) -> PluginError {
     }
     if checkpoints {
         message.push_str(
-            "\nPick a checkpoint with --model; `launcher run comfyui models` lists them.",
+            "\nPick a checkpoint with --model; `launcher run models --tool comfyui` lists them.",
         );
     }
     PluginError::invalid_input(message)
