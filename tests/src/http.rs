@@ -127,6 +127,30 @@ pub enum Reply {
     /// closes the connection. When the writer fails, the connection closes without the final
     /// chunk, as a server that dies mid-answer.
     Stream(Response, StreamBody),
+    /// Sends the response's status and headers (a `101 Switching Protocols`, say), then hands
+    /// the connection to the [`Takeover`], which speaks the new protocol on it (a websocket)
+    /// until it returns; then the connection closes.
+    Upgrade(Response, Takeover),
+}
+
+/// Speaks another protocol on a connection after [`Reply::Upgrade`].
+#[derive(Clone)]
+pub struct Takeover(Arc<TakeOver>);
+
+type TakeOver = dyn Fn(TcpStream) + Send + Sync;
+
+impl Takeover {
+    /// Returns a takeover that runs `serve` on the upgraded connection's thread. The socket
+    /// is shut down when the server is dropped, which ends any read `serve` is blocked in.
+    pub fn new(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Self {
+        Takeover(Arc::new(serve))
+    }
+}
+
+impl std::fmt::Debug for Takeover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Takeover")
+    }
 }
 
 /// Writes a streamed body: server-sent events, JSON lines, audio as it is made.
@@ -346,6 +370,12 @@ fn serve(stream: &TcpStream, shared: &Shared) -> io::Result<()> {
                 return Ok(());
             }
             Reply::Close => return Ok(()),
+            Reply::Upgrade(response, takeover) => {
+                writer.write_all(&response_head(&response))?;
+                writer.flush()?;
+                (takeover.0)(stream.try_clone()?);
+                return Ok(());
+            }
             Reply::Stream(mut response, body) => {
                 response.headers.retain(|(k, _)| {
                     !k.eq_ignore_ascii_case("content-length")
