@@ -860,6 +860,27 @@ impl Client {
         }
     }
 
+    /// Sends a cleanup request once, even though the job was cancelled: the service's own
+    /// cancel (`/interrupt`, `DELETE /tasks/{id}`) that a cancelled job owes it.
+    ///
+    /// One attempt, no retries, at most `timeout`; the body is read whole (cancel answers are
+    /// small). Use it only on the way out of a cancelled job.
+    pub fn send_after_cancel(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Fetched, PluginError> {
+        let mut request = request.clone();
+        request.timeout = Some(timeout);
+        let prepared = self.prepare(&request)?;
+        let never = std::sync::atomic::AtomicBool::new(false);
+        match self.attempt(&request, &never, true, &prepared.scrub) {
+            Ok(Outcome::Buffered(fetched)) => Ok(fetched),
+            Ok(Outcome::Streaming(_)) => unreachable!("asked for a buffered response"),
+            Err(failure) => Err(failure.into_error(&prepared.origin, timeout, &prepared.scrub, 1)),
+        }
+    }
+
     /// Sends `request` like [`Client::send`] and reads the whole body; an attempt whose body
     /// breaks off is retried too.
     pub fn fetch(&self, request: &Request, cx: &mut Context<'_>) -> Result<Fetched, PluginError> {
@@ -1540,6 +1561,35 @@ mod tests {
         canceller.join().unwrap();
         assert_eq!(err.kind, ErrorKind::Cancelled);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_cancelled_job_can_still_send_its_cleanup_once() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&hits);
+        let server = HttpServer::start(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Reply::Respond(Answer::text(500, "busy"))
+        });
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        host.cancel.store(true, Ordering::SeqCst);
+        let mut cx = Context::new(&mut host);
+        let interrupt = Request::post(format!("{}/interrupt", server.url()));
+        let err = client.send(&interrupt, &mut cx).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Cancelled);
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        // Sent once though the job is cancelled; a failure is reported, not retried.
+        let err = client
+            .send_after_cancel(&interrupt, Duration::from_secs(2))
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        let ok = HttpServer::start(|_| Reply::Respond(Answer::text(200, "{}")));
+        let fetched = client
+            .send_after_cancel(&Request::post(ok.url()), Duration::from_secs(2))
+            .unwrap();
+        assert_eq!(fetched.status, 200);
     }
 
     #[test]

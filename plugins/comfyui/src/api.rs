@@ -1,8 +1,6 @@
 //! ComfyUI's HTTP routes, as the adapter uses them: submit a graph, read its history, fetch
 //! and upload files, list checkpoints, and stop a prompt.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use launcher_sdk::http::{Client, Request, Response, Verdict};
@@ -168,50 +166,17 @@ impl Api {
 
     /// Sends one small JSON POST over plain HTTP and reads the status line.
     fn post_plain(&self, path: &str, body: &str) -> Result<(), String> {
-        let rest = self
-            .base
-            .strip_prefix("http://")
-            .ok_or("only plain http:// servers are reached after a cancellation")?;
-        let (authority, prefix) = match rest.split_once('/') {
-            Some((host, prefix)) => (host, format!("/{prefix}")),
-            None => (rest, String::new()),
-        };
-        let addr = if authority.contains(':') && !authority.ends_with(']') {
-            authority.to_string()
+        let request = Request::post(self.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        let answer = self
+            .client
+            .send_after_cancel(&request, CLEANUP_TIMEOUT)
+            .map_err(|e| e.message)?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
         } else {
-            format!("{authority}:80")
-        };
-        let target = addr
-            .to_socket_addrs()
-            .map_err(|e| e.to_string())?
-            .next()
-            .ok_or("the address resolves to nothing")?;
-        let mut stream =
-            TcpStream::connect_timeout(&target, CLEANUP_TIMEOUT).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(CLEANUP_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(Some(CLEANUP_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let head = format!(
-            "POST {prefix}{path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream
-            .write_all(head.as_bytes())
-            .map_err(|e| e.to_string())?;
-        stream
-            .write_all(body.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut answer = [0u8; 64];
-        let n = stream.read(&mut answer).map_err(|e| e.to_string())?;
-        let line = String::from_utf8_lossy(&answer[..n]);
-        match line.split_whitespace().nth(1) {
-            Some(code) if code.starts_with('2') => Ok(()),
-            Some(code) => Err(format!("ComfyUI answered {code}")),
-            None => Err("ComfyUI did not answer".to_string()),
+            Err(format!("ComfyUI answered {}", answer.status))
         }
     }
 }
