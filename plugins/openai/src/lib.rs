@@ -1,10 +1,14 @@
 //! OpenAI-compatible APIs for launcher: OpenAI itself, local servers (Ollama, llama.cpp,
-//! vLLM, LocalAI, ChatGLM2-6B's `openai_api.py`) and Chinese providers (DeepSeek, Qianfan,
+//! vLLM, LocalAI, ChatGLM2-6B's `openai_api.py`, faster-whisper-server) and Chinese providers (DeepSeek, Qianfan,
 //! DashScope, Moonshot, Zhipu, Hunyuan), each a profile and a tool of its own (see
 //! [`profiles`]), plus the user's own profiles from `config.toml`.
 //!
 //! Tasks: `chat` (streamed token by token to stdout as it arrives, or whole with
-//! `--stream false`), `complete` (base models), `embed` and `models`.
+//! `--stream false`), `complete` (base models), `embed` and `models`; and where a profile
+//! offers them (openai, localai, whisper) `stt`, `tts` (see [`speech`]) and `txt2img` (see
+//! [`images`]). The `model` setting names the text model; the media tasks take `--model` or
+//! the profile's default for the task (OpenAI: whisper-1, tts-1, dall-e-3), except on a
+//! profile without text tasks (whisper), where the setting names the media model.
 //!
 //! **Retries.** Chat, completion and embedding requests are billed per token and take no
 //! idempotency key, and a server that failed with a 5xx or timed out may have generated (and
@@ -29,7 +33,9 @@ use launcher_sdk::{
 use serde::Deserialize;
 
 pub mod api;
+pub mod images;
 pub mod profiles;
+pub mod speech;
 
 use api::{Completion, ErrorContext, ModelList};
 use profiles::Profile;
@@ -152,6 +158,9 @@ impl Plugin for OpenAi {
             "complete" => self.complete(job, cx),
             "embed" => self.embed(job, cx),
             "models" => self.models(cx),
+            "stt" => self.stt(job, cx),
+            "tts" => self.tts(job, cx),
+            "txt2img" => self.txt2img(job, cx),
             other => Err(PluginError::invalid_input(format!(
                 "tool `{}` does not perform task `{other}`",
                 self.profile.id
