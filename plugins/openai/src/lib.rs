@@ -19,8 +19,11 @@
 //! after that wait. llama.cpp answers 503 while it loads its model; that request was not
 //! acted on, so it is sent again until [`LOADING_DEADLINE`] has passed.
 //!
-//! **Ollama.** The `ollama` tool speaks Ollama's OpenAI-compatible `/v1` API; Ollama's
-//! native API (`/api/pull` with progress, `/api/tags`) is not used yet.
+//! **Ollama.** The `ollama` tool speaks Ollama's native API for chat (`/api/chat`), complete
+//! (`/api/generate`), both streamed as JSON lines, and models (`/api/tags`); a model the
+//! server does not have is pulled (`/api/pull`, with progress) when `--pull` is given, and
+//! otherwise the error says how to pull it. Embeddings stay on the OpenAI-compatible
+//! `/v1/embeddings`, and a job that names no model takes the first of `/v1/models`.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,7 @@ use serde::Deserialize;
 
 pub mod api;
 pub mod images;
+mod ollama;
 pub mod profiles;
 pub mod speech;
 
@@ -48,7 +52,7 @@ pub const LOADING_DEADLINE: Duration = Duration::from_secs(120);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A streamed answer may go on for long; the client's timeout covers the whole body.
-const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// One configured profile.
 pub struct OpenAi {
@@ -58,7 +62,7 @@ pub struct OpenAi {
 }
 
 #[derive(Deserialize)]
-struct ChatParams {
+pub(crate) struct ChatParams {
     prompt: String,
     system: Option<String>,
     model: Option<String>,
@@ -70,6 +74,9 @@ struct ChatParams {
     json_schema: Option<String>,
     #[serde(default)]
     image: Images,
+    /// The `ollama` tool's `--pull`.
+    #[serde(default)]
+    pull: bool,
 }
 
 fn yes() -> bool {
@@ -79,7 +86,7 @@ fn yes() -> bool {
 /// `--image` given once or several times.
 #[derive(Deserialize, Default)]
 #[serde(untagged)]
-enum Images {
+pub(crate) enum Images {
     #[default]
     None,
     One(String),
@@ -153,7 +160,11 @@ impl Plugin for OpenAi {
     }
 
     fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let native = self.profile.native_url.is_some();
         let result = match job.task.as_str() {
+            "chat" if native => self.ollama_generate(job, true, cx),
+            "complete" if native => self.ollama_generate(job, false, cx),
+            "models" if native => self.ollama_models(cx),
             "chat" => self.chat(job, cx),
             "complete" => self.complete(job, cx),
             "embed" => self.embed(job, cx),
@@ -458,7 +469,7 @@ impl OpenAi {
 }
 
 /// Returns an image file as a `data:` URI for a vision model.
-fn data_uri(path: &str) -> Result<String, PluginError> {
+pub(crate) fn data_uri(path: &str) -> Result<String, PluginError> {
     use base64::Engine;
     let bytes = std::fs::read(path)
         .map_err(|e| PluginError::invalid_input(format!("cannot read image `{path}`: {e}")))?;
@@ -473,7 +484,7 @@ fn data_uri(path: &str) -> Result<String, PluginError> {
 
 /// Returns `response_format` for a JSON Schema file: the file may hold the schema itself or
 /// OpenAI's `{name, schema, strict}` wrapper.
-fn response_format(path: &str) -> Result<Value, PluginError> {
+pub(crate) fn response_format(path: &str) -> Result<Value, PluginError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| PluginError::invalid_input(format!("cannot read `{path}`: {e}")))?;
     let schema: Value = launcher_sdk::serde_json::from_str(&text)

@@ -271,20 +271,24 @@ fn local_servers_need_no_key_and_use_the_first_model_when_none_is_named() {
 }
 
 #[test]
-fn ollama_reads_ollama_host() {
+fn ollama_reads_ollama_host_and_embeds_through_v1() {
     let emu = OpenAiEmulator::start(None, Flavor::OpenAi, None);
     let host = emu
         .base_url()
         .trim_end_matches("/v1")
         .trim_start_matches("http://")
         .to_string();
-    let run = chat(
+    let run = testing::run::<OpenAi>(
         "ollama",
         &Settings::from_values([("host", host)]),
-        json!({"prompt": "hi", "model": "llama3:8b"}),
+        testing::job(
+            "embed",
+            "ollama",
+            json!({"input": "hi", "model": "llama3:8b"}),
+        ),
     );
     run.result.as_ref().unwrap();
-    assert_eq!(emu.bodies(CHAT)[0]["model"], "llama3:8b");
+    assert_eq!(emu.bodies("/v1/embeddings")[0]["model"], "llama3:8b");
 }
 
 #[test]
@@ -919,4 +923,117 @@ fn localai_puts_the_negative_prompt_after_a_bar() {
         emu.bodies("/v1/images/generations")[0]["prompt"],
         "a fox|rain"
     );
+}
+
+// ---- Ollama's native API ----
+
+use launcher_testkit::emulators::ollama::{self, OllamaEmulator};
+
+fn ollama_settings(emu: &OllamaEmulator) -> Settings {
+    Settings::from_values([("host", emu.url())])
+}
+
+#[test]
+fn ollama_chat_streams_ndjson_tokens_with_options() {
+    let emu = OllamaEmulator::start(&["llama3:latest"]);
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "system": "be brief", "model": "llama3", "temperature": 0.2, "max_tokens": 9, "seed": 3}),
+    );
+    let info = run.result.as_ref().unwrap().info.clone();
+    assert_eq!(text(&run), ollama::TOKENS.concat());
+    let writes = run.writes.iter().filter(|(n, _)| n == "text").count();
+    assert_eq!(writes, ollama::TOKENS.len());
+    assert_eq!(info["done_reason"], "stop");
+    assert_eq!(info["eval_count"], ollama::TOKENS.len());
+    assert_eq!(
+        emu.bodies("/api/chat")[0],
+        json!({"model": "llama3", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+               "options": {"temperature": 0.2, "num_predict": 9, "seed": 3}, "stream": true})
+    );
+}
+
+#[test]
+fn ollama_complete_uses_generate_whole_or_streamed() {
+    let emu = OllamaEmulator::start(&["llama3:latest"]);
+    for stream in [true, false] {
+        let run = testing::run::<OpenAi>(
+            "ollama",
+            &ollama_settings(&emu),
+            testing::job(
+                "complete",
+                "ollama",
+                json!({"prompt": "Once", "model": "llama3", "stream": stream}),
+            ),
+        );
+        run.result.as_ref().unwrap();
+        assert_eq!(text(&run), ollama::TOKENS.concat());
+    }
+    let bodies = emu.bodies("/api/generate");
+    assert_eq!(bodies[0]["prompt"], "Once");
+    assert_eq!(bodies[1]["stream"], false);
+}
+
+#[test]
+fn ollama_models_come_from_tags() {
+    let emu = OllamaEmulator::start(&["llama3:latest", "qwen2.5:7b"]);
+    let run = testing::run::<OpenAi>(
+        "ollama",
+        &ollama_settings(&emu),
+        testing::job("models", "ollama", json!({})),
+    );
+    run.result.as_ref().unwrap();
+    let list: Value =
+        launcher_sdk::serde_json::from_slice(&run.output("models").unwrap().1).unwrap();
+    assert_eq!(list[1]["id"], "qwen2.5:7b");
+    assert_eq!(list[0]["details"]["parameter_size"], "8B");
+}
+
+#[test]
+fn ollama_missing_model_says_how_to_pull_or_pulls_with_progress() {
+    let emu = OllamaEmulator::start(&[]);
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "model": "phi3"}),
+    );
+    let e = err(&run);
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(
+        e.message.contains("model 'phi3' not found"),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.as_deref().unwrap().contains("ollama pull phi3"));
+
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "model": "phi3", "pull": true}),
+    );
+    run.result.as_ref().unwrap();
+    assert_eq!(text(&run), ollama::TOKENS.concat());
+    let fractions: Vec<f64> = run.progress.iter().filter_map(|p| p.fraction).collect();
+    assert_eq!(fractions, [0.25, 1.0]);
+    assert!(run.progress.last().unwrap().message.contains("success"));
+    assert_eq!(
+        emu.bodies("/api/pull")[0],
+        json!({"model": "phi3", "stream": true})
+    );
+    assert!(emu.models().contains(&"phi3:latest".to_string()));
+}
+
+#[test]
+fn ollama_mid_stream_error_ends_the_job_and_keeps_the_text() {
+    let emu = OllamaEmulator::start(&["llama3:latest"]);
+    emu.fail_mid_stream();
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "model": "llama3"}),
+    );
+    let e = err(&run);
+    assert!(e.message.contains("error was encountered"), "{}", e.message);
+    assert_eq!(text(&run), ollama::TOKENS[0]);
 }

@@ -1,4 +1,5 @@
 //! One in-process fake per vendor API.
 
 pub mod azure;
+pub mod ollama;
 pub mod openai;
