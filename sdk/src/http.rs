@@ -60,6 +60,7 @@ use serde::de::DeserializeOwned;
 use tokio::runtime::Runtime;
 
 use crate::error::{ErrorKind, PluginError};
+use crate::multipart::{Form, FormBody};
 pub use crate::plugin::Cancel;
 use crate::plugin::Context;
 use crate::types::LogLevel;
@@ -264,7 +265,7 @@ pub struct Request {
     method: String,
     url: String,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: Body,
     timeout: Option<Duration>,
     secrets: Vec<String>,
     /// Set by [`Request::idempotent`] or [`Request::idempotency_key`]; `None` follows the
@@ -272,6 +273,22 @@ pub struct Request {
     idempotent: Option<bool>,
     /// Set by [`Request::read_errors`].
     error_reader: Option<Arc<ErrorReader>>,
+}
+
+/// What a request sends: bytes in memory, or a form read while it is sent.
+#[derive(Clone)]
+enum Body {
+    Bytes(Vec<u8>),
+    Form(Arc<Form>),
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Form(form) => form.len(),
+        }
+    }
 }
 
 type ErrorReader = dyn Fn(&ErrorReply<'_>) -> Verdict + Send + Sync;
@@ -339,7 +356,7 @@ impl Request {
             method: method.to_ascii_uppercase(),
             url: url.into(),
             headers: Vec::new(),
-            body: Vec::new(),
+            body: Body::Bytes(Vec::new()),
             timeout: None,
             secrets: Vec::new(),
             idempotent: None,
@@ -380,8 +397,19 @@ impl Request {
 
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
+        self.body = Body::Bytes(body.into());
         self
+    }
+
+    /// Sets a `multipart/form-data` body and its `Content-Type`. The form's files are read
+    /// while the request is sent, from the start again on every attempt, and the request
+    /// announces the form's whole length; see [`crate::multipart`].
+    pub fn multipart(mut self, form: Form) -> Self {
+        self.headers
+            .retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
+        let content_type = form.content_type();
+        self.body = Body::Form(Arc::new(form));
+        self.header("Content-Type", content_type)
     }
 
     /// Sets a JSON body and its `Content-Type`.
@@ -1078,8 +1106,15 @@ impl Client {
         if let Some(timeout) = request.timeout {
             builder = builder.timeout(timeout);
         }
-        if !request.body.is_empty() {
-            builder = builder.body(request.body.clone());
+        match &request.body {
+            Body::Bytes(bytes) if bytes.is_empty() => {}
+            Body::Bytes(bytes) => builder = builder.body(bytes.clone()),
+            Body::Form(form) => {
+                let body = FormBody::new(form).map_err(|e| invalid(scrub.apply(&e.message)))?;
+                builder = builder
+                    .header(reqwest::header::CONTENT_LENGTH, form.len())
+                    .body(reqwest::Body::wrap(body));
+            }
         }
         Ok(builder)
     }
@@ -1761,6 +1796,74 @@ mod tests {
         assert_eq!(seen.header("user-agent"), Some("launcher-sdk-test/1"));
         assert_eq!(seen.body, b"<speak/>");
         assert!(!format!("{request:?}").contains("abc"));
+    }
+
+    #[test]
+    fn a_form_streams_its_file_with_a_content_length_and_is_sent_whole_again_after_a_429() {
+        let server = scripted(vec![
+            Reply::Respond(Answer::text(429, "slow down").header("retry-after", "0")),
+            ok("heard"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("talk.wav");
+        let audio: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &audio).unwrap();
+        let form = Form::new()
+            .text("model", "whisper-1")
+            .file("file", &path, "audio/wav")
+            .unwrap();
+        let len = form.len();
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let request = Request::post(server.url())
+            .header("Content-Type", "text/plain")
+            .multipart(form);
+        let fetched = client.fetch(&request, &mut cx).unwrap();
+        assert_eq!(fetched.body, b"heard");
+        let seen = server.requests();
+        assert_eq!(seen.len(), 2);
+        for request in &seen {
+            assert_eq!(
+                request.header("content-length"),
+                Some(len.to_string().as_str())
+            );
+            assert!(request.header("transfer-encoding").is_none());
+            let parts = request.form().unwrap();
+            assert_eq!(parts.len(), 2);
+            assert_eq!(
+                (parts[0].name.as_str(), parts[0].text()),
+                ("model", "whisper-1".into())
+            );
+            assert_eq!(parts[1].file_name.as_deref(), Some("talk.wav"));
+            assert_eq!(parts[1].content_type.as_deref(), Some("audio/wav"));
+            assert!(parts[1].data == audio, "the file arrived changed");
+        }
+        let types: Vec<_> = seen[0]
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .collect();
+        assert_eq!(types.len(), 1, "{types:?}");
+    }
+
+    #[test]
+    fn a_form_whose_file_vanished_is_not_sent() {
+        let server = scripted(vec![ok("")]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.wav");
+        std::fs::write(&path, b"RIFF").unwrap();
+        let form = Form::new().file("file", &path, "audio/wav").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let err = client
+            .send(&Request::post(server.url()).multipart(form), &mut cx)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(err.message.contains("gone.wav"), "{}", err.message);
+        assert!(server.requests().is_empty());
     }
 
     #[test]

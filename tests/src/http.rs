@@ -60,6 +60,109 @@ impl Request {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Parses a `multipart/form-data` body strictly: the boundary from `Content-Type`,
+    /// CRLF line ends, a `Content-Disposition: form-data; name="…"` on every part, and the
+    /// closing boundary. Returns why the body is not a valid form otherwise.
+    pub fn form(&self) -> Result<Vec<FormPart>, String> {
+        let content_type = self.header("content-type").ok_or("no Content-Type")?;
+        let boundary = content_type
+            .strip_prefix("multipart/form-data")
+            .and_then(|rest| {
+                rest.split(';')
+                    .find_map(|p| p.trim().strip_prefix("boundary="))
+            })
+            .map(|b| b.trim_matches('"'))
+            .ok_or_else(|| {
+                format!("Content-Type `{content_type}` is not multipart/form-data with a boundary")
+            })?;
+        let delimiter = format!("--{boundary}");
+        let body = &self.body;
+        let mut rest = body
+            .strip_prefix(delimiter.as_bytes())
+            .ok_or("the body does not start with the boundary")?;
+        let mut parts = Vec::new();
+        loop {
+            if rest.starts_with(b"--") {
+                return if rest == b"--\r\n" || rest == b"--" {
+                    Ok(parts)
+                } else {
+                    Err("bytes after the closing boundary".into())
+                };
+            }
+            rest = rest
+                .strip_prefix(b"\r\n")
+                .ok_or("a boundary not followed by CRLF")?;
+            let head_end =
+                find(rest, b"\r\n\r\n").ok_or("a part without a blank line after its headers")?;
+            let head =
+                std::str::from_utf8(&rest[..head_end]).map_err(|_| "part headers are not UTF-8")?;
+            rest = &rest[head_end + 4..];
+            let next = format!("\r\n{delimiter}");
+            let end = find(rest, next.as_bytes()).ok_or("a part without a boundary after it")?;
+            let data = rest[..end].to_vec();
+            rest = &rest[end + next.len()..];
+            let mut part = FormPart {
+                name: String::new(),
+                file_name: None,
+                content_type: None,
+                data,
+            };
+            for line in head.split("\r\n") {
+                let (key, value) = line
+                    .split_once(':')
+                    .ok_or_else(|| format!("a part header `{line}` without a colon"))?;
+                let value = value.trim();
+                if key.eq_ignore_ascii_case("content-disposition") {
+                    let mut params = value.split(';').map(str::trim);
+                    if params.next() != Some("form-data") {
+                        return Err(format!("Content-Disposition `{value}` is not form-data"));
+                    }
+                    for param in params {
+                        let (k, v) = param
+                            .split_once('=')
+                            .ok_or("a malformed Content-Disposition")?;
+                        let v = v.trim_matches('"').to_string();
+                        match k {
+                            "name" => part.name = v,
+                            "filename" => part.file_name = Some(v),
+                            _ => {}
+                        }
+                    }
+                } else if key.eq_ignore_ascii_case("content-type") {
+                    part.content_type = Some(value.to_string());
+                }
+            }
+            if part.name.is_empty() {
+                return Err("a part without a name".into());
+            }
+            parts.push(part);
+        }
+    }
+}
+
+/// One part of a `multipart/form-data` body, as [`Request::form`] read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormPart {
+    /// The field name.
+    pub name: String,
+    /// The file name, for a file part.
+    pub file_name: Option<String>,
+    /// The part's own `Content-Type`, if it has one.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl FormPart {
+    /// Returns the bytes as text, replacing invalid UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// A response for the server to send.

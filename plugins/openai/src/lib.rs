@@ -1,10 +1,14 @@
 //! OpenAI-compatible APIs for launcher: OpenAI itself, local servers (Ollama, llama.cpp,
-//! vLLM, LocalAI, ChatGLM2-6B's `openai_api.py`) and Chinese providers (DeepSeek, Qianfan,
+//! vLLM, LocalAI, ChatGLM2-6B's `openai_api.py`, faster-whisper-server) and Chinese providers (DeepSeek, Qianfan,
 //! DashScope, Moonshot, Zhipu, Hunyuan), each a profile and a tool of its own (see
 //! [`profiles`]), plus the user's own profiles from `config.toml`.
 //!
 //! Tasks: `chat` (streamed token by token to stdout as it arrives, or whole with
-//! `--stream false`), `complete` (base models), `embed` and `models`.
+//! `--stream false`), `complete` (base models), `embed` and `models`; and where a profile
+//! offers them (openai, localai, whisper) `stt`, `tts` (see [`speech`]) and `txt2img` (see
+//! [`images`]). The `model` setting names the text model; the media tasks take `--model` or
+//! the profile's default for the task (OpenAI: whisper-1, tts-1, dall-e-3), except on a
+//! profile without text tasks (whisper), where the setting names the media model.
 //!
 //! **Retries.** Chat, completion and embedding requests are billed per token and take no
 //! idempotency key, and a server that failed with a 5xx or timed out may have generated (and
@@ -15,8 +19,11 @@
 //! after that wait. llama.cpp answers 503 while it loads its model; that request was not
 //! acted on, so it is sent again until [`LOADING_DEADLINE`] has passed.
 //!
-//! **Ollama.** The `ollama` tool speaks Ollama's OpenAI-compatible `/v1` API; Ollama's
-//! native API (`/api/pull` with progress, `/api/tags`) is not used yet.
+//! **Ollama.** The `ollama` tool speaks Ollama's native API for chat (`/api/chat`), complete
+//! (`/api/generate`), both streamed as JSON lines, and models (`/api/tags`); a model the
+//! server does not have is pulled (`/api/pull`, with progress) when `--pull` is given, and
+//! otherwise the error says how to pull it. Embeddings stay on the OpenAI-compatible
+//! `/v1/embeddings`, and a job that names no model takes the first of `/v1/models`.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +36,10 @@ use launcher_sdk::{
 use serde::Deserialize;
 
 pub mod api;
+pub mod images;
+mod ollama;
 pub mod profiles;
+pub mod speech;
 
 use api::{Completion, ErrorContext, ModelList};
 use profiles::Profile;
@@ -42,7 +52,7 @@ pub const LOADING_DEADLINE: Duration = Duration::from_secs(120);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A streamed answer may go on for long; the client's timeout covers the whole body.
-const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// One configured profile.
 pub struct OpenAi {
@@ -52,7 +62,7 @@ pub struct OpenAi {
 }
 
 #[derive(Deserialize)]
-struct ChatParams {
+pub(crate) struct ChatParams {
     prompt: String,
     system: Option<String>,
     model: Option<String>,
@@ -64,6 +74,9 @@ struct ChatParams {
     json_schema: Option<String>,
     #[serde(default)]
     image: Images,
+    /// The `ollama` tool's `--pull`.
+    #[serde(default)]
+    pull: bool,
 }
 
 fn yes() -> bool {
@@ -73,7 +86,7 @@ fn yes() -> bool {
 /// `--image` given once or several times.
 #[derive(Deserialize, Default)]
 #[serde(untagged)]
-enum Images {
+pub(crate) enum Images {
     #[default]
     None,
     One(String),
@@ -147,11 +160,18 @@ impl Plugin for OpenAi {
     }
 
     fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let native = self.profile.native_url.is_some();
         let result = match job.task.as_str() {
+            "chat" if native => self.ollama_generate(job, true, cx),
+            "complete" if native => self.ollama_generate(job, false, cx),
+            "models" if native => self.ollama_models(cx),
             "chat" => self.chat(job, cx),
             "complete" => self.complete(job, cx),
             "embed" => self.embed(job, cx),
             "models" => self.models(cx),
+            "stt" => self.stt(job, cx),
+            "tts" => self.tts(job, cx),
+            "txt2img" => self.txt2img(job, cx),
             other => Err(PluginError::invalid_input(format!(
                 "tool `{}` does not perform task `{other}`",
                 self.profile.id
@@ -449,7 +469,7 @@ impl OpenAi {
 }
 
 /// Returns an image file as a `data:` URI for a vision model.
-fn data_uri(path: &str) -> Result<String, PluginError> {
+pub(crate) fn data_uri(path: &str) -> Result<String, PluginError> {
     use base64::Engine;
     let bytes = std::fs::read(path)
         .map_err(|e| PluginError::invalid_input(format!("cannot read image `{path}`: {e}")))?;
@@ -464,7 +484,7 @@ fn data_uri(path: &str) -> Result<String, PluginError> {
 
 /// Returns `response_format` for a JSON Schema file: the file may hold the schema itself or
 /// OpenAI's `{name, schema, strict}` wrapper.
-fn response_format(path: &str) -> Result<Value, PluginError> {
+pub(crate) fn response_format(path: &str) -> Result<Value, PluginError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| PluginError::invalid_input(format!("cannot read `{path}`: {e}")))?;
     let schema: Value = launcher_sdk::serde_json::from_str(&text)

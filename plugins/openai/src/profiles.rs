@@ -12,6 +12,39 @@ use launcher_sdk::{ParamSpec, ParamType, PluginError, SettingSpec, Settings, Too
 /// The tasks this plugin performs against every OpenAI-compatible server that has them.
 const LLM_TASKS: &[&str] = &["chat", "complete", "embed", "models"];
 
+/// Every task a profile may offer; user profiles list theirs from these.
+const ALL_TASKS: &[&str] = &[
+    "chat", "complete", "embed", "models", "stt", "tts", "txt2img",
+];
+
+/// How a server's audio and image endpoints differ from OpenAI's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quirk {
+    /// OpenAI's own API, or close enough.
+    #[default]
+    None,
+    /// faster-whisper-server: reads the model from the form field `model_name` (ignoring
+    /// `model`) and answers only `json` and `verbose_json`; `text`, `srt` and `vtt` get 400.
+    FasterWhisper,
+    /// LocalAI: the text after `|` in an image prompt is the negative prompt.
+    LocalAi,
+}
+
+/// The models the media tasks use when `--model` names none; `None` lets the server choose.
+/// The `model` setting names a text model, so it does not apply to these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaModels {
+    pub stt: Option<&'static str>,
+    pub tts: Option<&'static str>,
+    pub image: Option<&'static str>,
+}
+
+const NO_MEDIA: MediaModels = MediaModels {
+    stt: None,
+    tts: None,
+    image: None,
+};
+
 /// A built-in profile.
 #[derive(Debug, Clone, Copy)]
 pub struct Builtin {
@@ -34,20 +67,32 @@ pub struct Builtin {
     pub local: bool,
     /// Accepts `stream_options.include_usage`, so a streamed answer ends with its usage.
     pub include_usage: bool,
+    /// The default models of `stt`, `tts` and `txt2img`.
+    pub media: MediaModels,
+    /// How its audio and image endpoints differ from OpenAI's.
+    pub quirk: Quirk,
 }
 
 /// Every built-in profile, in listing order.
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         id: "openai",
-        description: "OpenAI's API (chat, completions, embeddings, models)",
+        description: "OpenAI's API (chat, completions, embeddings, speech, transcription, images)",
         base_url: "https://api.openai.com/v1",
         base_env: "OPENAI_BASE_URL",
         key_env: Some("OPENAI_API_KEY"),
         model: Some("gpt-4o-mini"),
-        tasks: LLM_TASKS,
+        tasks: &[
+            "chat", "complete", "embed", "models", "stt", "tts", "txt2img",
+        ],
         local: false,
         include_usage: true,
+        media: MediaModels {
+            stt: Some("whisper-1"),
+            tts: Some("tts-1"),
+            image: Some("dall-e-3"),
+        },
+        quirk: Quirk::None,
     },
     Builtin {
         id: "ollama",
@@ -59,6 +104,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: LLM_TASKS,
         local: true,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "llamacpp",
@@ -72,6 +119,8 @@ pub const BUILTINS: &[Builtin] = &[
         // llama-server answers a streamed chat's usage in a last chunk when asked (seen
         // against the real server in the engine tests).
         include_usage: true,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "vllm",
@@ -83,6 +132,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: LLM_TASKS,
         local: true,
         include_usage: true,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "localai",
@@ -91,9 +142,11 @@ pub const BUILTINS: &[Builtin] = &[
         base_env: "LOCALAI_BASE_URL",
         key_env: Some("LOCALAI_API_KEY"),
         model: None,
-        tasks: &["chat", "complete", "models"],
+        tasks: &["chat", "complete", "models", "stt", "tts", "txt2img"],
         local: true,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::LocalAi,
     },
     Builtin {
         id: "deepseek",
@@ -105,6 +158,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: false,
         include_usage: true,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "qianfan",
@@ -116,6 +171,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: false,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "dashscope",
@@ -127,6 +184,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: false,
         include_usage: true,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "moonshot",
@@ -138,6 +197,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: false,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "zhipu",
@@ -149,6 +210,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: false,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "hunyuan",
@@ -160,6 +223,8 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: false,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
     },
     Builtin {
         id: "chatglm",
@@ -171,6 +236,21 @@ pub const BUILTINS: &[Builtin] = &[
         tasks: &["chat", "models"],
         local: true,
         include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::None,
+    },
+    Builtin {
+        id: "whisper",
+        description: "a local faster-whisper-server (speech to text)",
+        base_url: "http://127.0.0.1:8000/v1",
+        base_env: "WHISPER_BASE_URL",
+        key_env: None,
+        model: None,
+        tasks: &["stt", "models"],
+        local: true,
+        include_usage: false,
+        media: NO_MEDIA,
+        quirk: Quirk::FasterWhisper,
     },
 ];
 
@@ -203,6 +283,17 @@ pub struct Profile {
     pub local: bool,
     /// Accepts `stream_options.include_usage`.
     pub include_usage: bool,
+    /// The default models of the media tasks.
+    pub media: MediaModels,
+    /// The `model` setting applies to the media tasks too: the profile has no text task
+    /// (chat, complete, embed) whose model it would otherwise name.
+    pub model_for_media: bool,
+    /// How its audio and image endpoints differ from OpenAI's.
+    pub quirk: Quirk,
+}
+
+fn is_text_task(task: &str) -> bool {
+    matches!(task, "chat" | "complete" | "embed")
 }
 
 fn builtin(id: &str) -> Option<&'static Builtin> {
@@ -242,6 +333,23 @@ fn params(tool: ToolSpec) -> ToolSpec {
         ParamSpec::new("image", ParamType::File, "an image to show a vision model")
             .multiple()
             .only_for(&["chat"]),
+    )
+    .param(
+        ParamSpec::new(
+            "format",
+            ParamType::String,
+            "audio format; pcm is raw 24 kHz 16-bit mono, written as WAV",
+        )
+        .choices(["mp3", "opus", "aac", "flac", "wav", "pcm"])
+        .only_for(&["tts"]),
+    )
+    .param(
+        ParamSpec::new(
+            "quality",
+            ParamType::String,
+            "image quality the model offers, e.g. standard or hd (dall-e-3), low, medium or high (gpt-image-1)",
+        )
+        .only_for(&["txt2img"]),
     )
 }
 
@@ -293,6 +401,17 @@ pub fn builtin_tool(b: &Builtin) -> ToolSpec {
         }
         _ => {}
     }
+    if b.id == "ollama" {
+        tool = tool.param(
+            ParamSpec::new(
+                "pull",
+                ParamType::Boolean,
+                "download the model first when the server does not have it",
+            )
+            .default_value(false)
+            .only_for(&["chat", "complete"]),
+        );
+    }
     tool = common_settings(tool, &env_prefix);
     if b.local {
         tool.require_one_of(&[address])
@@ -329,14 +448,14 @@ pub fn user_tools(config: &Map<String, Value>) -> Result<Vec<ToolSpec>, PluginEr
             Some(Value::Array(list)) => list
                 .iter()
                 .filter_map(Value::as_str)
-                .filter(|t| LLM_TASKS.contains(t))
+                .filter(|t| ALL_TASKS.contains(t))
                 .map(str::to_string)
                 .collect(),
             _ => LLM_TASKS.iter().map(|t| t.to_string()).collect(),
         };
         if tasks.is_empty() {
             return Err(bad(
-                "lists no task this plugin performs (chat, complete, embed, models)",
+                "lists no task this plugin performs (chat, complete, embed, models, stt, tts, txt2img)",
             ));
         }
         let task_refs: Vec<&str> = tasks.iter().map(String::as_str).collect();
@@ -380,6 +499,31 @@ pub fn user_tools(config: &Map<String, Value>) -> Result<Vec<ToolSpec>, PluginEr
                     "ask for usage at the end of a stream",
                 )
                 .default_value("true"),
+            );
+        }
+        if !tasks.iter().any(|t| is_text_task(t)) {
+            tool = tool.setting(
+                SettingSpec::new(
+                    "text_tasks",
+                    format!("{env_prefix}_TEXT_TASKS"),
+                    "whether the profile has text tasks (set from its `tasks`)",
+                )
+                .default_value("false"),
+            );
+        }
+        if let Some(quirk) = text("quirk") {
+            if !matches!(quirk, "faster-whisper" | "localai") {
+                return Err(bad(&format!(
+                    "has quirk `{quirk}`; the quirks are faster-whisper and localai"
+                )));
+            }
+            tool = tool.setting(
+                SettingSpec::new(
+                    "quirk",
+                    format!("{env_prefix}_QUIRK"),
+                    "how the server differs from OpenAI's API: faster-whisper or localai",
+                )
+                .default_value(quirk),
             );
         }
         tool = common_settings(tool, &env_prefix);
@@ -473,6 +617,9 @@ pub fn resolve(tool: &str, settings: &Settings) -> Result<Profile, PluginError> 
             headers,
             local: b.local,
             include_usage: b.include_usage,
+            media: b.media,
+            model_for_media: !b.tasks.iter().any(|t| is_text_task(t)),
+            quirk: b.quirk,
         });
     }
     let Some(name) = tool.strip_prefix(USER_PREFIX) else {
@@ -508,6 +655,13 @@ pub fn resolve(tool: &str, settings: &Settings) -> Result<Profile, PluginError> 
         headers,
         local: false,
         include_usage: settings.get("include_usage") == Some("true"),
+        media: MediaModels::default(),
+        model_for_media: settings.get("text_tasks") == Some("false"),
+        quirk: match settings.get("quirk") {
+            Some("faster-whisper") => Quirk::FasterWhisper,
+            Some("localai") => Quirk::LocalAi,
+            _ => Quirk::None,
+        },
     })
 }
 

@@ -271,20 +271,24 @@ fn local_servers_need_no_key_and_use_the_first_model_when_none_is_named() {
 }
 
 #[test]
-fn ollama_reads_ollama_host() {
+fn ollama_reads_ollama_host_and_embeds_through_v1() {
     let emu = OpenAiEmulator::start(None, Flavor::OpenAi, None);
     let host = emu
         .base_url()
         .trim_end_matches("/v1")
         .trim_start_matches("http://")
         .to_string();
-    let run = chat(
+    let run = testing::run::<OpenAi>(
         "ollama",
         &Settings::from_values([("host", host)]),
-        json!({"prompt": "hi", "model": "llama3:8b"}),
+        testing::job(
+            "embed",
+            "ollama",
+            json!({"input": "hi", "model": "llama3:8b"}),
+        ),
     );
     run.result.as_ref().unwrap();
-    assert_eq!(emu.bodies(CHAT)[0]["model"], "llama3:8b");
+    assert_eq!(emu.bodies("/v1/embeddings")[0]["model"], "llama3:8b");
 }
 
 #[test]
@@ -588,4 +592,448 @@ fn cancel_flag_before_start_is_honoured() {
         Arc::new(AtomicBool::new(true)),
     );
     assert_eq!(err(&run).kind, ErrorKind::Cancelled);
+}
+
+// ---- speech and images ----
+
+use launcher_testkit::emulators::openai::{PNG, TRANSCRIPT};
+
+const TRANSCRIBE: &str = "/v1/audio/transcriptions";
+
+fn wav_file(dir: &std::path::Path) -> String {
+    let path = dir.join("clip.wav");
+    let spec = launcher_sdk::media::WavSpec {
+        sample_rate: 16_000,
+        channels: 1,
+        bits_per_sample: 16,
+        format: launcher_sdk::media::SampleFormat::Int,
+    };
+    let mut bytes = spec.header(32_000).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, 32_000));
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn run_task(tool: &str, task: &str, settings: &Settings, params: Value) -> Run {
+    testing::run::<OpenAi>(tool, settings, testing::job(task, tool, params))
+}
+
+fn form_of(emu: &OpenAiEmulator, path: &str) -> Vec<launcher_testkit::http::FormPart> {
+    emu.requests()
+        .into_iter()
+        .find(|r| r.path == path)
+        .unwrap()
+        .form()
+        .unwrap()
+}
+
+#[test]
+fn stt_uploads_the_file_and_fields_and_prints_the_transcript() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let dir = tempfile::tempdir().unwrap();
+    let audio = wav_file(dir.path());
+    let run = run_task(
+        "openai",
+        "stt",
+        &cloud(&emu),
+        json!({"audio": audio, "language": "en"}),
+    );
+    run.result.as_ref().unwrap();
+    assert_eq!(text(&run), format!("{TRANSCRIPT}\n"));
+    let parts = form_of(&emu, TRANSCRIBE);
+    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["file", "model", "language", "response_format"]);
+    assert_eq!(parts[0].file_name.as_deref(), Some("clip.wav"));
+    assert_eq!(parts[0].content_type.as_deref(), Some("audio/wav"));
+    assert_eq!(parts[0].data, std::fs::read(&audio).unwrap());
+    assert_eq!(parts[1].text(), "whisper-1");
+    assert_eq!(parts[2].text(), "en");
+    assert_eq!(parts[3].text(), "text");
+}
+
+#[test]
+fn stt_json_is_a_json_output_and_srt_is_text() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let dir = tempfile::tempdir().unwrap();
+    let audio = wav_file(dir.path());
+    let run = run_task(
+        "openai",
+        "stt",
+        &cloud(&emu),
+        json!({"audio": audio, "format": "json"}),
+    );
+    run.result.as_ref().unwrap();
+    let (header, bytes) = run.output("text").unwrap();
+    assert_eq!(header.media_type, "application/json");
+    let value: Value = launcher_sdk::serde_json::from_slice(bytes).unwrap();
+    assert_eq!(value["text"], TRANSCRIPT);
+
+    let run = run_task(
+        "openai",
+        "stt",
+        &cloud(&emu),
+        json!({"audio": audio, "format": "srt"}),
+    );
+    assert!(
+        text(&run).starts_with("1\n00:00:00,000 --> "),
+        "{}",
+        text(&run)
+    );
+}
+
+#[test]
+fn faster_whisper_gets_model_name_and_json_and_srt_is_refused_before_sending() {
+    let emu = OpenAiEmulator::start(None, Flavor::FasterWhisper, None);
+    let dir = tempfile::tempdir().unwrap();
+    let audio = wav_file(dir.path());
+    let run = run_task(
+        "whisper",
+        "stt",
+        &local(&emu),
+        json!({"audio": audio, "model": "tiny.en", "format": "text"}),
+    );
+    run.result.as_ref().unwrap();
+    assert_eq!(text(&run), format!("{TRANSCRIPT}\n"));
+    let parts = form_of(&emu, TRANSCRIBE);
+    let fields: Vec<(String, String)> = parts[1..]
+        .iter()
+        .map(|p| (p.name.clone(), p.text()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("model_name".to_string(), "tiny.en".to_string()),
+            ("response_format".to_string(), "json".to_string())
+        ]
+    );
+
+    for format in ["srt", "vtt"] {
+        let run = run_task(
+            "whisper",
+            "stt",
+            &local(&emu),
+            json!({"audio": audio, "format": format}),
+        );
+        let e = err(&run);
+        assert_eq!(e.kind, ErrorKind::InvalidInput);
+        assert!(
+            e.message.contains("only json and verbose_json"),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(emu.requests().len(), 1, "nothing more was sent");
+}
+
+#[test]
+fn faster_whisper_400_in_its_detail_shape_is_read() {
+    // The generic profile with the faster-whisper flavour's server shows its 400 for `text`.
+    let emu = OpenAiEmulator::start(None, Flavor::FasterWhisper, None);
+    let dir = tempfile::tempdir().unwrap();
+    let audio = wav_file(dir.path());
+    let run = run_task(
+        "localai",
+        "stt",
+        &local(&emu),
+        json!({"audio": audio, "model": "x"}),
+    );
+    let e = err(&run);
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(e.message.contains("is not supported"), "{}", e.message);
+}
+
+#[test]
+fn stt_of_a_missing_file_names_it() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let run = run_task(
+        "openai",
+        "stt",
+        &cloud(&emu),
+        json!({"audio": "/nonexistent/talk.wav"}),
+    );
+    assert!(err(&run).message.contains("talk.wav"));
+    assert!(emu.requests().is_empty());
+}
+
+#[test]
+fn tts_streams_audio_named_by_its_bytes() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    for (format, ext) in [
+        ("mp3", "mp3"),
+        ("opus", "opus"),
+        ("flac", "flac"),
+        ("wav", "wav"),
+        ("aac", "aac"),
+    ] {
+        let run = run_task(
+            "openai",
+            "tts",
+            &cloud(&emu),
+            json!({"text": "hello there", "voice": "nova", "format": format, "rate": 1.5}),
+        );
+        run.result
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{format}: {e:?}"));
+        let (header, bytes) = run.output("audio").unwrap();
+        assert_eq!(header.extension, ext, "{format}");
+        assert!(bytes.len() >= 1100, "{format}: {}", bytes.len());
+        let writes = run.writes.iter().filter(|(n, _)| n == "audio").count();
+        assert!(writes >= 1);
+        assert_eq!(run.closed, ["audio"]);
+    }
+    let body = &emu.bodies("/v1/audio/speech")[0];
+    assert_eq!(
+        body,
+        &json!({"model": "tts-1", "input": "hello there", "voice": "nova", "response_format": "mp3", "speed": 1.5})
+    );
+}
+
+#[test]
+fn tts_pcm_is_wrapped_in_a_wav_header() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let run = run_task(
+        "openai",
+        "tts",
+        &cloud(&emu),
+        json!({"text": "hi", "format": "pcm"}),
+    );
+    run.result.as_ref().unwrap();
+    let (header, bytes) = run.output("audio").unwrap();
+    assert_eq!(header.extension, "wav");
+    let wav = launcher_sdk::media::Wav::parse(bytes).unwrap();
+    assert_eq!(wav.spec, launcher_plugin_openai::speech::PCM);
+    assert_eq!(wav.data.len(), 200);
+    assert!(wav.exact_sizes);
+}
+
+#[test]
+fn long_text_is_spoken_in_wav_pieces_and_joined() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let sentence = "This sentence is about fifty characters long, yes. ";
+    let text_in: String = sentence.repeat(100); // ~5100 characters
+    let run = run_task(
+        "openai",
+        "tts",
+        &cloud(&emu),
+        json!({"text": text_in, "format": "mp3"}),
+    );
+    run.result.as_ref().unwrap();
+    let bodies = emu.bodies("/v1/audio/speech");
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies.iter().all(|b| b["response_format"] == "wav"));
+    let chars: usize = bodies
+        .iter()
+        .map(|b| b["input"].as_str().unwrap().chars().count())
+        .sum();
+    let (header, bytes) = run.output("audio").unwrap();
+    assert_eq!(header.extension, "wav");
+    let wav = launcher_sdk::media::Wav::parse(bytes).unwrap();
+    assert_eq!(wav.data.len(), chars * 100);
+    assert!(
+        run.logs
+            .iter()
+            .any(|l| l.level == LogLevel::Warn && l.message.contains("written as WAV"))
+    );
+}
+
+#[test]
+fn txt2img_decodes_b64_images_in_order() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let run = run_task(
+        "openai",
+        "txt2img",
+        &cloud(&emu),
+        json!({"prompt": "a red fox", "model": "dall-e-2", "width": 512, "count": 2, "quality": "standard"}),
+    );
+    run.result.as_ref().unwrap();
+    let names: Vec<&str> = run.outputs.iter().map(|(h, _)| h.name.as_str()).collect();
+    assert_eq!(names, ["image", "image-2"]);
+    for (header, bytes) in &run.outputs {
+        assert_eq!(header.extension, "png");
+        assert_eq!(bytes, PNG);
+    }
+    let body = &emu.bodies("/v1/images/generations")[0];
+    assert_eq!(
+        body,
+        &json!({"model": "dall-e-2", "prompt": "a red fox", "n": 2, "size": "512x512", "quality": "standard", "response_format": "b64_json"})
+    );
+}
+
+#[test]
+fn txt2img_downloads_url_answers() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    emu.answer_image_urls();
+    let run = run_task(
+        "openai",
+        "txt2img",
+        &cloud(&emu),
+        json!({"prompt": "a fox"}),
+    );
+    let info = &run.result.as_ref().unwrap().info;
+    assert_eq!(info["revised_prompt"][0], "a fox");
+    let (header, bytes) = run.output("image").unwrap();
+    assert_eq!((header.extension.as_str(), bytes.as_slice()), ("png", PNG));
+    assert!(emu.requests().iter().any(|r| r.path.starts_with("/files/")));
+}
+
+#[test]
+fn txt2img_refuses_sizes_and_counts_the_model_does_not_take() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let run = run_task(
+        "openai",
+        "txt2img",
+        &cloud(&emu),
+        json!({"prompt": "a fox", "width": 512, "height": 512}),
+    );
+    let e = err(&run);
+    assert!(
+        e.message
+            .contains("does not make 512x512 images; it makes 1024x1024, 1792x1024, 1024x1792"),
+        "{}",
+        e.message
+    );
+    let run = run_task(
+        "openai",
+        "txt2img",
+        &cloud(&emu),
+        json!({"prompt": "a fox", "count": 2}),
+    );
+    assert!(err(&run).message.contains("makes one image per request"));
+    let run = run_task(
+        "openai",
+        "txt2img",
+        &cloud(&emu),
+        json!({"prompt": "a fox", "negative": "rain"}),
+    );
+    assert!(err(&run).message.contains("no negative prompt"));
+    assert!(emu.requests().is_empty());
+}
+
+#[test]
+fn localai_puts_the_negative_prompt_after_a_bar() {
+    let emu = OpenAiEmulator::start(None, Flavor::OpenAi, None);
+    let run = run_task(
+        "localai",
+        "txt2img",
+        &local(&emu),
+        json!({"prompt": "a fox", "negative": "rain", "model": "dall-e-2"}),
+    );
+    run.result.as_ref().unwrap();
+    assert_eq!(
+        emu.bodies("/v1/images/generations")[0]["prompt"],
+        "a fox|rain"
+    );
+}
+
+// ---- Ollama's native API ----
+
+use launcher_testkit::emulators::ollama::{self, OllamaEmulator};
+
+fn ollama_settings(emu: &OllamaEmulator) -> Settings {
+    Settings::from_values([("host", emu.url())])
+}
+
+#[test]
+fn ollama_chat_streams_ndjson_tokens_with_options() {
+    let emu = OllamaEmulator::start(&["llama3:latest"]);
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "system": "be brief", "model": "llama3", "temperature": 0.2, "max_tokens": 9, "seed": 3}),
+    );
+    let info = run.result.as_ref().unwrap().info.clone();
+    assert_eq!(text(&run), ollama::TOKENS.concat());
+    let writes = run.writes.iter().filter(|(n, _)| n == "text").count();
+    assert_eq!(writes, ollama::TOKENS.len());
+    assert_eq!(info["done_reason"], "stop");
+    assert_eq!(info["eval_count"], ollama::TOKENS.len());
+    assert_eq!(
+        emu.bodies("/api/chat")[0],
+        json!({"model": "llama3", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+               "options": {"temperature": 0.2, "num_predict": 9, "seed": 3}, "stream": true})
+    );
+}
+
+#[test]
+fn ollama_complete_uses_generate_whole_or_streamed() {
+    let emu = OllamaEmulator::start(&["llama3:latest"]);
+    for stream in [true, false] {
+        let run = testing::run::<OpenAi>(
+            "ollama",
+            &ollama_settings(&emu),
+            testing::job(
+                "complete",
+                "ollama",
+                json!({"prompt": "Once", "model": "llama3", "stream": stream}),
+            ),
+        );
+        run.result.as_ref().unwrap();
+        assert_eq!(text(&run), ollama::TOKENS.concat());
+    }
+    let bodies = emu.bodies("/api/generate");
+    assert_eq!(bodies[0]["prompt"], "Once");
+    assert_eq!(bodies[1]["stream"], false);
+}
+
+#[test]
+fn ollama_models_come_from_tags() {
+    let emu = OllamaEmulator::start(&["llama3:latest", "qwen2.5:7b"]);
+    let run = testing::run::<OpenAi>(
+        "ollama",
+        &ollama_settings(&emu),
+        testing::job("models", "ollama", json!({})),
+    );
+    run.result.as_ref().unwrap();
+    let list: Value =
+        launcher_sdk::serde_json::from_slice(&run.output("models").unwrap().1).unwrap();
+    assert_eq!(list[1]["id"], "qwen2.5:7b");
+    assert_eq!(list[0]["details"]["parameter_size"], "8B");
+}
+
+#[test]
+fn ollama_missing_model_says_how_to_pull_or_pulls_with_progress() {
+    let emu = OllamaEmulator::start(&[]);
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "model": "phi3"}),
+    );
+    let e = err(&run);
+    assert_eq!(e.kind, ErrorKind::InvalidInput);
+    assert!(
+        e.message.contains("model 'phi3' not found"),
+        "{}",
+        e.message
+    );
+    assert!(e.hint.as_deref().unwrap().contains("ollama pull phi3"));
+
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "model": "phi3", "pull": true}),
+    );
+    run.result.as_ref().unwrap();
+    assert_eq!(text(&run), ollama::TOKENS.concat());
+    let fractions: Vec<f64> = run.progress.iter().filter_map(|p| p.fraction).collect();
+    assert_eq!(fractions, [0.25, 1.0]);
+    assert!(run.progress.last().unwrap().message.contains("success"));
+    assert_eq!(
+        emu.bodies("/api/pull")[0],
+        json!({"model": "phi3", "stream": true})
+    );
+    assert!(emu.models().contains(&"phi3:latest".to_string()));
+}
+
+#[test]
+fn ollama_mid_stream_error_ends_the_job_and_keeps_the_text() {
+    let emu = OllamaEmulator::start(&["llama3:latest"]);
+    emu.fail_mid_stream();
+    let run = chat(
+        "ollama",
+        &ollama_settings(&emu),
+        json!({"prompt": "hi", "model": "llama3"}),
+    );
+    let e = err(&run);
+    assert!(e.message.contains("error was encountered"), "{}", e.message);
+    assert_eq!(text(&run), ollama::TOKENS[0]);
 }

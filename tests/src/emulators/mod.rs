@@ -2,4 +2,5 @@
 
 pub mod azure;
 pub mod comfyui;
+pub mod ollama;
 pub mod openai;

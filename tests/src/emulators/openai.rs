@@ -5,7 +5,10 @@
 //! with the emulator's key when it has one (401 otherwise), `Content-Type: application/json`,
 //! a body with `model` and `messages` of valid roles, and `stream` a boolean. It answers
 //! chat, completions, embeddings and models, streamed as server-sent events ending in
-//! `data: [DONE]`, and records every request.
+//! `data: [DONE]`; transcriptions (a strictly checked multipart form), speech (bytes of the
+//! asked-for format, streamed in pieces; `pcm` headerless) and image generations (base64,
+//! or URLs the emulator serves, with each model's sizes and counts checked); and records
+//! every request.
 //!
 //! Faults are scripted with [`OpenAiEmulator::fail_next`] (any [`Fault`]), and each
 //! profile's differences are switched on with [`Flavor`].
@@ -34,7 +37,22 @@ pub enum Flavor {
     Zhipu,
     /// llama.cpp's server: a `timings` object on the last chunk.
     LlamaCpp,
+    /// faster-whisper-server: the model in the form field `model_name` (`model` is ignored),
+    /// only `json` and `verbose_json` transcripts; `text`, `srt` and `vtt` answer 400
+    /// `{"detail":{"error":{…}}}`.
+    FasterWhisper,
 }
+
+/// What every transcription says.
+pub const TRANSCRIPT: &str = "the quick brown fox jumps over the lazy dog";
+
+/// The image every generation draws: a 1×1 PNG.
+pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde";
+
+/// The voices `/v1/audio/speech` knows.
+pub const VOICES: &[&str] = &[
+    "alloy", "echo", "fable", "onyx", "nova", "shimmer", "ash", "coral", "sage",
+];
 
 /// A scripted failure for the next request.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +92,8 @@ struct State {
     delay: Duration,
     /// When set, the stream holds after its first chunk until [`Gate::open`].
     gate: Option<Arc<Gate>>,
+    /// Images are answered as URLs even when `b64_json` was asked for.
+    image_urls: bool,
 }
 
 /// Holds a stream after its first token until the test opens it.
@@ -138,12 +158,23 @@ impl OpenAiEmulator {
         let shared = Arc::clone(&state);
         let key = key.map(str::to_string);
         let appid = appid.map(str::to_string);
+        // The handler needs the server's own address for image URLs, known once it started.
+        let server_url: Arc<Mutex<String>> = Arc::default();
+        let own_url = Arc::clone(&server_url);
         let server = HttpServer::start(move |req| {
+            let server_url = own_url
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
             let fault = state.faults.pop_front();
             let delay = state.delay;
             let gate = state.gate.clone();
+            let image_urls = state.image_urls;
             drop(state);
+            if let Some(reply) = media(req, key.as_deref(), flavor, image_urls, &server_url) {
+                return reply;
+            }
             handle(
                 req,
                 key.as_deref(),
@@ -154,7 +185,14 @@ impl OpenAiEmulator {
                 gate,
             )
         });
+        *server_url.lock().unwrap_or_else(PoisonError::into_inner) = server.url();
         OpenAiEmulator { server, state }
+    }
+
+    /// Answers image generations with URLs (served by the emulator) even when `b64_json`
+    /// was asked for, as some servers do.
+    pub fn answer_image_urls(&self) {
+        self.lock().image_urls = true;
     }
 
     /// Returns the base URL adapters append paths to: `http://127.0.0.1:PORT/v1`.
@@ -575,4 +613,326 @@ fn generate(
             .header("Cache-Control", "no-cache"),
         body,
     )
+}
+
+/// Serves the audio and image endpoints, and the image files; `None` for other paths.
+fn media(
+    req: &Request,
+    key: Option<&str>,
+    flavor: Flavor,
+    image_urls: bool,
+    own: &str,
+) -> Option<Reply> {
+    let path = req.path.split('?').next().unwrap_or("");
+    if req.method == "GET" && path.starts_with("/files/") {
+        return Some(Reply::Respond(
+            Response::new(200)
+                .header("Content-Type", "image/png")
+                .body(PNG),
+        ));
+    }
+    let route = matches!(
+        path,
+        "/v1/audio/transcriptions" | "/v1/audio/speech" | "/v1/images/generations"
+    );
+    if !route || req.method != "POST" {
+        return None;
+    }
+    if let Some(key) = key
+        && req.header("authorization") != Some(format!("Bearer {key}").as_str())
+    {
+        return Some(error(
+            401,
+            "Incorrect API key provided.",
+            "invalid_request_error",
+            json!("invalid_api_key"),
+        ));
+    }
+    Some(match path {
+        "/v1/audio/transcriptions" => transcribe(req, flavor),
+        "/v1/audio/speech" => speak(req),
+        _ => draw(req, image_urls, own),
+    })
+}
+
+fn bad(message: &str) -> Reply {
+    error(400, message, "invalid_request_error", Value::Null)
+}
+
+/// `/v1/audio/transcriptions`: a strict multipart form.
+fn transcribe(req: &Request, flavor: Flavor) -> Reply {
+    let parts = match req.form() {
+        Ok(parts) => parts,
+        Err(why) => return bad(&format!("the body is not multipart/form-data: {why}")),
+    };
+    let allowed: &[&str] = if flavor == Flavor::FasterWhisper {
+        &[
+            "file",
+            "model",
+            "model_name",
+            "language",
+            "response_format",
+            "prompt",
+            "temperature",
+        ]
+    } else {
+        &[
+            "file",
+            "model",
+            "language",
+            "response_format",
+            "prompt",
+            "temperature",
+        ]
+    };
+    for part in &parts {
+        if !allowed.contains(&part.name.as_str()) {
+            return bad(&format!(
+                "Unrecognized request argument supplied: {}",
+                part.name
+            ));
+        }
+        if parts.iter().filter(|p| p.name == part.name).count() > 1 {
+            return bad(&format!("field `{}` was sent twice", part.name));
+        }
+    }
+    let field = |name: &str| parts.iter().find(|p| p.name == name);
+    let Some(file) = field("file").filter(|f| f.file_name.is_some() && !f.data.is_empty()) else {
+        return bad("file is required, as a file part");
+    };
+    if media_sniff_audio(&file.data).is_none() {
+        return bad("Invalid file format.");
+    }
+    if flavor != Flavor::FasterWhisper && field("model").is_none() {
+        return bad("model is required");
+    }
+    let format = field("response_format").map_or("json".to_string(), |f| f.text());
+    let fail_detail = |message: &str| {
+        Reply::Respond(Response::json(
+            400,
+            &json!({"detail": {"error": {"message": message, "type": "invalid_request_error"}}}),
+        ))
+    };
+    if flavor == Flavor::FasterWhisper && !matches!(format.as_str(), "json" | "verbose_json") {
+        return fail_detail(&format!("response_format `{format}` is not supported"));
+    }
+    let seconds = 3.0;
+    match format.as_str() {
+        "json" => Reply::Respond(Response::json(200, &json!({"text": TRANSCRIPT}))),
+        "verbose_json" => Reply::Respond(Response::json(
+            200,
+            &json!({
+            "task": "transcribe", "language": "en", "duration": seconds, "text": TRANSCRIPT,
+            "segments": [{"id": 0, "start": 0.0, "end": seconds, "text": TRANSCRIPT}]}),
+        )),
+        "text" => Reply::Respond(Response::text(200, &format!("{TRANSCRIPT}\n"))),
+        "srt" => Reply::Respond(Response::text(
+            200,
+            &format!("1\n00:00:00,000 --> 00:00:03,000\n{TRANSCRIPT}\n\n"),
+        )),
+        "vtt" => Reply::Respond(Response::text(
+            200,
+            &format!("WEBVTT\n\n00:00:00.000 --> 00:00:03.000\n{TRANSCRIPT}\n\n"),
+        )),
+        other => bad(&format!(
+            "response_format `{other}` is not one of json, text, srt, verbose_json, vtt"
+        )),
+    }
+}
+
+/// Whether `data` starts like an audio file the API takes.
+fn media_sniff_audio(data: &[u8]) -> Option<()> {
+    let known = data.starts_with(b"RIFF")
+        || data.starts_with(b"ID3")
+        || data.starts_with(b"fLaC")
+        || data.starts_with(b"OggS")
+        || data.first() == Some(&0xFF);
+    known.then_some(())
+}
+
+/// The first bytes of audio in `format`; `pcm` has none.
+fn audio_head(format: &str, data_len: usize) -> Vec<u8> {
+    match format {
+        "mp3" => b"ID3\x04\0\0\0\0\0\0".to_vec(),
+        "opus" => b"OggS\0\x02\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x01\x13OpusHead\x01\x01\x38\x01\x80\xbb\0\0\0\0\0".to_vec(),
+        "aac" => vec![0xFF, 0xF1, 0x50, 0x80, 0x02, 0x1F, 0xFC],
+        "flac" => b"fLaC\0\0\0\x22".to_vec(),
+        "wav" => {
+            let mut h = b"RIFF".to_vec();
+            h.extend_from_slice(&(36 + data_len as u32).to_le_bytes());
+            h.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0\x01\0");
+            h.extend_from_slice(&24_000u32.to_le_bytes());
+            h.extend_from_slice(&48_000u32.to_le_bytes());
+            h.extend_from_slice(b"\x02\0\x10\0data");
+            h.extend_from_slice(&(data_len as u32).to_le_bytes());
+            h
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `/v1/audio/speech`: audio of the requested format, 100 bytes of samples per character,
+/// streamed in pieces.
+fn speak(req: &Request) -> Reply {
+    let body = match json_body(req) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    for key in body
+        .as_object()
+        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if ![
+            "model",
+            "input",
+            "voice",
+            "response_format",
+            "speed",
+            "instructions",
+        ]
+        .contains(&key.as_str())
+        {
+            return bad(&format!("Unrecognized request argument supplied: {key}"));
+        }
+    }
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return bad("you must provide a model parameter");
+    };
+    if !["tts-1", "tts-1-hd", "gpt-4o-mini-tts"].contains(&model) {
+        return error(
+            404,
+            &format!("The model `{model}` does not exist"),
+            "invalid_request_error",
+            json!("model_not_found"),
+        );
+    }
+    let Some(input) = body
+        .get("input")
+        .and_then(Value::as_str)
+        .filter(|i| !i.is_empty())
+    else {
+        return bad("input is required");
+    };
+    if input.chars().count() > 4096 {
+        return bad("string too long. Expected a string with maximum length 4096");
+    }
+    if !body
+        .get("voice")
+        .and_then(Value::as_str)
+        .is_some_and(|v| VOICES.contains(&v))
+    {
+        return bad("voice is not one the API has");
+    }
+    let format = body
+        .get("response_format")
+        .and_then(Value::as_str)
+        .unwrap_or("mp3")
+        .to_string();
+    if !["mp3", "opus", "aac", "flac", "wav", "pcm"].contains(&format.as_str()) {
+        return bad("response_format is not one of mp3, opus, aac, flac, wav, pcm");
+    }
+    if let Some(speed) = body.get("speed")
+        && !speed.as_f64().is_some_and(|s| (0.25..=4.0).contains(&s))
+    {
+        return bad("speed must be between 0.25 and 4.0");
+    }
+    let data_len = input.chars().count() * 100;
+    let mut audio = audio_head(&format, data_len);
+    audio.extend((0..data_len).map(|i| (i % 200) as u8));
+    let media_type = match format.as_str() {
+        "mp3" => "audio/mpeg",
+        "opus" => "audio/ogg",
+        "aac" => "audio/aac",
+        "flac" => "audio/flac",
+        "wav" => "audio/wav",
+        _ => "audio/pcm",
+    };
+    let stream = StreamBody::new(move |out| {
+        for piece in audio.chunks(1000) {
+            out.send(piece)?;
+        }
+        Ok(())
+    });
+    Reply::Stream(
+        Response::new(200).header("Content-Type", media_type),
+        stream,
+    )
+}
+
+/// `/v1/images/generations`: sizes and counts checked per the contract's table.
+fn draw(req: &Request, image_urls: bool, own: &str) -> Reply {
+    use base64::Engine as _;
+    let body = match json_body(req) {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let Some(prompt) = body
+        .get("prompt")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+    else {
+        return bad("prompt is required");
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("dall-e-2");
+    let (sizes, max_n, max_prompt): (&[&str], u64, usize) = match model {
+        "dall-e-2" => (&["256x256", "512x512", "1024x1024"], 10, 1000),
+        "dall-e-3" => (&["1024x1024", "1792x1024", "1024x1792"], 1, 4000),
+        "gpt-image-1" => (&["1024x1024", "1536x1024", "1024x1536", "auto"], 10, 32000),
+        other => {
+            return error(
+                404,
+                &format!("The model `{other}` does not exist"),
+                "invalid_request_error",
+                json!("model_not_found"),
+            );
+        }
+    };
+    if prompt.chars().count() > max_prompt {
+        return bad("prompt is too long");
+    }
+    if let Some(size) = body.get("size")
+        && !size.as_str().is_some_and(|s| sizes.contains(&s))
+    {
+        return bad(&format!(
+            "Invalid size {size}; {model} takes {}",
+            sizes.join(", ")
+        ));
+    }
+    let n = match body.get("n") {
+        None => 1,
+        Some(n) => match n.as_u64().filter(|n| (1..=max_n).contains(n)) {
+            Some(n) => n,
+            None => return bad(&format!("n must be between 1 and {max_n} for {model}")),
+        },
+    };
+    let format = match body.get("response_format") {
+        None => "url",
+        Some(f) if model == "gpt-image-1" => {
+            let _ = f;
+            return bad("Unknown parameter: 'response_format'.");
+        }
+        Some(f) => match f.as_str() {
+            Some("url") => "url",
+            Some("b64_json") => "b64_json",
+            _ => return bad("response_format must be url or b64_json"),
+        },
+    };
+    let urls = model != "gpt-image-1" && (format == "url" || image_urls);
+    let data: Vec<Value> = (0..n)
+        .map(|i| {
+            if urls {
+                json!({"url": format!("{own}/files/img-{i}.png"), "revised_prompt": prompt})
+            } else {
+                json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(PNG)})
+            }
+        })
+        .collect();
+    Reply::Respond(Response::json(
+        200,
+        &json!({"created": 1_700_000_000, "data": data}),
+    ))
 }
