@@ -230,3 +230,25 @@ fn a_real_local_model_answers_through_the_binary() {
         models.stdout
     );
 }
+
+/// Real speech to text: espeak-ng speaks through launcher, faster-whisper transcribes through
+/// launcher, and the words come back.
+#[test]
+fn a_real_transcription_gets_the_words_back() {
+    let Some(whisper) = launcher_testkit::engines::whisper() else {
+        return;
+    };
+    let mut ctx = test_context!();
+    let sentence = "the quick brown fox jumps over the lazy dog";
+    ctx.run(["run", "tts", sentence, "-o", "fox.wav"]).success();
+    ctx.env("WHISPER_BASE_URL", whisper.base_url());
+    let out = ctx.run(["run", "stt", "fox.wav", "--language", "en"]);
+    out.success();
+    let heard = out.stdout.to_lowercase();
+    let words = sentence.split(' ').filter(|w| heard.contains(w)).count();
+    assert!(words >= 6, "heard {heard:?}");
+    // `--to text` from an audio file is transcription too.
+    let routed = ctx.run(["run", "--to", "text", "fox.wav", "--json"]);
+    routed.success();
+    assert_eq!(routed.json()["task"], "stt");
+}
