@@ -407,6 +407,17 @@ fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Re
             Some(param) => params::check(param, &raw)?,
             None => Value::String(raw),
         };
+        // A file named relative to here reaches the plugin (and the description cache, which
+        // fingerprints it) as an absolute path, so an edited file is described anew.
+        let value = match value {
+            Value::String(text) if Path::new(&text).is_file() => Value::String(
+                Path::new(&text)
+                    .canonicalize()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or(text),
+            ),
+            other => other,
+        };
         args.insert(name.clone(), value);
     }
     if args.is_empty() {
