@@ -179,12 +179,25 @@ fn shared(cell: &'static OnceLock<Option<Engine>>, name: &str) -> Option<&'stati
 /// Reads `NAME/engine.env`; `None` when the engine is not installed or its files are gone.
 fn read_manifest(name: &str) -> Option<HashMap<String, String>> {
     let text = std::fs::read_to_string(engines_dir().join(name).join("engine.env")).ok()?;
-    let manifest: HashMap<String, String> = text
+    let mut manifest: HashMap<String, String> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .collect();
+    // The manifest names the launcher script of the checkout that last ran the installer, which
+    // may be another one, since gone; run this checkout's script of the same name instead.
+    let local = manifest
+        .get("launcher")
+        .and_then(|l| Path::new(l).file_name())
+        .map(|f| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("engines")
+                .join(f)
+        });
+    if let Some(local) = local {
+        manifest.insert("launcher".to_owned(), local.to_string_lossy().into_owned());
+    }
     let present = |key: &str| manifest.get(key).is_some_and(|p| Path::new(p).exists());
     (present("python") && present("model") && present("launcher")).then_some(manifest)
 }
