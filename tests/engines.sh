@@ -104,7 +104,8 @@ sd_setup() {
     step "sd: sd-server" sd_build "$root" "$venv"
     local key
     key="$(sha256sum <"$SCRIPTS/sd_checkpoint.py" | cut -c1-16) $(printf '%s ' "${PINS[@]}")"
-    if [[ -f "$root/$SD_CHECKPOINT" && "$(cat "$root/checkpoint.key" 2>/dev/null)" == "$key" ]]; then
+    if [[ -f "$root/$SD_CHECKPOINT" ]] &&
+        [[ "$(cat "$root/checkpoint.key" 2>/dev/null)" == "$key" ]]; then
         log "sd: checkpoint up to date"
         return 0
     fi
