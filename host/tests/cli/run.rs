@@ -216,12 +216,12 @@ fn unknown_targets_name_close_matches() {
     let none = ctx.run(["run", "zzzzzz"]);
     none.expect_code(3);
     assert!(none.stderr.contains("installed tools:"), "{}", none.stderr);
-    let no_tool = ctx.run(["run", "txt2img", "--prompt", "a fox"]);
+    let no_tool = ctx.run(["run", "txt2vid", "--prompt", "a fox"]);
     no_tool.expect_code(3);
     assert!(
         no_tool
             .stderr
-            .contains("no installed tool performs task `txt2img`"),
+            .contains("no installed tool performs task `txt2vid`"),
         "{}",
         no_tool.stderr
     );
