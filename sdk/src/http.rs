@@ -80,6 +80,30 @@ const EXCERPT_CHARS: usize = 200;
 /// Redirects followed within one request.
 const MAX_REDIRECTS: usize = 5;
 
+/// Who a request runs for: something that can be cancelled and hears about retries.
+trait Caller: Cancel {
+    fn log(&mut self, level: LogLevel, message: String);
+}
+
+impl Caller for Context<'_> {
+    fn log(&mut self, level: LogLevel, message: String) {
+        Context::log(self, level, message);
+    }
+}
+
+/// A request run away from the job's thread: cancellable, retries unlogged.
+struct Unlogged<'a>(&'a (dyn Cancel + Sync));
+
+impl Cancel for Unlogged<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+impl Caller for Unlogged<'_> {
+    fn log(&mut self, _level: LogLevel, _message: String) {}
+}
+
 /// Configures a [`Client`].
 #[derive(Clone)]
 pub struct ClientBuilder {
@@ -888,6 +912,47 @@ impl Client {
         }
     }
 
+    /// Sends `request` like [`Client::send`] from a thread that does not hold the job's
+    /// [`Context`]: the job's own thread goes on (polling a progress endpoint, say) while this
+    /// request is in flight, and sets `cancel` to stop it. Retries are not logged.
+    ///
+    /// ```no_run
+    /// # use launcher_sdk::http::{Client, Request};
+    /// # use std::sync::atomic::{AtomicBool, Ordering};
+    /// # fn run(client: &Client, cx: &mut launcher_sdk::Context<'_>) -> Result<(), launcher_sdk::PluginError> {
+    /// let stop = AtomicBool::new(false);
+    /// let response = std::thread::scope(|s| {
+    ///     let work = s.spawn(|| client.send_with(&Request::post("http://127.0.0.1:7860/run"), &stop));
+    ///     while !work.is_finished() {
+    ///         if cx.sleep(std::time::Duration::from_millis(500)).is_err() {
+    ///             stop.store(true, Ordering::SeqCst);
+    ///         }
+    ///     }
+    ///     work.join().expect("the request thread does not panic")
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_with(
+        &self,
+        request: &Request,
+        cancel: &(dyn Cancel + Sync),
+    ) -> Result<Response, PluginError> {
+        let prepared = self.prepare(request)?;
+        let mut caller = Unlogged(cancel);
+        match self.run(request, &prepared, &mut caller, false)? {
+            Outcome::Streaming(inner) => Ok(Response {
+                status: inner.status().as_u16(),
+                headers: collect_headers(inner.headers()),
+                inner,
+                runtime: Arc::clone(&self.runtime),
+                scrub: prepared.scrub,
+                origin: prepared.origin,
+                timeout: prepared.timeout,
+            }),
+            Outcome::Buffered(_) => unreachable!("send asks for a streaming response"),
+        }
+    }
+
     /// Sends a cleanup request once, even though the job was cancelled: the service's own
     /// cancel (`/interrupt`, `DELETE /tasks/{id}`) that a cancelled job owes it.
     ///
@@ -943,7 +1008,7 @@ impl Client {
         &self,
         request: &Request,
         prepared: &Prepared,
-        cx: &mut Context<'_>,
+        cx: &mut dyn Caller,
         buffered: bool,
     ) -> Result<Outcome, PluginError> {
         let Prepared {
@@ -955,7 +1020,9 @@ impl Client {
         let attempts = self.policy.retries.saturating_add(1);
         let mut attempt = 1;
         loop {
-            cx.check_cancelled()?;
+            if cx.is_cancelled() {
+                return Err(PluginError::cancelled());
+            }
             let failure = match self.attempt(request, &*cx, buffered, scrub) {
                 Ok(outcome) => return Ok(outcome),
                 Err(failure) => failure,
@@ -1365,7 +1432,7 @@ mod tests {
 
     use launcher_testkit::http::{HttpServer, Reply, Response as Answer};
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
     use std::time::Instant;
 
     /// Records what a job sends the host; `cancel` is the host's stop flag.
@@ -1596,6 +1663,39 @@ mod tests {
         canceller.join().unwrap();
         assert_eq!(err.kind, ErrorKind::Cancelled);
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_request_runs_on_another_thread_while_the_job_thread_goes_on() {
+        let server = HttpServer::start(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            Reply::Respond(Answer::text(200, "done"))
+        });
+        let client = fast_client().build().unwrap();
+        let stop = AtomicBool::new(false);
+        let mut ticks = 0;
+        let response = std::thread::scope(|s| {
+            let work = s.spawn(|| client.send_with(&Request::post(server.url()), &stop));
+            while !work.is_finished() {
+                ticks += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            work.join().unwrap()
+        });
+        assert_eq!(response.unwrap().text(&stop).unwrap(), "done");
+        assert!(ticks > 3, "the job thread went on while the request ran");
+
+        let hung = HttpServer::start(|_| Reply::Hang);
+        let started = Instant::now();
+        let err = std::thread::scope(|s| {
+            let work = s.spawn(|| client.send_with(&Request::get(hung.url()), &stop));
+            std::thread::sleep(Duration::from_millis(100));
+            stop.store(true, Ordering::SeqCst);
+            work.join().unwrap()
+        })
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Cancelled);
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[test]
