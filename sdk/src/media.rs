@@ -706,6 +706,169 @@ pub fn format_for_name(name: &str) -> Option<MediaFormat> {
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// PNG text chunks
+
+/// The eight bytes every PNG starts with.
+pub const PNG_SIGNATURE: [u8; 8] = *b"\x89PNG\r\n\x1a\n";
+
+/// Returns the CRC-32 (ISO-HDLC, as PNG uses) of `bytes`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Returns a PNG chunk holding `text` under `keyword`: `tEXt` when the text is Latin-1, as
+/// PNG requires of it, else an uncompressed `iTXt` holding UTF-8 (what image libraries do).
+pub fn png_text_chunk(keyword: &str, text: &str) -> Vec<u8> {
+    let latin1 = text.chars().all(|c| (c as u32) < 256);
+    let mut body: Vec<u8> = Vec::with_capacity(text.len() + keyword.len() + 16);
+    if latin1 {
+        body.extend_from_slice(b"tEXt");
+        body.extend_from_slice(keyword.as_bytes());
+        body.push(0);
+        body.extend(text.chars().map(|c| c as u8));
+    } else {
+        body.extend_from_slice(b"iTXt");
+        body.extend_from_slice(keyword.as_bytes());
+        // Keyword end, no compression, compression method, empty language and translation.
+        body.extend_from_slice(&[0, 0, 0, 0, 0]);
+        body.extend_from_slice(text.as_bytes());
+    }
+    let mut chunk = Vec::with_capacity(body.len() + 8);
+    chunk.extend_from_slice(&((body.len() - 4) as u32).to_be_bytes());
+    chunk.extend_from_slice(&body);
+    chunk.extend_from_slice(&crc32(&body).to_be_bytes());
+    chunk
+}
+
+/// Returns the text stored under `keyword` in a PNG's `tEXt` or `iTXt` chunks, if any.
+pub fn png_text(png: &[u8], keyword: &str) -> Option<String> {
+    let mut at = PNG_SIGNATURE.len();
+    if !png.starts_with(&PNG_SIGNATURE) {
+        return None;
+    }
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().ok()?) as usize;
+        let kind = &png[at + 4..at + 8];
+        let data = png.get(at + 8..at + 8 + len)?;
+        let key = data.split(|b| *b == 0).next()?;
+        if key == keyword.as_bytes() {
+            let rest = &data[key.len() + 1..];
+            match kind {
+                b"tEXt" => return Some(rest.iter().map(|b| char::from(*b)).collect()),
+                // Uncompressed iTXt only: flag, method, language\0, translated keyword\0.
+                b"iTXt" if rest.first() == Some(&0) => {
+                    let mut parts = rest[2..].splitn(3, |b| *b == 0);
+                    let text = parts.nth(2)?;
+                    return String::from_utf8(text.to_vec()).ok();
+                }
+                _ => {}
+            }
+        }
+        at += 12 + len;
+    }
+    None
+}
+
+/// Passes a PNG through as it streams and, when it has no text chunk under a keyword, adds
+/// one before its end. The image is never held whole: only a chunk's 8-byte header waits.
+pub struct PngTextAdder {
+    keyword: Vec<u8>,
+    chunk: Vec<u8>,
+    state: PngState,
+    found: bool,
+}
+
+enum PngState {
+    /// Bytes of the signature still to pass.
+    Signature(usize),
+    /// A chunk header being gathered.
+    Header(Vec<u8>),
+    /// Inside a chunk: bytes left (data and CRC); the start of a text chunk's data.
+    Body { left: usize, text: Option<Vec<u8>> },
+}
+
+impl PngTextAdder {
+    /// Adds `text` under `keyword` unless the image carries that keyword already.
+    pub fn new(keyword: &str, text: &str) -> PngTextAdder {
+        PngTextAdder {
+            keyword: keyword.as_bytes().to_vec(),
+            chunk: png_text_chunk(keyword, text),
+            state: PngState::Signature(PNG_SIGNATURE.len()),
+            found: false,
+        }
+    }
+
+    /// Passes the next bytes of the image to `out`, adding the chunk where it belongs.
+    pub fn write(&mut self, mut data: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+        while !data.is_empty() {
+            match &mut self.state {
+                PngState::Signature(left) => {
+                    let n = (*left).min(data.len());
+                    out.write_all(&data[..n])?;
+                    data = &data[n..];
+                    *left -= n;
+                    if *left == 0 {
+                        self.state = PngState::Header(Vec::with_capacity(8));
+                    }
+                }
+                PngState::Header(head) => {
+                    let n = (8 - head.len()).min(data.len());
+                    head.extend_from_slice(&data[..n]);
+                    data = &data[n..];
+                    if head.len() < 8 {
+                        continue;
+                    }
+                    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                    let kind = [head[4], head[5], head[6], head[7]];
+                    if &kind == b"IEND" && !self.found {
+                        out.write_all(&self.chunk)?;
+                        self.found = true;
+                    }
+                    out.write_all(head)?;
+                    let text = matches!(&kind, b"tEXt" | b"iTXt").then(Vec::new);
+                    self.state = PngState::Body {
+                        left: len + 4,
+                        text,
+                    };
+                }
+                PngState::Body { left, text } => {
+                    let n = (*left).min(data.len());
+                    if let Some(start) = text.as_mut() {
+                        let want = (self.keyword.len() + 1).saturating_sub(start.len()).min(n);
+                        start.extend_from_slice(&data[..want]);
+                    }
+                    out.write_all(&data[..n])?;
+                    data = &data[n..];
+                    *left -= n;
+                    if *left == 0 {
+                        if let Some(start) = text.take()
+                            && start.len() == self.keyword.len() + 1
+                            && start[..self.keyword.len()] == self.keyword[..]
+                            && start[self.keyword.len()] == 0
+                        {
+                            self.found = true;
+                        }
+                        self.state = PngState::Header(Vec::with_capacity(8));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1138,5 +1301,69 @@ mod tests {
             assert_eq!(named.extension, name);
         }
         assert_eq!(sniff(&wav(MONO16, &[])), format_for_name("wav"));
+    }
+
+    fn tiny_png(extra: &[u8]) -> Vec<u8> {
+        let mut png = PNG_SIGNATURE.to_vec();
+        let ihdr = [0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0];
+        let mut body = b"IHDR".to_vec();
+        body.extend_from_slice(&ihdr);
+        png.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
+        png.extend_from_slice(&body);
+        png.extend_from_slice(&crc32(&body).to_be_bytes());
+        png.extend_from_slice(extra);
+        png.extend_from_slice(&[0, 0, 0, 0]);
+        png.extend_from_slice(b"IEND");
+        png.extend_from_slice(&crc32(b"IEND").to_be_bytes());
+        png
+    }
+
+    #[test]
+    fn crc32_matches_the_png_iend_constant() {
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+    }
+
+    #[test]
+    fn a_text_chunk_is_added_once_before_iend_in_any_split() {
+        let png = tiny_png(&[]);
+        for split in [1, 3, 8, 9, 13, png.len()] {
+            let mut adder = PngTextAdder::new("parameters", "a cat\nSteps: 2");
+            let mut out = Vec::new();
+            for piece in png.chunks(split) {
+                adder.write(piece, &mut out).unwrap();
+            }
+            assert_eq!(
+                png_text(&out, "parameters").as_deref(),
+                Some("a cat\nSteps: 2")
+            );
+            assert!(out.ends_with(&tiny_png(&[])[png.len() - 12..]));
+            assert_eq!(
+                out.len(),
+                png.len() + png_text_chunk("parameters", "a cat\nSteps: 2").len()
+            );
+        }
+    }
+
+    #[test]
+    fn an_image_with_the_keyword_already_is_passed_unchanged() {
+        let png = tiny_png(&png_text_chunk("parameters", "from the server"));
+        let mut adder = PngTextAdder::new("parameters", "ours");
+        let mut out = Vec::new();
+        for piece in png.chunks(5) {
+            adder.write(piece, &mut out).unwrap();
+        }
+        assert_eq!(out, png);
+        assert_eq!(
+            png_text(&out, "parameters").as_deref(),
+            Some("from the server")
+        );
+    }
+
+    #[test]
+    fn text_that_is_not_latin1_goes_in_an_itxt_chunk() {
+        let chunk = png_text_chunk("parameters", "一只猫");
+        assert_eq!(&chunk[4..8], b"iTXt");
+        let png = tiny_png(&chunk);
+        assert_eq!(png_text(&png, "parameters").as_deref(), Some("一只猫"));
     }
 }
