@@ -1,5 +1,6 @@
 //! One in-process fake per vendor API.
 
+pub mod a1111;
 pub mod azure;
 pub mod comfyui;
 pub mod ollama;
