@@ -4,10 +4,12 @@
 mod azure;
 mod c_plugin;
 mod chat;
+mod config;
 mod discovery;
 mod failures;
 mod install;
 mod jobs;
+mod keys;
 mod registry;
 mod run;
 mod template;

@@ -1,0 +1,134 @@
+//! `launcher keys`: secrets stored privately, used after the environment, never shown.
+
+use launcher_testkit::emulators::azure::AzureEmulator;
+use launcher_testkit::test_context;
+
+const KEY: &str = "stored-azure-key-0123456789";
+
+fn source_of_key(out: &launcher_testkit::cli::Outcome) -> String {
+    let info = out.json();
+    let settings = info["settings"].as_array().unwrap();
+    let key = settings.iter().find(|s| s["name"] == "key").unwrap();
+    key["source"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_piped_key_is_stored_privately_and_comes_after_the_environment() {
+    let ctx = test_context!();
+    let set = ctx.run_with_stdin(["keys", "set", "azure-tts"], format!("{KEY}\n").as_bytes());
+    set.success();
+    assert!(
+        !set.stdout.contains(KEY) && !set.stderr.contains(KEY),
+        "{set:#?}"
+    );
+    assert!(
+        set.stderr.contains("Stored setting `key` of `azure-tts`"),
+        "{}",
+        set.stderr
+    );
+
+    let file = ctx.home.path().join("keys.toml");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(KEY));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "keys.toml must be private");
+    }
+
+    let info = ctx.run(["info", "azure-tts", "--json"]);
+    assert_eq!(source_of_key(info.success()), "keys store");
+    // The environment comes first, the config file after the store.
+    ctx.config("[tools.azure-tts]\nkey = \"from-the-config-file\"\n");
+    let info = ctx.run_with_env(
+        ["info", "azure-tts", "--json"],
+        &[("AZURE_SPEECH_KEY", "from-env")],
+    );
+    assert_eq!(source_of_key(info.success()), "$AZURE_SPEECH_KEY");
+    let info = ctx.run(["info", "azure-tts", "--json"]);
+    assert_eq!(source_of_key(info.success()), "keys store");
+
+    let list = ctx.run(["keys", "list"]);
+    list.success();
+    assert!(
+        list.stdout.contains("azure-tts  key      keys store"),
+        "{}",
+        list.stdout
+    );
+    let json = ctx.run(["keys", "list", "--json"]);
+    assert!(!json.stdout.contains(KEY));
+    assert_eq!(
+        json.success().json(),
+        serde_json::json!([{"tool": "azure-tts", "setting": "key", "source": "keys store", "stored": true}])
+    );
+
+    ctx.run(["keys", "remove", "azure-tts"]).success();
+    let info = ctx.run(["info", "azure-tts", "--json"]);
+    assert_eq!(source_of_key(info.success()), "config file");
+    let again = ctx.run(["keys", "remove", "azure-tts", "key"]);
+    again.expect_code(3);
+    assert!(
+        again
+            .stderr
+            .contains("no value of setting `key` of `azure-tts` is stored")
+    );
+}
+
+#[test]
+fn a_stored_key_reaches_the_service_and_is_scrubbed_from_errors() {
+    let emulator = AzureEmulator::start(KEY);
+    let mut ctx = test_context!();
+    ctx.env("AZURE_SPEECH_ENDPOINT", emulator.url())
+        .env("AZURE_SPEECH_TIMEOUT", "5");
+    ctx.run_with_stdin(["keys", "set", "azure-tts", "key"], KEY.as_bytes())
+        .success();
+    let out = ctx.run(["run", "azure-tts", "--text", "hi", "-o", "ok.wav"]);
+    out.success();
+    assert!(ctx.work_file("ok.wav").is_file());
+
+    let wrong = "wrong-stored-key-98765";
+    ctx.run_with_stdin(["keys", "set", "azure-tts"], wrong.as_bytes())
+        .success();
+    let out = ctx.run(["run", "azure-tts", "--text", "hi", "-o", "no.wav", "-vv"]);
+    out.expect_code(6);
+    assert!(
+        !out.stdout.contains(wrong) && !out.stderr.contains(wrong),
+        "the stored key leaked: {out:#?}"
+    );
+}
+
+#[test]
+fn keys_set_refuses_what_it_cannot_store() {
+    let ctx = test_context!();
+    let out = ctx.run_with_stdin(["keys", "set", "azure-ttz"], b"x");
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("did you mean `azure-tts`?"),
+        "{}",
+        out.stderr
+    );
+
+    let out = ctx.run_with_stdin(["keys", "set", "azure-tts", "region"], b"westeurope");
+    out.expect_code(2);
+    assert!(out.stderr.contains("is not a secret"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("launcher config set tools.azure-tts.region")
+    );
+
+    let out = ctx.run_with_stdin(["keys", "set", "azure-tts"], b"\n");
+    out.expect_code(5);
+    assert!(!ctx.home.path().join("keys.toml").exists());
+
+    let out = ctx.run_with_stdin(["keys", "set", "espeak"], b"x");
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("has no secret settings"),
+        "{}",
+        out.stderr
+    );
+
+    let out = ctx.run(["keys", "list"]);
+    out.success();
+    assert!(out.stderr.contains("No secrets are set"), "{}", out.stderr);
+}
