@@ -84,6 +84,12 @@ impl Home {
         self.data.join("keys.toml")
     }
 
+    /// Returns where the config file belongs when the one in use is in the older place.
+    pub(crate) fn config_file_to_move(&self) -> Option<PathBuf> {
+        let current = self.config.join("config.toml");
+        (self.config_file() != current).then_some(current)
+    }
+
     fn config_dir_file(&self, name: &str) -> PathBuf {
         let current = self.config.join(name);
         let legacy = self.data.join(name);
@@ -504,6 +510,10 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("data/config.toml"), "").unwrap();
         assert_eq!(home.config_file(), dir.path().join("data/config.toml"));
+        assert_eq!(
+            home.config_file_to_move(),
+            Some(dir.path().join("config/config.toml"))
+        );
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
         std::fs::write(dir.path().join("config/config.toml"), "").unwrap();
         assert_eq!(home.config_file(), dir.path().join("config/config.toml"));

@@ -422,6 +422,12 @@ fn path(home: &Home, as_json: bool) -> Result<()> {
         for (_, label, path) in rows {
             println!("{label:<12} {}", path.display());
         }
+        if let Some(moved) = home.config_file_to_move() {
+            eprintln!(
+                "note: the config file is where an older launcher kept it; move it to {} to use the config directory",
+                moved.display()
+            );
+        }
     }
     Ok(())
 }

@@ -300,3 +300,36 @@ fn list(catalog: &Catalog, config: &Config, as_json: bool) -> Result<()> {
     print!("{out}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_setting_defaults_to_the_one_secret_and_several_are_listed() {
+        let one = ToolSpec::new("t", &["tts"])
+            .setting(SettingSpec::new("key", "T_KEY", "k").secret())
+            .setting(SettingSpec::new("region", "T_REGION", "r"));
+        assert_eq!(choose_setting(&one, None).unwrap().name, "key");
+        let err = choose_setting(&one, Some("region")).unwrap_err();
+        assert!(err.message.contains("is not a secret"), "{}", err.message);
+        let err = choose_setting(&one, Some("kye")).unwrap_err();
+        assert!(
+            err.message.contains("did you mean `key`?"),
+            "{}",
+            err.message
+        );
+
+        let two = one
+            .clone()
+            .setting(SettingSpec::new("token", "T_TOKEN", "t").secret());
+        let err = choose_setting(&two, None).unwrap_err();
+        assert_eq!(
+            err.message,
+            "tool `t` has several secret settings: key, token; say which to set"
+        );
+        assert_eq!(choose_setting(&two, Some("token")).unwrap().name, "token");
+        let none = ToolSpec::new("n", &["tts"]);
+        assert!(choose_setting(&none, None).is_err());
+    }
+}

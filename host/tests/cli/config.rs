@@ -299,6 +299,8 @@ fn a_config_left_in_the_data_dir_is_still_read() {
         )),
         "{stdout}"
     );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("move it to"), "{stderr}");
     let mut cmd = ctx.cmd();
     cmd.env_remove("LAUNCHER_HOME")
         .env("HOME", base.join("home"))
