@@ -132,3 +132,72 @@ fn keys_set_refuses_what_it_cannot_store() {
     out.success();
     assert!(out.stderr.contains("No secrets are set"), "{}", out.stderr);
 }
+
+/// On a terminal the prompt does not echo what is typed (driven through `script`'s terminal).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_prompt_on_a_terminal_does_not_echo() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let ctx = test_context!();
+    let launcher = ctx.cmd();
+    let mut cmd = Command::new("script");
+    for (key, value) in launcher.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let line = format!(
+        "{} keys set azure-tts",
+        launcher.get_program().to_string_lossy()
+    );
+    let mut child = cmd
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(ctx.work.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Type only once the prompt is shown (and echo is off, a moment later).
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("key for azure-tts: ") {
+        assert!(started.elapsed().as_secs() < 30, "no prompt");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}\r").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("key for azure-tts: "), "{text}");
+    assert!(!text.contains(KEY), "the typed key was echoed: {text}");
+    let stored = std::fs::read_to_string(ctx.home.path().join("keys.toml")).unwrap();
+    assert!(stored.contains(KEY));
+}
