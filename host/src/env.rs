@@ -20,6 +20,9 @@ pub(crate) const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub(crate) const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
 /// The user's home directory, under which the platform directories default.
 pub(crate) const USER_HOME: &str = "HOME";
+/// Windows: the roaming (config and data) and local (cache) application data directories.
+pub(crate) const APPDATA: &str = "APPDATA";
+pub(crate) const LOCALAPPDATA: &str = "LOCALAPPDATA";
 
 /// Returns the value of `name` when set and not empty.
 pub(crate) fn var(name: &str) -> Option<String> {

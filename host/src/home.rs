@@ -104,9 +104,9 @@ impl Home {
 fn platform_dirs(var: &dyn Fn(&str) -> Option<PathBuf>) -> Option<Home> {
     let absolute = |name: &str| var(name).filter(|p| p.is_absolute());
     if cfg!(target_os = "windows") {
-        let roaming = absolute("APPDATA")?.join("launcher");
+        let roaming = absolute(env::APPDATA)?.join("launcher");
         let local =
-            absolute("LOCALAPPDATA").map_or_else(|| roaming.clone(), |p| p.join("launcher"));
+            absolute(env::LOCALAPPDATA).map_or_else(|| roaming.clone(), |p| p.join("launcher"));
         return Some(Home {
             config: roaming.clone(),
             data: roaming,
