@@ -49,6 +49,7 @@ impl KeyStore {
                 return Err(err).with_context(|| format!("failed to read {}", path.display()));
             }
         };
+        refuse_if_shared(path)?;
         let invalid = |what: &str| {
             fail(
                 Class::Usage,
@@ -152,6 +153,34 @@ impl KeyStore {
     }
 }
 
+/// Refuses a store others can read or write (as ssh refuses such a private key): its keys may
+/// have leaked, and the user should know.
+#[cfg(unix)]
+fn refuse_if_shared(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("failed to read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(fail(
+            Class::Usage,
+            format!(
+                "{} is open to other users (mode {:o}), so its keys are not used; run `chmod 600 {}` (and consider replacing the keys)",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_if_shared(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
 #[cfg(unix)]
 fn private(file: &std::fs::File) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -207,8 +236,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
         std::fs::write(&path, "[t]\nkey = \"abcd-secret\nx").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let err = format!("{:#}", KeyStore::load(&path).unwrap_err());
         assert!(!err.contains("abcd-secret"), "{err}");
         assert!(err.contains("is not valid TOML"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "[t]\nkey = \"abcd-secret\"\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = format!("{:#}", KeyStore::load(&path).unwrap_err());
+        assert!(err.contains("is open to other users (mode 644)"), "{err}");
+        assert!(!err.contains("abcd-secret"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::commands::Globals;
 use crate::failure::{Class, Failure};
 use crate::home::{Config, Home, suggest};
+use crate::keys::KeyStore;
 use crate::settings::{self, SettingSource};
 
 #[derive(Debug, Args)]
@@ -52,6 +53,10 @@ pub(crate) enum KeysCommand {
 pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
     let home = Home::locate()?;
     let mut config = Config::load_or_warn(&home, &|w| globals.warn(w));
+    if !matches!(command, KeysCommand::List { .. }) {
+        // A store that cannot be read must not be overwritten with only the change.
+        config.keys = KeyStore::load(&home.keys_file())?;
+    }
     match command {
         KeysCommand::Set { tool, setting } => {
             let catalog = Catalog::discover(&home, &config);

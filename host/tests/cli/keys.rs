@@ -131,6 +131,29 @@ fn keys_set_refuses_what_it_cannot_store() {
     let out = ctx.run(["keys", "list"]);
     out.success();
     assert!(out.stderr.contains("No secrets are set"), "{}", out.stderr);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        ctx.run_with_stdin(["keys", "set", "azure-tts"], b"first-key-1234")
+            .success();
+        let file = ctx.home.path().join("keys.toml");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = ctx.run_with_stdin(["keys", "set", "azure-tts"], b"second-key-1234");
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("is open to other users (mode 644)"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .contains("first-key-1234")
+        );
+        let list = ctx.run(["list"]);
+        list.success();
+        assert!(list.stderr.contains("chmod 600"), "{}", list.stderr);
+    }
 }
 
 /// On a terminal the prompt does not echo what is typed (driven through `script`'s terminal).
