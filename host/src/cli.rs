@@ -67,7 +67,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Read and change config.toml, keeping its comments: `config set tools.espeak.program ...`.
+    /// Read and change config.toml, keeping its comments; `config path` shows where files are.
     Config(crate::commands::config::ConfigArgs),
     /// Show or set the tool used for a task: `launcher default tts espeak`.
     Default(crate::commands::config::DefaultArgs),
