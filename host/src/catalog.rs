@@ -102,6 +102,9 @@ impl Catalog {
             }
             described.save_if_changed();
         }
+        let specs: Vec<&ToolSpec> = catalog.tools.iter().map(|t| &t.spec).collect();
+        let unknown = config.unknown_keys(&specs);
+        catalog.warnings.extend(unknown);
         catalog
     }
 
@@ -192,14 +195,14 @@ impl Catalog {
 
     fn add_store(&mut self, home: &Home) {
         if !home
-            .root
+            .data_dir()
             .join(launcher_registry::lockfile::LOCKFILE)
             .is_file()
         {
             return;
         }
         let installed =
-            launcher_registry::Store::open(&home.root).and_then(|store| store.installed());
+            launcher_registry::Store::open(home.data_dir()).and_then(|store| store.installed());
         let (installed, warnings) = match installed {
             Ok(found) => found,
             Err(err) => {

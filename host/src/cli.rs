@@ -67,6 +67,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Read and change config.toml, keeping its comments; `config path` shows where files are.
+    Config(crate::commands::config::ConfigArgs),
+    /// Show or set the tool used for a task: `launcher default tts espeak`.
+    Default(crate::commands::config::DefaultArgs),
+    /// Store the secrets tools need (API keys) in a file private to you.
+    Keys(crate::commands::keys::KeysArgs),
     /// Validate a plugin library in this (child) process and print its manifest.
     #[command(name = "__probe", hide = true)]
     Probe(ProbeArgs),

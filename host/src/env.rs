@@ -1,6 +1,6 @@
 //! Every environment variable launcher itself reads, in one place.
 
-/// The one directory holding config, plugins, lockfile and caches.
+/// One directory holding config, data and caches, instead of the platform's directories.
 pub(crate) const HOME: &str = "LAUNCHER_HOME";
 /// Extra directories to discover plugin libraries in, separated like `PATH`.
 pub(crate) const PLUGIN_PATH: &str = "LAUNCHER_PLUGIN_PATH";
@@ -9,6 +9,20 @@ pub(crate) const NO_PROGRESS: &str = "LAUNCHER_NO_PROGRESS";
 
 /// The password of an encrypted minisign secret key, for `publish` and `registry keygen`.
 pub(crate) const KEY_PASSWORD: &str = "LAUNCHER_KEY_PASSWORD";
+
+/// The editor `launcher config edit` opens: `VISUAL`, else `EDITOR`.
+pub(crate) const VISUAL: &str = "VISUAL";
+pub(crate) const EDITOR: &str = "EDITOR";
+
+/// The XDG base directories (Linux and other Unix): config, data and cache.
+pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+pub(crate) const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+pub(crate) const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// The user's home directory, under which the platform directories default.
+pub(crate) const USER_HOME: &str = "HOME";
+/// Windows: the roaming (config and data) and local (cache) application data directories.
+pub(crate) const APPDATA: &str = "APPDATA";
+pub(crate) const LOCALAPPDATA: &str = "LOCALAPPDATA";
 
 /// Returns the value of `name` when set and not empty.
 pub(crate) fn var(name: &str) -> Option<String> {

@@ -7,6 +7,7 @@ mod env;
 mod failure;
 mod home;
 mod job;
+mod keys;
 mod loader;
 mod output;
 mod params;
@@ -119,6 +120,9 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
         Command::Plugin {
             command: PluginCommand::New(args),
         } => commands::template::run(globals, &args),
+        Command::Config(args) => commands::config::run(globals, args.command),
+        Command::Default(args) => commands::config::default(globals, &args),
+        Command::Keys(args) => commands::keys::run(globals, args.command),
         Command::Probe(args) => probe(&args.library),
         Command::Describe(args) => describe(&args.library),
     }

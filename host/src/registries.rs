@@ -37,7 +37,7 @@ pub(crate) struct Registries {
 
 impl Registries {
     pub(crate) fn load(home: &Home) -> Result<Registries> {
-        let path = home.root.join("registries.toml");
+        let path = home.registries_file();
         let entries = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 toml::from_str::<File>(&text)

@@ -1,4 +1,5 @@
-//! A tool's settings: from the command line, then the environment, then the config file.
+//! A tool's settings: from the command line, then the environment, then the keys store
+//! (`launcher keys`), then the config file, then a command the config file names.
 
 use std::process::{Command, Stdio};
 
@@ -13,6 +14,8 @@ use crate::home::Config;
 pub(crate) enum SettingSource {
     CommandLine,
     Env(String),
+    /// `launcher keys set`; always treated as a secret.
+    KeyStore,
     ConfigFile,
     ConfigCommand,
     /// The default the tool's description gives (a configured profile's URL, say).
@@ -25,6 +28,7 @@ impl SettingSource {
         match self {
             SettingSource::CommandLine => "--set".to_string(),
             SettingSource::Env(var) => format!("${var}"),
+            SettingSource::KeyStore => "keys store".to_string(),
             SettingSource::ConfigFile => "config file".to_string(),
             SettingSource::ConfigCommand => "config file command".to_string(),
             SettingSource::Default => "the tool's configuration".to_string(),
@@ -47,6 +51,9 @@ pub(crate) fn source_of(
         && env::var(var).is_some()
     {
         return SettingSource::Env(var.clone());
+    }
+    if config.keys.get(tool, &setting.name).is_some() {
+        return SettingSource::KeyStore;
     }
     if config
         .setting(tool, &setting.name)
@@ -135,6 +142,9 @@ pub(crate) fn not_ready(
             String::new()
         }
     ));
+    if setting.secret {
+        ways.push(format!("run `launcher keys set {tool} {}`", setting.name));
+    }
     ways.push(format!("pass --set {}=...", setting.name));
     Failure::new(
         Class::NotReady,
@@ -152,6 +162,10 @@ pub(crate) fn resolve(
 ) -> Result<Settings, Failure> {
     let mut values = Settings::default();
     for setting in &tool.settings {
+        if let Some(problem) = config.setting_type_error(&tool.id, setting) {
+            return Err(Failure::new(Class::Usage, problem)
+                .hint("fix it with `launcher config edit` or `launcher config set`"));
+        }
         let value = match source_of(&tool.id, setting, cli, config) {
             SettingSource::CommandLine => cli
                 .iter()
@@ -159,6 +173,13 @@ pub(crate) fn resolve(
                 .find(|(k, _)| k == &setting.name)
                 .map(|(_, v)| v.clone()),
             SettingSource::Env(var) => env::var(&var),
+            SettingSource::KeyStore => {
+                let value = config.keys.get(&tool.id, &setting.name).map(str::to_string);
+                if let Some(v) = value {
+                    values.set_secret(setting.name.clone(), v);
+                }
+                continue;
+            }
             SettingSource::ConfigFile => config.setting(&tool.id, &setting.name),
             SettingSource::ConfigCommand => {
                 let command = config

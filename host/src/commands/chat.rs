@@ -26,7 +26,7 @@ use crate::job::{exec, render};
 pub(crate) fn run(globals: &Globals, args: Vec<String>) -> Result<()> {
     let home = Home::locate()?;
     let config_path = home.config_file();
-    let config = Config::load(&config_path)?;
+    let config = Config::load(&home)?;
     let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     if args.iter().any(|a| a == "-h" || a == "--help") {
@@ -49,7 +49,7 @@ pub(crate) fn run(globals: &Globals, args: Vec<String>) -> Result<()> {
     }
     let interactive = std::io::stdin().is_terminal();
     let mut editor = DefaultEditor::new()?;
-    let history = home.root.join("chat_history.txt");
+    let history = home.data_dir().join("chat_history.txt");
     if interactive {
         let _ = editor.load_history(&history);
         globals.status("Chat: Ctrl-C stops an answer, Ctrl-D leaves, \"\"\" starts and ends a message of several lines.");
@@ -98,7 +98,7 @@ pub(crate) fn run(globals: &Globals, args: Vec<String>) -> Result<()> {
             )
             .into());
         };
-        match exec::execute(*job, &home.root, globals) {
+        match exec::execute(*job, home.data_dir(), globals) {
             Ok(report) => {
                 if report.conversation.is_some() {
                     conversation = report.conversation;
@@ -174,7 +174,7 @@ fn inputs<'a>(home: &'a Home, config: &'a Config) -> ProcessInputs<'a> {
 /// Lists the kept conversations, or shows one.
 pub(crate) fn conversations(id: Option<&str>, limit: usize, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
-    if !Store::path(&home.root).exists() {
+    if !Store::path(home.data_dir()).exists() {
         if as_json {
             print("[]\n");
         } else {
@@ -184,7 +184,7 @@ pub(crate) fn conversations(id: Option<&str>, limit: usize, as_json: bool) -> Re
         }
         return Ok(());
     }
-    let store = Store::open(&home.root)?;
+    let store = Store::open(home.data_dir())?;
     let Some(id) = id else {
         let found = store.conversations(limit)?;
         if as_json {

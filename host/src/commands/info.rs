@@ -13,7 +13,7 @@ use crate::settings;
 /// Describes one tool.
 pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
-    let config = Config::load(&home.config_file())?;
+    let config = Config::load(&home)?;
     let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     let Some(tool) = catalog.tool(id) else {

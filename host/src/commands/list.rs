@@ -17,7 +17,7 @@ pub(crate) fn run(
     as_json: bool,
 ) -> Result<()> {
     let home = Home::locate()?;
-    let config = Config::load(&home.config_file())?;
+    let config = Config::load_or_warn(&home, &|w| globals.warn(w));
     let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     let mut tools: Vec<&Tool> = catalog

@@ -1,7 +1,9 @@
 //! One module per command; each takes its parsed arguments and does the work.
 
 pub(crate) mod chat;
+pub(crate) mod config;
 pub(crate) mod info;
+pub(crate) mod keys;
 pub(crate) mod list;
 pub(crate) mod plugins;
 pub(crate) mod registry;

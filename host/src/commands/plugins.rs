@@ -31,7 +31,7 @@ pub(crate) fn install_path(globals: &Globals, library: &Path) -> Result<()> {
         "validating {} in a child process",
         library.display()
     ));
-    let store = Store::open(&home.root)?;
+    let store = Store::open(home.data_dir())?;
     let reporter = Quiet(*globals);
     let mut lock = store.lock(&reporter)?;
     let entry = lock
@@ -57,7 +57,7 @@ pub(crate) fn install_path(globals: &Globals, library: &Path) -> Result<()> {
 /// Removes an installed plugin.
 pub(crate) fn uninstall(globals: &Globals, name: &str) -> Result<()> {
     let home = Home::locate()?;
-    let store = Store::open(&home.root)?;
+    let store = Store::open(home.data_dir())?;
     let reporter = Quiet(*globals);
     let mut lock = store.lock(&reporter)?;
     let result = lock.uninstall(name);

@@ -180,7 +180,7 @@ pub(crate) fn search(
     as_json: bool,
 ) -> Result<()> {
     let home = Home::locate()?;
-    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let store = Store::open(home.data_dir()).map_err(registry_failure)?;
     let registries = Registries::load(&home)?.open(&store, offline)?;
     let hits =
         launcher_registry::search(&registries, &query, &host_info()).map_err(registry_failure)?;
@@ -345,7 +345,7 @@ fn with_registries(
     body: impl FnOnce(&mut launcher_registry::StoreLock<'_>, &InstallContext<'_>) -> Result<()>,
 ) -> Result<()> {
     let home = Home::locate()?;
-    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let store = Store::open(home.data_dir()).map_err(registry_failure)?;
     let registries = Registries::load(&home)?.open(&store, offline)?;
     let host = host_info();
     let progress = Progress::new(*globals);
@@ -365,7 +365,7 @@ fn with_registries(
 /// `launcher outdated`.
 pub(crate) fn outdated(globals: &Globals, offline: bool, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
-    let store = Store::open(&home.root).map_err(registry_failure)?;
+    let store = Store::open(home.data_dir()).map_err(registry_failure)?;
     let registries = Registries::load(&home)?.open(&store, offline)?;
     let rows =
         launcher_registry::outdated(&store, &registries, &host_info()).map_err(registry_failure)?;

@@ -14,7 +14,7 @@ use crate::job::{exec, render};
 pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
     let home = Home::locate()?;
     let config_path = home.config_file();
-    let config = Config::load(&config_path)?;
+    let config = Config::load(&home)?;
     let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     let mut inputs = ProcessInputs {
@@ -25,14 +25,14 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         Planned::GeneralHelp => print(&render::general_help(&catalog)),
         Planned::Help(text) => print(&text),
         Planned::Job(plan) => {
-            exec::execute(*plan, &home.root, globals)?;
+            exec::execute(*plan, home.data_dir(), globals)?;
         }
         Planned::Resume {
             id,
             json,
             cancel_remote,
         } => {
-            let store = Store::open(&home.root)?;
+            let store = Store::open(home.data_dir())?;
             let record = match store.get(&id)? {
                 Some(record) => record,
                 None => {
@@ -71,7 +71,7 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
             }
             let plan =
                 plan::plan_resume(record, &catalog, &config, &config_path, json, cancel_remote)?;
-            exec::execute(plan, &home.root, globals)?;
+            exec::execute(plan, home.data_dir(), globals)?;
         }
     }
     Ok(())

@@ -62,10 +62,10 @@ pub(crate) struct ProcessInputs<'a> {
 
 impl Inputs for ProcessInputs<'_> {
     fn conversation(&mut self, id: Option<&str>) -> Result<Option<(Conversation, Vec<Message>)>> {
-        if id.is_none() && !crate::job::store::Store::path(&self.home.root).exists() {
+        if id.is_none() && !crate::job::store::Store::path(self.home.data_dir()).exists() {
             return Ok(None);
         }
-        let store = crate::job::store::Store::open(&self.home.root)?;
+        let store = crate::job::store::Store::open(self.home.data_dir())?;
         let Some(conversation) = store.conversation(id)? else {
             return Ok(None);
         };

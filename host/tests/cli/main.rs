@@ -4,11 +4,13 @@
 mod azure;
 mod c_plugin;
 mod chat;
+mod config;
 mod discovery;
 mod failures;
 mod images;
 mod install;
 mod jobs;
+mod keys;
 mod registry;
 mod run;
 mod template;
