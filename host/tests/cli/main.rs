@@ -10,5 +10,6 @@ mod install;
 mod jobs;
 mod registry;
 mod run;
+mod shell;
 mod template;
 mod text;
