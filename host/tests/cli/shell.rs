@@ -134,6 +134,16 @@ fn registry_add_and_remove_report_as_json() {
 }
 
 #[test]
+fn json_objects_carry_the_schema_version() {
+    let ctx = test_context!();
+    assert_eq!(ctx.run(["info", "espeak", "--json"]).json()["schema"], 1);
+    let out = ctx.run(["run", "tts", "--text", "hi", "-o", "hi.wav", "--json"]);
+    assert_eq!(out.success().json()["schema"], 1);
+    // Arrays stay arrays (the schema is the same number; `version --json` tells it).
+    assert!(ctx.run(["list", "--json"]).json().is_array());
+}
+
+#[test]
 fn completion_scripts_are_generated_for_each_shell() {
     let ctx = test_context!();
     for shell in ["bash", "zsh", "fish", "powershell"] {
