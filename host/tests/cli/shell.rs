@@ -174,13 +174,7 @@ fn dynamic_completion_knows_installed_tools_tasks_and_parameters() {
 
     // Through the bash script, as a user's TAB would.
     let script = ctx.run(["completions", "bash"]).stdout;
-    let mut bash = Command::new("bash");
-    for (key, value) in ctx.cmd().get_envs() {
-        match value {
-            Some(value) => bash.env(key, value),
-            None => bash.env_remove(key),
-        };
-    }
+    let mut bash = shell(&ctx, "bash");
     let probe = format!(
         "{script}\nCOMP_WORDS=('{bin}' run espeak --ra); COMP_CWORD=3; _launcher_dynamic; printf '%s\\n' \"${{COMPREPLY[@]}}\"\n\
          COMP_WORDS=('{bin}' compl); COMP_CWORD=1; _launcher_dynamic '{bin}' compl '{bin}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
@@ -198,6 +192,61 @@ fn dynamic_completion_knows_installed_tools_tasks_and_parameters() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Returns a command running `program` in the test's environment, launcher on its `PATH`.
+fn shell(ctx: &launcher_testkit::cli::TestContext, program: &str) -> Command {
+    let mut shell = Command::new(program);
+    for (key, value) in ctx.cmd().get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_launcher"))
+        .parent()
+        .unwrap();
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    shell.env("PATH", path).stdin(Stdio::null());
+    shell
+}
+
+/// Returns whether `program` runs here; CI installs zsh and fish, a developer may not have them.
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn zsh_and_fish_scripts_complete_parameters() {
+    let ctx = test_context!();
+    if have("zsh") {
+        let script = ctx.run(["completions", "zsh"]).stdout;
+        // compadd stands in for the completion system: it prints what it was given.
+        let probe = format!(
+            "autoload -U compinit; compinit -u\n{script}\n\
+             compadd() {{ print -l -- \"${{found[@]}}\"; }}\n\
+             words=(launcher run espeak --ra); CURRENT=4; _launcher_dynamic\n"
+        );
+        let out = shell(&ctx, "zsh")
+            .args(["-f", "-c", &probe])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout, "--rate\n", "{out:?}");
+    }
+    if have("fish") {
+        let script = ctx.run(["completions", "fish"]).stdout;
+        let probe = format!("{script}\ncomplete -C 'launcher run espeak --ra'\n");
+        let out = shell(&ctx, "fish").args(["-c", &probe]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.lines().any(|l| l == "--rate"), "{out:?}");
+    }
 }
 
 #[test]
