@@ -19,7 +19,7 @@ mod style;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, PluginCommand, RegistryCommand};
 use crate::commands::Globals;
@@ -27,11 +27,17 @@ use crate::commands::registry;
 use crate::failure::Class;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Before parsing, so clap's own errors and help follow --color too.
+    let color = style::from_args(std::env::args_os());
+    style::init(color);
+    let parsed = Cli::command()
+        .color(style::for_clap(color))
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => return ExitCode::from(report_usage(&err)),
     };
-    style::init(cli.color);
     let globals = Globals {
         verbose: cli.verbose,
         quiet: cli.quiet,

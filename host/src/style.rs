@@ -39,6 +39,39 @@ pub(crate) fn init(choice: ColorChoice) {
     choice.write_global();
 }
 
+/// Returns the `--color` of a command line not parsed yet (the last one given; `auto` when
+/// absent or not understood, which the parser then reports).
+pub(crate) fn from_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> ColorChoice {
+    let mut choice = ColorChoice::Auto;
+    let mut args = args.into_iter().skip(1);
+    while let Some(arg) = args.next() {
+        let value = match arg.to_str() {
+            Some("--") => break,
+            Some("--color") => args.next(),
+            Some(a) => match a.strip_prefix("--color=") {
+                Some(v) => Some(v.into()),
+                None => continue,
+            },
+            None => continue,
+        };
+        choice = match value.as_ref().and_then(|v| v.to_str()) {
+            Some("always") => ColorChoice::Always,
+            Some("never") => ColorChoice::Never,
+            _ => ColorChoice::Auto,
+        };
+    }
+    choice
+}
+
+/// Returns clap's color setting for `choice`.
+pub(crate) fn for_clap(choice: ColorChoice) -> clap::ColorChoice {
+    match choice {
+        ColorChoice::Auto => clap::ColorChoice::Auto,
+        ColorChoice::Always => clap::ColorChoice::Always,
+        ColorChoice::Never => clap::ColorChoice::Never,
+    }
+}
+
 /// Returns `label:` in `style`, for the start of a message line.
 pub(crate) fn label(style: Style, label: &str) -> String {
     format!("{style}{label}:{style:#}")
@@ -47,6 +80,24 @@ pub(crate) fn label(style: Style, label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn color_is_read_before_parsing() {
+        let args = |line: &str| line.split(' ').map(Into::into).collect::<Vec<_>>();
+        assert_eq!(from_args(args("launcher list")), ColorChoice::Auto);
+        assert_eq!(
+            from_args(args("launcher --color always list")),
+            ColorChoice::Always
+        );
+        assert_eq!(
+            from_args(args("launcher list --color=never")),
+            ColorChoice::Never
+        );
+        assert_eq!(
+            from_args(args("launcher run x -- --color always")),
+            ColorChoice::Auto
+        );
+    }
 
     #[test]
     fn label_wraps_text_and_colon_in_escapes() {

@@ -23,6 +23,12 @@ fn errors_are_colored_only_when_asked_or_forced() {
         "{:?}",
         always.stderr
     );
+    // clap's usage errors follow --color as well.
+    let usage = ctx.run(["--color", "always", "list", "--no-such-flag"]);
+    usage.expect_code(2);
+    assert!(usage.stderr.starts_with(RED_ERROR), "{:?}", usage.stderr);
+    let usage = ctx.run(["list", "--no-such-flag"]);
+    assert!(!usage.stderr.contains('\u{1b}'), "{:?}", usage.stderr);
     // CLICOLOR_FORCE colors a pipe when NO_COLOR is unset.
     let out = ctx
         .cmd()
