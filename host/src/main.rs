@@ -56,7 +56,10 @@ fn report_usage(err: &clap::Error) -> u8 {
         let _ = err.print();
         return 0;
     }
-    if std::env::args_os().any(|a| a == "--json") {
+    if std::env::args_os()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+    {
         let rendered = err.render().to_string();
         let message = rendered
             .lines()

@@ -72,6 +72,8 @@ compdef _launcher_dynamic launcher
 const FISH_HOOK: &str = r#"
 # Tools, tasks and their parameters come from the installed plugins: ask launcher.
 complete -c launcher -a '(launcher __complete (commandline -opc)[2..-1] (commandline -ct) 2>/dev/null)'
+# Their arguments are tools and plugins, never files.
+complete -c launcher -n '__fish_seen_subcommand_from info uninstall update' -f
 "#;
 
 /// Prints the manual page on stdout, or writes a page per command into `out`.

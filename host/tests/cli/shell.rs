@@ -248,10 +248,19 @@ fn zsh_and_fish_scripts_complete_parameters() {
     }
     if have("fish") {
         let script = ctx.run(["completions", "fish"]).stdout;
-        let probe = format!("{script}\ncomplete -C 'launcher run espeak --ra'\n");
-        let out = shell(&ctx, "fish").args(["-c", &probe]).output().unwrap();
+        let probe = format!(
+            "{script}\ncomplete -C 'launcher run espeak --ra'\ncomplete -C 'launcher info espe'\n"
+        );
+        // A file that a file completion would offer.
+        std::fs::write(ctx.work_file("espeak-notes.txt"), "").unwrap();
+        let out = shell(&ctx, "fish")
+            .args(["-c", &probe])
+            .current_dir(ctx.work.path())
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.lines().any(|l| l == "--rate"), "{out:?}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines, ["--rate", "espeak"], "{out:?}");
     }
 }
 
