@@ -58,6 +58,26 @@ fn errors_are_colored_only_when_asked_or_forced() {
 }
 
 #[test]
+fn warnings_are_colored_like_errors() {
+    let mut ctx = test_context!();
+    ctx.env("LAUNCHER_PLUGIN_PATH", "/no/such/launcher/plugins");
+    let out = ctx.run(["--color", "always", "list"]);
+    out.success();
+    assert!(
+        out.stderr
+            .contains("\u{1b}[1m\u{1b}[33mwarning:\u{1b}[0m LAUNCHER_PLUGIN_PATH"),
+        "{:?}",
+        out.stderr
+    );
+    let out = ctx.run(["list"]);
+    assert!(
+        out.stderr.starts_with("warning: LAUNCHER_PLUGIN_PATH"),
+        "{:?}",
+        out.stderr
+    );
+}
+
+#[test]
 fn with_json_errors_are_json_on_stderr_and_exit_codes_stay() {
     let ctx = test_context!();
     let out = ctx.run(["info", "no-such-tool", "--json"]);
