@@ -155,6 +155,19 @@ impl Report {
         }
     }
 
+    /// Returns the report of a command line clap rejected: its first line, and where to look.
+    pub(crate) fn of_usage(err: &clap::Error) -> Report {
+        // Rendered as plain text whatever the color choice: `to_string` drops the styles.
+        let rendered = err.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        Report {
+            class: Class::Usage,
+            message: first.trim_start_matches("error: ").to_string(),
+            causes: Vec::new(),
+            hint: Some("`launcher --help` shows the commands and their options".to_string()),
+        }
+    }
+
     /// Returns the report as text for stderr: `error: …`, each cause on its own line, then
     /// the hint after a blank line; styled, for an anstream stream to keep or strip.
     pub(crate) fn text(&self) -> String {

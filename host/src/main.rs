@@ -60,18 +60,7 @@ fn report_usage(err: &clap::Error) -> u8 {
         .take_while(|a| a != "--")
         .any(|a| a == "--json")
     {
-        let rendered = err.render().to_string();
-        let message = rendered
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
-        let report = failure::Report {
-            class: Class::Usage,
-            message: message.to_string(),
-            causes: Vec::new(),
-            hint: Some("`launcher --help` shows the commands and their options".to_string()),
-        };
+        let report = failure::Report::of_usage(err);
         eprintln!("{}", report.json());
     } else {
         let _ = err.print();
