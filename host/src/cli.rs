@@ -28,6 +28,9 @@ pub(crate) struct Cli {
     /// Print nothing but results and errors.
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
+    /// Color errors, warnings and hints: auto (on a terminal, unless NO_COLOR), always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub(crate) color: crate::style::ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +76,15 @@ pub(crate) enum Command {
     Default(crate::commands::config::DefaultArgs),
     /// Store the secrets tools need (API keys) in a file private to you.
     Keys(crate::commands::keys::KeysArgs),
+    /// Print a shell completion script: `eval "$(launcher completions bash)"`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a directory.
+    Man(ManArgs),
+    /// Print launcher's version and the version of its JSON documents.
+    Version(VersionArgs),
+    /// Print completion candidates for a partial command line (called by completion scripts).
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
     /// Validate a plugin library in this (child) process and print its manifest.
     #[command(name = "__probe", hide = true)]
     Probe(ProbeArgs),
@@ -152,6 +164,9 @@ pub(crate) struct InstallArgs {
     /// Use only the cached index; fetch nothing.
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Print what was installed as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +194,9 @@ pub(crate) struct UpdateArgs {
     /// Use only the cached index.
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Print what was updated as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +214,9 @@ pub(crate) struct SyncArgs {
     /// Use only the cached index.
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Print what was installed as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +236,9 @@ pub(crate) enum RegistryCommand {
         /// A minisign public key (or a `.pub` file) trusted to sign its plugins; repeatable.
         #[arg(long, value_name = "KEY", required = true)]
         trust: Vec<String>,
+        /// Print the registry as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List the configured registries.
     List {
@@ -226,6 +250,9 @@ pub(crate) enum RegistryCommand {
     Remove {
         /// Its name.
         name: String,
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a minisign key pair for publishing (encrypted with $LAUNCHER_KEY_PASSWORD if set).
     Keygen {
@@ -268,11 +295,71 @@ pub(crate) struct YankArgs {
 pub(crate) struct UninstallArgs {
     /// The plugin's name.
     pub(crate) name: String,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ProbeArgs {
     pub(crate) library: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete for.
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ManArgs {
+    /// Write `launcher.1` and a page per command (`launcher-run.1`, …) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VersionArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompleteArgs {
+    /// The words after `launcher`, the last being the one to complete (maybe empty).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub(crate) words: Vec<String>,
+}
+
+impl Command {
+    /// Returns whether the command line asks for JSON, so errors are JSON too.
+    pub(crate) fn wants_json(&self) -> bool {
+        match self {
+            Command::List(a) => a.json,
+            Command::Info(a) => a.json,
+            Command::Run(a) | Command::Chat(a) => a
+                .args
+                .iter()
+                .take_while(|a| *a != "--")
+                .any(|a| a == "--json"),
+            Command::Conversations(a) => a.json,
+            Command::Search(a) => a.json,
+            Command::Install(a) => a.json,
+            Command::Uninstall(a) => a.json,
+            Command::Update(a) => a.json,
+            Command::Outdated(a) => a.json,
+            Command::Sync(a) => a.json,
+            Command::Registry(a) => match &a.command {
+                RegistryCommand::Add { json, .. }
+                | RegistryCommand::List { json }
+                | RegistryCommand::Remove { json, .. } => *json,
+                RegistryCommand::Keygen { .. } => false,
+            },
+            Command::Version(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 fn parse_kind(s: &str) -> Result<ContentKind, String> {

@@ -6,6 +6,9 @@
 use std::fmt;
 
 use launcher_sdk::ErrorKind;
+use launcher_sdk::serde_json::{Value, json};
+
+use crate::style;
 
 /// The class of a failure; each has a distinct, documented exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,26 @@ impl Class {
         }
     }
 
+    /// Returns the class's name in JSON errors: stable, snake_case.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Class::Failure => "failure",
+            Class::Usage => "usage",
+            Class::NotFound => "not_found",
+            Class::NotReady => "not_ready",
+            Class::InvalidInput => "invalid_input",
+            Class::Unauthorized => "unauthorized",
+            Class::RateLimited => "rate_limited",
+            Class::Unavailable => "unavailable",
+            Class::Timeout => "timeout",
+            Class::Exists => "exists",
+            Class::Integrity => "integrity",
+            Class::Cancelled => "cancelled",
+            Class::Signalled(_) => "signalled",
+            Class::Detached => "detached",
+        }
+    }
+
     /// Returns the class for a plugin error kind.
     pub(crate) fn of_kind(kind: ErrorKind) -> Class {
         match kind {
@@ -109,4 +132,101 @@ impl std::error::Error for Failure {}
 /// Returns a [`Failure`] of `class` as an `anyhow::Error`.
 pub(crate) fn fail(class: Class, message: impl Into<String>) -> anyhow::Error {
     Failure::new(class, message).into()
+}
+
+/// What an error tells the user, taken apart for rendering.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) class: Class,
+    pub(crate) message: String,
+    pub(crate) causes: Vec<String>,
+    pub(crate) hint: Option<String>,
+}
+
+impl Report {
+    /// Takes `err` apart: the first [`Failure`] in its chain gives the class and hint.
+    pub(crate) fn of(err: &anyhow::Error) -> Report {
+        let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
+        Report {
+            class: failure.map_or(Class::Failure, |f| f.class),
+            message: err.to_string(),
+            causes: err.chain().skip(1).map(|e| e.to_string()).collect(),
+            hint: failure.and_then(|f| f.hint.clone()),
+        }
+    }
+
+    /// Returns the report of a command line clap rejected: its first line, and where to look.
+    pub(crate) fn of_usage(err: &clap::Error) -> Report {
+        // Rendered as plain text whatever the color choice: `to_string` drops the styles.
+        let rendered = err.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        Report {
+            class: Class::Usage,
+            message: first.trim_start_matches("error: ").to_string(),
+            causes: Vec::new(),
+            hint: Some("`launcher --help` shows the commands and their options".to_string()),
+        }
+    }
+
+    /// Returns the report as text for stderr: `error: …`, each cause on its own line, then
+    /// the hint after a blank line; styled, for an anstream stream to keep or strip.
+    pub(crate) fn text(&self) -> String {
+        let mut out = format!("{} {}\n", style::label(style::ERROR, "error"), self.message);
+        for cause in &self.causes {
+            out.push_str(&format!(
+                "  {} {cause}\n",
+                style::label(style::DIM, "caused by")
+            ));
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("\n{} {hint}\n", style::label(style::HINT, "hint")));
+        }
+        out
+    }
+
+    /// Returns the report as the JSON document `--json` commands write on stderr.
+    pub(crate) fn json(&self) -> Value {
+        json!({
+            "schema": crate::commands::JSON_SCHEMA,
+            "error": {
+                "class": self.class.name(),
+                "code": self.class.exit_code(),
+                "message": self.message,
+                "causes": self.causes,
+                "hint": self.hint,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let err = anyhow::Error::from(
+            Failure::new(Class::NotFound, "no tool `x`").hint("`launcher list` shows tools"),
+        )
+        .context("cannot run `x`");
+        Report::of(&err)
+    }
+
+    #[test]
+    fn text_has_error_causes_and_hint() {
+        let text = report().text();
+        let plain = anstream::adapter::strip_str(&text).to_string();
+        assert_eq!(
+            plain,
+            "error: cannot run `x`\n  caused by: no tool `x`\n\nhint: `launcher list` shows tools\n"
+        );
+    }
+
+    #[test]
+    fn json_names_class_and_exit_code() {
+        let json = report().json();
+        assert_eq!(json["error"]["class"], "not_found");
+        assert_eq!(json["error"]["code"], 3);
+        assert_eq!(json["error"]["hint"], "`launcher list` shows tools");
+        assert_eq!(json["schema"], 1);
+    }
 }

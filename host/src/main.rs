@@ -16,36 +16,57 @@ mod registries;
 mod route;
 mod settings;
 mod signals;
+mod style;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{Cli, Command, PluginCommand, RegistryCommand};
 use crate::commands::Globals;
 use crate::commands::registry;
-use crate::failure::{Class, Failure};
+use crate::failure::Class;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Before parsing, so clap's own errors and help follow --color too.
+    let color = style::from_args(std::env::args_os());
+    style::init(color);
+    let parsed = Cli::command()
+        .color(style::for_clap(color))
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return ExitCode::from(if err.use_stderr() {
-                Class::Usage.exit_code()
-            } else {
-                0
-            });
-        }
+        Err(err) => return ExitCode::from(report_usage(&err)),
     };
     let globals = Globals {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
+    let json = cli.command.wants_json();
     match dispatch(&globals, cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => ExitCode::from(report(&err)),
+        Err(err) => ExitCode::from(report(&err, json)),
     }
+}
+
+/// Prints clap's error (or help, or version); returns the exit code. A usage error of a
+/// command line asking for `--json` is a JSON error document like any other.
+fn report_usage(err: &clap::Error) -> u8 {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return 0;
+    }
+    if std::env::args_os()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+    {
+        let report = failure::Report::of_usage(err);
+        eprintln!("{}", report.json());
+    } else {
+        let _ = err.print();
+    }
+    Class::Usage.exit_code()
 }
 
 fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
@@ -71,7 +92,7 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             commands::chat::conversations(args.id.as_deref(), args.limit, args.json)
         }
         Command::Install(args) => match &args.path {
-            Some(path) => commands::plugins::install_path(globals, path),
+            Some(path) => commands::plugins::install_path(globals, path, args.json),
             None => registry::install(
                 globals,
                 &args.specs,
@@ -80,10 +101,11 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
                     allow_yanked: args.allow_yanked,
                     reinstall: args.reinstall,
                     offline: args.offline,
+                    json: args.json,
                 },
             ),
         },
-        Command::Uninstall(args) => commands::plugins::uninstall(globals, &args.name),
+        Command::Uninstall(args) => commands::plugins::uninstall(globals, &args.name, args.json),
         Command::Search(args) => registry::search(
             globals,
             launcher_registry::SearchQuery {
@@ -94,17 +116,20 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             args.offline,
             args.json,
         ),
-        Command::Update(args) => registry::update(globals, args.name.as_deref(), args.offline),
+        Command::Update(args) => {
+            registry::update(globals, args.name.as_deref(), args.offline, args.json)
+        }
         Command::Outdated(args) => registry::outdated(globals, args.offline, args.json),
-        Command::Sync(args) => registry::sync(globals, args.offline),
+        Command::Sync(args) => registry::sync(globals, args.offline, args.json),
         Command::Registry(args) => match args.command {
             RegistryCommand::Add {
                 name,
                 location,
                 trust,
-            } => registry::add(globals, &name, &location, &trust),
+                json,
+            } => registry::add(globals, &name, &location, &trust, json),
             RegistryCommand::List { json } => registry::list(json),
-            RegistryCommand::Remove { name } => registry::remove(globals, &name),
+            RegistryCommand::Remove { name, json } => registry::remove(globals, &name, json),
             RegistryCommand::Keygen { secret, public } => {
                 registry::keygen(globals, &secret, public.as_deref())
             }
@@ -123,6 +148,10 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
         Command::Config(args) => commands::config::run(globals, args.command),
         Command::Default(args) => commands::config::default(globals, &args),
         Command::Keys(args) => commands::keys::run(globals, args.command),
+        Command::Completions(args) => commands::completions::generate(args.shell),
+        Command::Complete(args) => commands::completions::complete(&args.words),
+        Command::Man(args) => commands::completions::man(args.out.as_deref()),
+        Command::Version(args) => commands::version(args.json),
         Command::Probe(args) => probe(&args.library),
         Command::Describe(args) => describe(&args.library),
     }
@@ -158,8 +187,8 @@ fn describe(library: &std::path::Path) -> anyhow::Result<()> {
     }
 }
 
-/// Prints an error with its causes and hint; returns the exit code.
-fn report(err: &anyhow::Error) -> u8 {
+/// Prints an error with its causes and hint, as JSON with `--json`; returns the exit code.
+fn report(err: &anyhow::Error, json: bool) -> u8 {
     let broken_pipe = err
         .chain()
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
@@ -168,14 +197,11 @@ fn report(err: &anyhow::Error) -> u8 {
         // The reader of our output went away (`| head`): nothing is wrong.
         return 0;
     }
-    let failure = err.chain().find_map(|e| e.downcast_ref::<Failure>());
-    let class = failure.map_or(Class::Failure, |f| f.class);
-    eprintln!("error: {err}");
-    for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+    let report = failure::Report::of(err);
+    if json {
+        eprintln!("{}", report.json());
+    } else {
+        anstream::eprint!("{}", report.text());
     }
-    if let Some(hint) = failure.and_then(|f| f.hint.as_deref()) {
-        eprintln!("\nhint: {hint}");
-    }
-    class.exit_code()
+    report.class.exit_code()
 }

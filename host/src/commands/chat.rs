@@ -217,7 +217,11 @@ pub(crate) fn conversations(id: Option<&str>, limit: usize, as_json: bool) -> Re
     };
     let messages = store.messages(&conversation.id)?;
     if as_json {
-        let report = json!({"conversation": conversation, "messages": messages});
+        let report = json!({
+            "schema": crate::commands::JSON_SCHEMA,
+            "conversation": conversation,
+            "messages": messages,
+        });
         print(&format!("{}\n", serde_json::to_string_pretty(&report)?));
         return Ok(());
     }

@@ -49,6 +49,7 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
             })
             .collect();
         let report = json!({
+            "schema": crate::commands::JSON_SCHEMA,
             "id": tool.spec.id,
             "description": tool.spec.description,
             "categories": tool.spec.categories(),

@@ -1,6 +1,7 @@
 //! One module per command; each takes its parsed arguments and does the work.
 
 pub(crate) mod chat;
+pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod info;
 pub(crate) mod keys;
@@ -12,8 +13,36 @@ pub(crate) mod template;
 
 use std::io::IsTerminal;
 
+use launcher_sdk::serde_json::{self, Value};
+
 use crate::catalog::Catalog;
 use crate::env;
+use crate::style;
+
+/// The version of the JSON documents launcher prints: objects carry it as a top-level
+/// `"schema"`, and it changes only when a field changes meaning or goes away (new fields
+/// may appear at any time). Documents that are arrays (`list`, `search`, `outdated`,
+/// `registry list`, `conversations`) follow the same number; `launcher version --json` tells it.
+pub(crate) const JSON_SCHEMA: u32 = 1;
+
+/// Prints the JSON document of a command on stdout, with `"schema"` added to an object.
+pub(crate) fn print_json(mut document: Value) -> anyhow::Result<()> {
+    if let Value::Object(map) = &mut document {
+        map.insert("schema".to_string(), Value::from(JSON_SCHEMA));
+    }
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
+}
+
+/// `launcher version`: launcher's version and the version of its JSON documents.
+pub(crate) fn version(as_json: bool) -> anyhow::Result<()> {
+    let version = env!("CARGO_PKG_VERSION");
+    if as_json {
+        return print_json(serde_json::json!({ "version": version }));
+    }
+    println!("launcher {version} (JSON schema {JSON_SCHEMA})");
+    Ok(())
+}
 
 /// Flags every command shares.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,7 +55,7 @@ impl Globals {
     /// Prints a line about what launcher is doing, with `-v`.
     pub(crate) fn info(&self, message: &str) {
         if self.verbose > 0 {
-            eprintln!("launcher: {message}");
+            anstream::eprintln!("{} {message}", style::label(style::DIM, "launcher"));
         }
     }
 
@@ -40,7 +69,7 @@ impl Globals {
     /// Prints a warning, unless `-q`.
     pub(crate) fn warn(&self, message: &str) {
         if !self.quiet {
-            eprintln!("warning: {message}");
+            anstream::eprintln!("{} {message}", style::label(style::WARNING, "warning"));
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use launcher_registry::Reporter;
 use launcher_registry::Store;
+use launcher_sdk::serde_json::json;
 
 use crate::commands::Globals;
 use crate::failure::{Class, Failure, fail};
@@ -12,7 +13,7 @@ use crate::home::Home;
 use crate::loader;
 
 /// Installs a locally built plugin library after validating it in a child process.
-pub(crate) fn install_path(globals: &Globals, library: &Path) -> Result<()> {
+pub(crate) fn install_path(globals: &Globals, library: &Path, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
     let meta = std::fs::metadata(library).map_err(|e| {
         fail(
@@ -51,11 +52,21 @@ pub(crate) fn install_path(globals: &Globals, library: &Path) -> Result<()> {
         entry.version,
         library.display()
     ));
+    if as_json {
+        crate::commands::print_json(json!({
+            "plugins": [{
+                "name": entry.name,
+                "version": entry.version.to_string(),
+                "action": "installed",
+                "path": library,
+            }]
+        }))?;
+    }
     Ok(())
 }
 
 /// Removes an installed plugin.
-pub(crate) fn uninstall(globals: &Globals, name: &str) -> Result<()> {
+pub(crate) fn uninstall(globals: &Globals, name: &str, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
     let store = Store::open(home.data_dir())?;
     let reporter = Quiet(*globals);
@@ -67,6 +78,15 @@ pub(crate) fn uninstall(globals: &Globals, name: &str) -> Result<()> {
     match result {
         Ok(entry) => {
             globals.status(&format!("uninstalled {} {}", entry.name, entry.version));
+            if as_json {
+                crate::commands::print_json(json!({
+                    "plugins": [{
+                        "name": entry.name,
+                        "version": entry.version.to_string(),
+                        "action": "uninstalled",
+                    }]
+                }))?;
+            }
             Ok(())
         }
         Err(e) => Err(Failure::new(Class::NotFound, e.to_string())

@@ -66,7 +66,13 @@ fn validate(path: &Path) -> Result<launcher_sdk::Manifest, String> {
 }
 
 /// `launcher registry add`.
-pub(crate) fn add(globals: &Globals, name: &str, location: &str, trust: &[String]) -> Result<()> {
+pub(crate) fn add(
+    globals: &Globals,
+    name: &str,
+    location: &str,
+    trust: &[String],
+    as_json: bool,
+) -> Result<()> {
     let home = Home::locate()?;
     let mut registries = Registries::load(&home)?;
     let keys = trust
@@ -86,6 +92,9 @@ pub(crate) fn add(globals: &Globals, name: &str, location: &str, trust: &[String
         .hint("pass --trust with the publisher's minisign public key (or its .pub file)")
         .into());
     }
+    let document = json!({
+        "registry": {"name": name, "index": config.index, "trust": config.trust},
+    });
     let entry = Entry {
         name: name.to_string(),
         config,
@@ -101,10 +110,13 @@ pub(crate) fn add(globals: &Globals, name: &str, location: &str, trust: &[String
         }
     };
     registries.save()?;
-    globals.status(&format!(
-        "{} registry `{name}` ({location})",
-        if replaced { "updated" } else { "added" }
-    ));
+    let action = if replaced { "updated" } else { "added" };
+    globals.status(&format!("{action} registry `{name}` ({location})"));
+    if as_json {
+        let mut document = document;
+        document["action"] = json!(action);
+        crate::commands::print_json(document)?;
+    }
     Ok(())
 }
 
@@ -133,7 +145,7 @@ pub(crate) fn list(as_json: bool) -> Result<()> {
 }
 
 /// `launcher registry remove`.
-pub(crate) fn remove(globals: &Globals, name: &str) -> Result<()> {
+pub(crate) fn remove(globals: &Globals, name: &str, as_json: bool) -> Result<()> {
     let mut registries = Registries::load(&Home::locate()?)?;
     let before = registries.entries.len();
     registries.entries.retain(|e| e.name != name);
@@ -147,6 +159,9 @@ pub(crate) fn remove(globals: &Globals, name: &str) -> Result<()> {
     globals.status(&format!(
         "removed registry `{name}`; plugins installed from it stay installed"
     ));
+    if as_json {
+        crate::commands::print_json(json!({"registry": {"name": name}, "action": "removed"}))?;
+    }
     Ok(())
 }
 
@@ -190,6 +205,8 @@ pub(crate) fn search(
         #[derive(serde::Serialize)]
         struct Hit<'a> {
             name: &'a str,
+            /// The plugin's name, as `list --json` calls it.
+            plugin: &'a str,
             version: String,
             registry: &'a str,
             categories: &'a [String],
@@ -200,6 +217,7 @@ pub(crate) fn search(
             .iter()
             .map(|h| Hit {
                 name: &h.name,
+                plugin: &h.name,
                 version: h.version.to_string(),
                 registry: &h.registry,
                 categories: &h.categories,
@@ -251,6 +269,7 @@ pub(crate) struct InstallFlags {
     pub(crate) allow_yanked: bool,
     pub(crate) reinstall: bool,
     pub(crate) offline: bool,
+    pub(crate) json: bool,
 }
 
 /// `launcher install <name>[@req]...`.
@@ -267,13 +286,41 @@ pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags)
         allow_yanked: flags.allow_yanked,
         reinstall: flags.reinstall,
     };
-    with_registries(globals, flags.offline, |lock, cx| {
+    let mut done = Vec::new();
+    let result = with_registries(globals, flags.offline, |lock, cx| {
         for spec in &specs {
             let outcome = lock.install(cx, spec, &options).map_err(registry_failure)?;
             report_outcome(globals, &outcome);
+            done.push(outcome_json(&outcome));
         }
         Ok(())
-    })
+    });
+    if flags.json && result.is_ok() {
+        crate::commands::print_json(json!({ "plugins": done }))?;
+    }
+    result
+}
+
+/// Returns what an install did, for `--json`.
+fn outcome_json(outcome: &InstallOutcome) -> serde_json::Value {
+    let entry = &outcome.entry;
+    let action = match (&outcome.previous, outcome.changed) {
+        (_, false) => "unchanged",
+        (Some(prev), true) if prev.version != entry.version => "updated",
+        (Some(_), true) => "reinstalled",
+        (None, true) => "installed",
+    };
+    let mut value = json!({
+        "name": entry.name,
+        "version": entry.version.to_string(),
+        "previous": outcome.previous.as_ref().map(|p| p.version.to_string()),
+        "action": action,
+    });
+    match &entry.source {
+        launcher_registry::Source::Registry { registry, .. } => value["registry"] = json!(registry),
+        launcher_registry::Source::Path { path } => value["path"] = json!(path),
+    }
+    value
 }
 
 fn report_outcome(globals: &Globals, outcome: &InstallOutcome) {
@@ -299,17 +346,35 @@ fn report_outcome(globals: &Globals, outcome: &InstallOutcome) {
 fn report_each(
     globals: &Globals,
     results: Vec<(String, launcher_registry::Result<InstallOutcome>)>,
+    as_json: bool,
 ) -> Result<()> {
     let mut first_error = None;
+    let mut done = Vec::new();
     for (name, result) in results {
         match result {
-            Ok(outcome) => report_outcome(globals, &outcome),
+            Ok(outcome) => {
+                report_outcome(globals, &outcome);
+                done.push(outcome_json(&outcome));
+            }
             Err(err) => {
                 let failure = registry_failure(err);
-                eprintln!("error: {name}: {failure}");
+                let report = crate::failure::Report::of(&failure);
+                if as_json {
+                    done.push(
+                        json!({"name": name, "action": "failed", "error": report.json()["error"]}),
+                    );
+                } else {
+                    anstream::eprintln!(
+                        "{} {name}: {failure}",
+                        crate::style::label(crate::style::ERROR, "error")
+                    );
+                }
                 first_error.get_or_insert(failure);
             }
         }
+    }
+    if as_json {
+        crate::commands::print_json(json!({ "plugins": done }))?;
     }
     match first_error {
         Some(err) => Err(err),
@@ -318,24 +383,29 @@ fn report_each(
 }
 
 /// `launcher update [name]`.
-pub(crate) fn update(globals: &Globals, name: Option<&str>, offline: bool) -> Result<()> {
+pub(crate) fn update(
+    globals: &Globals,
+    name: Option<&str>,
+    offline: bool,
+    as_json: bool,
+) -> Result<()> {
     with_registries(globals, offline, |lock, cx| {
         let results = lock.update(cx, name).map_err(registry_failure)?;
         if results.is_empty() {
             globals.status("nothing installed from a registry");
         }
-        report_each(globals, results)
+        report_each(globals, results, as_json)
     })
 }
 
 /// `launcher sync`.
-pub(crate) fn sync(globals: &Globals, offline: bool) -> Result<()> {
+pub(crate) fn sync(globals: &Globals, offline: bool, as_json: bool) -> Result<()> {
     with_registries(globals, offline, |lock, cx| {
         let results = lock.sync(cx).map_err(registry_failure)?;
         if results.is_empty() {
             globals.status("the lockfile records no plugins");
         }
-        report_each(globals, results)
+        report_each(globals, results, as_json)
     })
 }
 

@@ -99,6 +99,7 @@ impl Render {
         }
         if plan.json {
             let mut report = json!({
+                "schema": crate::commands::JSON_SCHEMA,
                 "tool": plan.tool.spec.id,
                 "task": plan.task.name,
                 "plugin": plan.tool.plugin,

@@ -13,5 +13,6 @@ mod jobs;
 mod keys;
 mod registry;
 mod run;
+mod shell;
 mod template;
 mod text;
