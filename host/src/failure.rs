@@ -32,6 +32,9 @@ pub(crate) enum Class {
     Exists,
     /// A download or archive failed verification.
     Integrity,
+    /// An output cannot be written where it was asked to go (no such directory, no
+    /// permission, a directory in the way).
+    Unwritable,
     /// The user cancelled (Ctrl-C).
     Cancelled,
     /// A signal stopped the job: SIGINT (130), SIGTERM (143), SIGHUP (129).
@@ -58,6 +61,7 @@ impl Class {
             Class::Cancelled => 130,
             Class::Signalled(signal) => crate::signals::exit_code(signal),
             Class::Detached => 12,
+            Class::Unwritable => 13,
         }
     }
 

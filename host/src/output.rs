@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use launcher_sdk::{ContentKind, OutputHeader};
 use serde::Serialize;
 
-use crate::failure::{Class, fail};
+use crate::failure::{Class, Failure, fail};
 
 /// Temporary files in flight, shared with the Ctrl-C handler so it can remove them.
 pub(crate) type Pending = Arc<Mutex<Vec<PathBuf>>>;
@@ -77,6 +77,11 @@ enum Target {
         dest: PathBuf,
         file: BufWriter<File>,
     },
+    /// A device (`/dev/null`) written in place.
+    Device {
+        dest: PathBuf,
+        file: File,
+    },
     /// A file output that was closed and moved into place.
     Placed(PathBuf),
 }
@@ -106,31 +111,73 @@ impl Outputs {
         }
     }
 
-    /// Checks before the job runs that `-o` will not replace a file by accident.
-    pub(crate) fn precheck(plan: &Plan) -> anyhow::Result<()> {
-        if let Some(path) = &plan.explicit {
-            if path.as_os_str() != "-" && !plan.force && path.exists() {
-                return Err(crate::failure::Failure::new(
+    /// Checks before the job runs that the outputs can be written where they go: `-o` names
+    /// no directory, replaces no file by accident, and its directory takes new files (a probe
+    /// file is created there and removed). `files` says whether the job makes files even
+    /// without `-o` (its outputs are not text), so the default directory is probed too.
+    pub(crate) fn precheck(plan: &Plan, files: bool) -> anyhow::Result<()> {
+        let Some(path) = &plan.explicit else {
+            if files {
+                probe(&plan.dir, &plan.dir, &plan.job_id)?;
+            }
+            return Ok(());
+        };
+        if path.as_os_str() == "-" {
+            return Ok(());
+        }
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.is_dir() {
+                return Err(Failure::new(
+                    Class::Unwritable,
+                    format!(
+                        "cannot write {}: it is a directory, and launcher never replaces a directory",
+                        path.display()
+                    ),
+                )
+                .hint(format!(
+                    "name a file inside it, e.g. -o {}",
+                    path.join(format!("{}.EXT", plan.stem)).display()
+                ))
+                .into());
+            }
+            if is_device(&meta) {
+                // A device such as /dev/null is written in place, never replaced.
+                return match std::fs::OpenOptions::new().write(true).open(path) {
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(unwritable(path, &err)),
+                };
+            }
+            if !plan.force {
+                return Err(Failure::new(
                     Class::Exists,
                     format!("{} exists already", path.display()),
                 )
                 .hint("pass --force to replace it, or choose another name with -o")
                 .into());
             }
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-                && !parent.is_dir()
-            {
-                return Err(fail(
-                    Class::InvalidInput,
-                    format!(
-                        "cannot write {}: directory {} does not exist",
-                        path.display(),
-                        parent.display()
-                    ),
-                ));
-            }
         }
-        Ok(())
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(fail(
+                Class::Unwritable,
+                format!(
+                    "cannot write {}: directory {} does not exist",
+                    path.display(),
+                    parent.display()
+                ),
+            ));
+        }
+        probe(parent, path, &plan.job_id)
+    }
+
+    /// Returns whether any output went to stdout.
+    pub(crate) fn uses_stdout(plan: &Plan) -> bool {
+        plan.explicit
+            .as_deref()
+            .is_some_and(|p| p.as_os_str() == "-")
     }
 
     /// Opens output `id`: a temporary file beside its destination, stdout, or a buffer.
@@ -168,6 +215,7 @@ impl Outputs {
                 Ok(())
             }
             Target::File { file, .. } => file.write_all(bytes),
+            Target::Device { file, .. } => file.write_all(bytes),
             Target::Placed(path) => Err(io::Error::other(format!(
                 "the plugin wrote to {} after closing it",
                 path.display()
@@ -196,6 +244,7 @@ impl Outputs {
                 }
                 Target::Placed(dest)
             }
+            Target::Device { dest, .. } => Target::Placed(dest),
             other => other,
         };
         Ok(())
@@ -222,8 +271,15 @@ impl Outputs {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if std::fs::metadata(&dest).is_ok_and(|m| is_device(&m)) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&dest)
+                .map_err(|e| with_path(&dest, e))?;
+            return Ok(Target::Device { dest, file });
+        }
         let tmp = dir.join(format!(".{file_name}.{}.part", self.plan.job_id));
-        let file = File::create(&tmp)?;
+        let file = File::create(&tmp).map_err(|e| with_path(&dest, e))?;
         self.pending.lock().expect("pending list").push(tmp.clone());
         Ok(Target::File {
             tmp,
@@ -243,7 +299,9 @@ impl Outputs {
             .open
             .iter()
             .filter_map(|o| match &o.target {
-                Target::File { dest, .. } | Target::Placed(dest) => Some(dest),
+                Target::File { dest, .. } | Target::Device { dest, .. } | Target::Placed(dest) => {
+                    Some(dest)
+                }
                 _ => None,
             })
             .collect();
@@ -254,7 +312,11 @@ impl Outputs {
                 } else {
                     format!("{}-{n}.{ext}", self.plan.stem)
                 };
-                self.plan.dir.join(name)
+                if self.plan.dir == Path::new(".") {
+                    PathBuf::from(name)
+                } else {
+                    self.plan.dir.join(name)
+                }
             })
             .find(|p| !p.exists() && !taken.contains(&p))
             .expect("some numbered name is free")
@@ -301,7 +363,7 @@ fn written(output: Open) -> Written {
             Err(_) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
         },
         Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
-        Target::Stdout | Target::File { .. } => (None, None, None),
+        Target::Stdout | Target::File { .. } | Target::Device { .. } => (None, None, None),
     };
     Written {
         name: output.header.name,
@@ -328,8 +390,19 @@ impl Drop for Outputs {
     }
 }
 
-/// Moves a finished temporary file to its destination, never replacing a file unless forced.
+/// Moves a finished temporary file to its destination, never replacing a file unless forced
+/// and never a directory.
 fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
+    if dest.is_dir() {
+        let _ = std::fs::remove_file(tmp);
+        return Err(fail(
+            Class::Unwritable,
+            format!(
+                "{} is a directory, and launcher never replaces a directory; the output was not saved",
+                dest.display()
+            ),
+        ));
+    }
     if force {
         std::fs::rename(tmp, dest)?;
         return Ok(());
@@ -364,6 +437,52 @@ fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
             std::fs::rename(tmp, dest)?;
             Ok(())
         }
+    }
+}
+
+/// Checks that `dir` takes new files by creating and removing a probe file there; an error
+/// names `shown`, the path the user asked for.
+fn probe(dir: &Path, shown: &Path, job_id: &str) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".launcher-{job_id}.probe"));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(err) => Err(unwritable(shown, &err)),
+    }
+}
+
+/// The failure of an output that cannot be written at `path`.
+fn unwritable(path: &Path, err: &io::Error) -> anyhow::Error {
+    fail(
+        Class::Unwritable,
+        format!("cannot write {}: {err}", path.display()),
+    )
+}
+
+/// Returns `err` with the output path it concerns in its message.
+fn with_path(path: &Path, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+}
+
+/// Returns whether `meta` is a character device (`/dev/null`, a terminal), which an output
+/// is written into rather than replacing it.
+fn is_device(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        meta.file_type().is_char_device()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
     }
 }
 

@@ -187,7 +187,7 @@ fn conclude(
         outputs.abandon();
         set_state(State::Failed, Some("an output could not be written"));
         return Err(fail(
-            Class::Failure,
+            Class::Unwritable,
             format!("cannot write the output: {err}"),
         ));
     }

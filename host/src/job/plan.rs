@@ -363,6 +363,14 @@ pub(crate) fn plan(
         None => (None, Vec::new()),
     };
     let json = matches.get_flag("json");
+    if json && explicit.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(Failure::new(
+            Class::Usage,
+            "-o - writes the output to stdout, so --json has no room there for the result",
+        )
+        .hint("leave out --json, or write the output to a file with -o FILE")
+        .into());
+    }
     let id = crate::job::new_id();
     let outputs = output::Plan {
         explicit,
@@ -373,7 +381,8 @@ pub(crate) fn plan(
         job_id: id.clone(),
         capture: task.name == "chat",
     };
-    output::Outputs::precheck(&outputs)?;
+    let makes_files = task.outputs.iter().any(|o| o.kind != ContentKind::Text);
+    output::Outputs::precheck(&outputs, makes_files)?;
 
     let settings = settings::resolve(&tool.spec, &cli_settings, config, config_path)?;
     let secrets = settings::secrets(&settings);
@@ -494,7 +503,7 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .no_binary_name(false)
         .disable_version_flag(true)
         .allow_negative_numbers(true)
-        .arg(Arg::new("output").short('o').long("output").value_name("FILE").help("write the output here (`-` for stdout); default: a new file in the current directory named after the task").help_heading(heading))
+        .arg(Arg::new("output").short('o').long("output").value_name("FILE").help("write the output here (`-` for stdout, which then carries the output alone: --json is refused); default: a new file in the current directory named after the task").help_heading(heading))
         .arg(Arg::new("force").long("force").action(ArgAction::SetTrue).help("replace the output file if it exists").help_heading(heading))
         .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("print the job's result as JSON").help_heading(heading))
         .arg(Arg::new("tool").long("tool").value_name("ID").help("the tool to use for a task").help_heading(heading))

@@ -8,6 +8,7 @@ mod discovery;
 mod failures;
 mod install;
 mod jobs;
+mod outputs;
 mod registry;
 mod run;
 mod template;

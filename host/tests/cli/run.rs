@@ -144,7 +144,7 @@ fn existing_outputs_are_kept_unless_forced_and_stdout_works() {
     assert_eq!(ctx.work_files(), ["mine.wav"]);
 
     let no_dir = ctx.run(["run", "tts", "--text", "hi", "-o", "missing/dir/x.wav"]);
-    no_dir.expect_code(5);
+    no_dir.expect_code(13);
 }
 
 #[test]

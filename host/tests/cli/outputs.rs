@@ -1,0 +1,103 @@
+//! Where outputs go, and what a user or script learns about them.
+
+use launcher_testkit::media::parse_wav;
+use launcher_testkit::test_context;
+
+#[test]
+fn stdout_output_refuses_json_and_carries_the_output_alone() {
+    let ctx = test_context!();
+    let out = ctx.run(["run", "tts", "--text", "hi", "-o", "-", "--json"]);
+    out.expect_code(2);
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    assert!(out.stderr.contains("--json"), "{}", out.stderr);
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+
+    let help = ctx.run(["run", "tts", "--help"]);
+    assert!(help.stdout.contains("--json is refused"), "{}", help.stdout);
+}
+
+#[test]
+fn written_paths_reach_stdout_even_with_quiet() {
+    let ctx = test_context!();
+    let first = ctx.run(["run", "tts", "--text", "hi", "-q"]);
+    first.success();
+    assert_eq!(first.stdout, "tts.wav\n", "{first:#?}");
+    let second = ctx.run(["run", "tts", "--text", "hi"]);
+    second.success();
+    assert_eq!(second.stdout, "tts-2.wav\n", "{second:#?}");
+    let named = ctx.run(["run", "tts", "--text", "hi", "-o", "named.wav"]);
+    assert_eq!(named.stdout, "named.wav\n", "{named:#?}");
+
+    // With -o -, stdout is the output and nothing else.
+    let piped = ctx.run(["run", "tts", "--text", "hi", "-o", "-"]);
+    piped.success();
+    assert!(parse_wav(&piped.stdout_bytes).is_ok());
+    assert!(!piped.stdout.contains("tts"), "only the WAV on stdout");
+
+    // --json keeps them in the result.
+    let json = ctx.run(["run", "tts", "--text", "hi", "--json"]).json();
+    assert_eq!(json["outputs"][0]["path"], "tts-3.wav");
+}
+
+#[test]
+fn a_directory_is_never_replaced_and_nothing_is_left() {
+    let ctx = test_context!();
+    std::fs::create_dir(ctx.work_file("out")).unwrap();
+    for force in [false, true] {
+        let mut args = vec!["run", "tts", "--text", "hi", "-o", "out"];
+        if force {
+            args.push("--force");
+        }
+        let out = ctx.run(&args);
+        out.expect_code(13);
+        assert!(
+            out.stderr.contains("is a directory") && out.stderr.contains("never replaces"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(ctx.work_files(), ["out"]);
+        assert!(launcher_testkit::cli::list_dir(&ctx.work_file("out")).is_empty());
+    }
+}
+
+#[test]
+fn an_unwritable_output_is_named_before_the_job_runs() {
+    let ctx = test_context!();
+    let out = ctx.run(["run", "tts", "--text", "hi", "-o", "/sys/x.wav"]);
+    out.expect_code(13);
+    assert!(out.stderr.contains("/sys/x.wav"), "{}", out.stderr);
+    assert!(!out.stderr.contains("bug"), "{}", out.stderr);
+
+    // compose learns it before encoding anything (these inputs would fail the encoder).
+    std::fs::write(ctx.work_file("a.png"), b"").unwrap();
+    std::fs::write(ctx.work_file("a.wav"), b"").unwrap();
+    let compose = ctx.run([
+        "run",
+        "compose",
+        "--image",
+        "a.png",
+        "--audio",
+        "a.wav",
+        "-o",
+        "/sys/slides.mp4",
+    ]);
+    compose.expect_code(13);
+    assert!(
+        compose.stderr.contains("/sys/slides.mp4"),
+        "{}",
+        compose.stderr
+    );
+
+    let missing = ctx.run(["run", "tts", "--text", "hi", "-o", "no/such/x.wav"]);
+    missing.expect_code(13);
+    assert!(missing.stderr.contains("no/such"), "{}", missing.stderr);
+}
+
+#[test]
+fn a_character_device_is_written_into() {
+    let ctx = test_context!();
+    let out = ctx.run(["run", "tts", "--text", "hi", "-o", "/dev/null"]);
+    out.success();
+    assert_eq!(out.stdout, "/dev/null\n");
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+}
