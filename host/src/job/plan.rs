@@ -336,8 +336,14 @@ pub(crate) fn plan(
         );
     }
     let mut values = launcher_sdk::check_params(&params, &values).map_err(|e| {
+        // A missing parameter is a command line to complete, like a missing positional.
+        let class = if values.contains_key(&e.param) {
+            Class::InvalidInput
+        } else {
+            Class::Usage
+        };
         fail(
-            Class::InvalidInput,
+            class,
             format!("--{} {}", params::flag_name(&e.param), e.problem),
         )
     })?;
@@ -653,9 +659,26 @@ fn read_text(
             .map_err(|e| fail(Class::InvalidInput, format!("cannot read stdin: {e}")))?,
         None => return Ok(None),
     };
-    if bytes.is_empty() && file.is_none() {
-        // Nothing piped in (e.g. stdin is /dev/null): the text is simply missing.
-        return Ok(None);
+    if bytes.is_empty() {
+        let flag = params::flag_name(name);
+        return Err(match file.map(String::as_str) {
+            Some("-") => fail(
+                Class::InvalidInput,
+                format!("--file -: stdin was empty, so there is no {name} to use"),
+            ),
+            Some(path) => fail(
+                Class::InvalidInput,
+                format!("--file {path} is empty, so there is no {name} to use"),
+            ),
+            // Nothing piped in (e.g. stdin is /dev/null): the text is missing, like any
+            // other required parameter, and the message says where it was looked for.
+            None => Failure::new(
+                Class::Usage,
+                format!("the {name} is missing: it was not given as an argument or with --{flag}, and stdin was empty"),
+            )
+            .hint(format!("give it as an argument, with --{flag} or --file, or pipe it in"))
+            .into(),
+        });
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| fail(Class::InvalidInput, "the input text is not valid UTF-8"))?;
@@ -990,7 +1013,7 @@ mod tests {
             (&["tts", "hi", "--rate=-1"], Class::InvalidInput),
             (&["tts", "hi", "--rate", "fast"], Class::InvalidInput),
             (&["tts", "hi", "--volume", "3"], Class::Usage),
-            (&["tts"], Class::InvalidInput),
+            (&["tts"], Class::Usage),
             (&["tts", "hi", "--text", "ho"], Class::Usage),
             (&["stt", "no-such-file.wav"], Class::InvalidInput),
             (&["nosuch"], Class::NotFound),
