@@ -96,7 +96,19 @@ pub(crate) fn resolve<'c>(
             if !is_task(catalog, target) {
                 return Err(unknown_target(catalog, target));
             }
-            standard_alias(target).unwrap_or(target).to_string()
+            let task = standard_alias(target).unwrap_or(target);
+            if let Some(other) = req.task
+                && standard_alias(other).unwrap_or(other) != task
+            {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!("`{target}` is a task; --task {other} contradicts it"),
+                )
+                .hint(format!(
+                    "run `launcher run {other} ...` to do task `{other}`"
+                )));
+            }
+            task.to_string()
         }
         None => {
             let Some(kind) = &req.to else {

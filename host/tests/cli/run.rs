@@ -461,3 +461,25 @@ fn empty_inputs_say_what_was_empty_and_missing_inputs_are_usage_errors() {
     no_positional.expect_code(2);
     assert!(ctx.work_files().contains(&"empty.txt".to_string()));
 }
+
+#[test]
+fn parameters_are_never_accepted_and_ignored() {
+    let ctx = test_context!();
+    let task = ctx.run(["run", "tts", "--task", "voices", "--text", "hi"]);
+    task.expect_code(2);
+    assert!(task.stderr.contains("--task voices"), "{}", task.stderr);
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+
+    let voice = ctx.run(["run", "tts", "--text", "hi", "--voice", "en-US-JennyNeural"]);
+    voice.expect_code(5);
+    assert!(
+        voice.stderr.contains("no voice `en-US-JennyNeural`") && voice.stderr.contains("`en-US`"),
+        "{}",
+        voice.stderr
+    );
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+    ctx.run([
+        "run", "tts", "--text", "hi", "--voice", "en-us", "-o", "a.wav",
+    ])
+    .success();
+}

@@ -164,6 +164,7 @@ impl Espeak {
             Some(v) if !v.is_empty() => voices::resolve(v),
             _ => voices::DEFAULT_VOICE.to_string(),
         };
+        self.check_voice(&voice, cx)?;
         if let Some((_, variant)) = voice.split_once('+') {
             self.check_variant(variant, cx)?;
         }
@@ -246,6 +247,39 @@ impl Espeak {
         let arg = filter.map_or_else(|| "--voices".to_string(), |f| format!("--voices={f}"));
         let output = self.runner().arg(arg).output(cx)?;
         Ok(voices::parse_list(&String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// Checks a voice (before any `+variant`) against the voices espeak-ng lists, since
+    /// espeak-ng speaks its default voice for a name it does not know.
+    fn check_voice(&self, voice: &str, cx: &Context<'_>) -> Result<(), PluginError> {
+        let base = voice.split_once('+').map_or(voice, |(base, _)| base);
+        // A voice of the separate MBROLA synthesizer is not listed; espeak-ng says itself
+        // when one is missing.
+        if base.is_empty() || base.starts_with("mb-") || base.starts_with("mb/") {
+            return Ok(());
+        }
+        let known = self.voices_for(None, cx)?;
+        match voices::check(base, &known) {
+            Ok(()) => Ok(()),
+            Err(close) => {
+                let hint = if close.is_empty() {
+                    VOICES_HINT.to_string()
+                } else {
+                    format!(
+                        "did you mean {}? Or {VOICES_HINT}",
+                        close
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                Err(
+                    PluginError::invalid_input(format!("espeak-ng has no voice `{base}`"))
+                        .with_hint(hint),
+                )
+            }
+        }
     }
 
     /// Checks a `+variant` suffix against espeak-ng's variants, since espeak-ng silently
