@@ -34,7 +34,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// List installed tools by category.
     List(ListArgs),
-    /// Show a tool's tasks, parameters and settings.
+    /// Show a tool's tasks, parameters and settings, or a task's slots, parameters and tools.
     Info(InfoArgs),
     /// Run a job: `launcher run <tool|task> [parameters]`, or `launcher run --to <kind> ...`.
     #[command(disable_help_flag = true)]
@@ -96,7 +96,7 @@ pub(crate) struct ListArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InfoArgs {
-    /// The tool id.
+    /// The tool id or task name.
     pub(crate) tool: String,
     /// Print JSON.
     #[arg(long)]

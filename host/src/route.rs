@@ -48,7 +48,7 @@ pub(crate) fn task_names(catalog: &Catalog) -> Vec<String> {
 }
 
 /// Returns whether `name` names a task: a standard one, an alias of one, or a tool's own.
-fn is_task(catalog: &Catalog, name: &str) -> bool {
+pub(crate) fn is_task(catalog: &Catalog, name: &str) -> bool {
     standard_alias(name).is_some() || task_names(catalog).iter().any(|t| t == name)
 }
 
