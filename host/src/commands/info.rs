@@ -100,33 +100,7 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     }
     if !tool.spec.settings.is_empty() {
         println!("\nsettings:");
-        for s in &tool.spec.settings {
-            let source = settings::source_of(&tool.spec.id, s, &[], &config);
-            let env = s
-                .env
-                .as_deref()
-                .map(|e| format!("${e}"))
-                .unwrap_or_else(|| "-".into());
-            let flags: Vec<&str> = [
-                s.required.then_some("required"),
-                s.secret.then_some("secret"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            println!(
-                "  {:<10} {:<24} {}{}  <- {}",
-                s.name,
-                env,
-                s.description,
-                if flags.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", flags.join(", "))
-                },
-                source.describe()
-            );
-        }
+        print!("{}", settings_table(&tool.spec, &config));
     }
     Ok(())
 }
@@ -284,4 +258,49 @@ tools:"
         );
     }
     Ok(())
+}
+
+/// The settings of `spec`, one a line in aligned columns: name, environment variable,
+/// where the value comes from, and description (required, secret). `info` and
+/// `run <tool> --help` show the same table.
+pub(crate) fn settings_table(spec: &launcher_sdk::ToolSpec, config: &Config) -> String {
+    let rows: Vec<(String, String, String, String)> = spec
+        .settings
+        .iter()
+        .map(|s| {
+            let source = settings::source_of(&spec.id, s, &[], config);
+            let env = s
+                .env
+                .as_deref()
+                .map(|e| format!("${e}"))
+                .unwrap_or_else(|| "-".into());
+            let flags: Vec<&str> = [
+                s.required.then_some("required"),
+                s.secret.then_some("secret"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let description = if flags.is_empty() {
+                s.description.clone()
+            } else {
+                format!("{} ({})", s.description, flags.join(", "))
+            };
+            let source = match source {
+                settings::SettingSource::Missing => source.describe(),
+                other => format!("from {}", other.describe()),
+            };
+            (s.name.clone(), env, description, source)
+        })
+        .collect();
+    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let env_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let source_width = rows.iter().map(|r| r.3.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(name, env, description, source)| {
+            format!(
+                "  {name:<name_width$}  {env:<env_width$}  {source:<source_width$}  {description}\n"
+            )
+        })
+        .collect()
 }

@@ -694,33 +694,7 @@ fn settings_help(tool: &Tool, config: &Config) -> String {
         "\nSettings of `{}` (--set NAME=VALUE, the environment, or config.toml):\n",
         tool.spec.id
     );
-    for s in &tool.spec.settings {
-        let source = settings::source_of(&tool.spec.id, s, &[], config);
-        let env = s
-            .env
-            .as_deref()
-            .map(|e| format!(" ${e}"))
-            .unwrap_or_default();
-        let flags = [
-            s.required.then_some("required"),
-            s.secret.then_some("secret"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
-        out.push_str(&format!(
-            "  {:<10}{env}  {}{}  [{}]\n",
-            s.name,
-            s.description,
-            if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" ({flags})")
-            },
-            source.describe()
-        ));
-    }
+    out.push_str(&crate::commands::info::settings_table(&tool.spec, config));
     out
 }
 

@@ -158,6 +158,16 @@ fn publish_search_install_run_update_outdated_uninstall_sync() {
         .map(|h| h["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["espeak"]);
+    // search and list describe espeak in the same words.
+    let listed = ctx.run(["list", "--json"]).json();
+    let espeak = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "espeak")
+        .unwrap()
+        .clone();
+    assert_eq!(by_task[0]["description"], espeak["description"], "{espeak}");
     let by_category = ctx.run(["search", "--category", "video"]);
     by_category.success();
     assert!(

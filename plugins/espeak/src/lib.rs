@@ -62,10 +62,13 @@ struct ListVoices {
     language: Option<String>,
 }
 
+/// What the plugin and its one tool are, in the words `list` and `search` both show.
+const DESCRIPTION: &str = "offline text-to-speech with espeak-ng (WAV, 100+ languages)";
+
 impl Plugin for Espeak {
     fn manifest() -> Manifest {
         let tool = ToolSpec::new(TOOL, &["tts", "voices"])
-            .description("offline text-to-speech with espeak-ng (WAV, 100+ languages)")
+            .description(DESCRIPTION)
             .priority(0)
             .setting(SettingSpec::new(
                 "program",
@@ -73,7 +76,7 @@ impl Plugin for Espeak {
                 "the espeak-ng program to run (default: espeak-ng on PATH)",
             ));
         Manifest::new(TOOL, env!("CARGO_PKG_VERSION"))
-            .description("offline text-to-speech through espeak-ng")
+            .description(DESCRIPTION)
             .tool(tool)
     }
 
