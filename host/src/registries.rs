@@ -104,3 +104,20 @@ pub(crate) fn read_key(key: &str) -> Result<String> {
     }
     Ok(key.trim().to_string())
 }
+
+/// The hint that points at more plugins: `with_registry` (a sentence naming `launcher
+/// search`) when a registry is configured to search, else how to add one, since `search`
+/// would only fail.
+pub(crate) fn find_more_hint(with_registry: &str) -> String {
+    let configured = Home::locate()
+        .and_then(|home| Registries::load(&home))
+        .is_ok_and(|r| !r.entries.is_empty());
+    if configured {
+        with_registry.to_string()
+    } else {
+        NO_REGISTRY_HINT.to_string()
+    }
+}
+
+/// What to do when no registry is configured.
+pub(crate) const NO_REGISTRY_HINT: &str = "no registry is configured to find plugins in; add one with `launcher registry add NAME LOCATION --trust KEY`";

@@ -137,7 +137,9 @@ pub(crate) fn resolve<'c>(
             Class::NotFound,
             format!("no installed tool performs task `{task_name}`"),
         )
-        .hint("`launcher search` finds plugins that do"));
+        .hint(crate::registries::find_more_hint(
+            "`launcher search` finds plugins that do",
+        )));
     }
     // A task of a tool's own is scoped to that tool: when several tools declare one of the
     // same name, their shapes may differ, so the user names the tool.
@@ -340,7 +342,9 @@ fn task_for_inputs(
             Class::NotFound,
             format!("no installed tool performs task `{}`", task.name),
         )
-        .hint("`launcher search` finds plugins that do"));
+        .hint(crate::registries::find_more_hint(
+            "`launcher search` finds plugins that do",
+        )));
     }
     let producing: Vec<String> = tasks
         .iter()
@@ -372,7 +376,10 @@ pub(crate) fn unknown_target(catalog: &Catalog, target: &str) -> Failure {
     if close.is_empty() {
         let tools: Vec<&str> = catalog.tools.iter().map(|t| t.spec.id.as_str()).collect();
         failure.hint(if tools.is_empty() {
-            "no tools are installed; see `launcher search`".to_string()
+            format!(
+                "no tools are installed; {}",
+                crate::registries::find_more_hint("`launcher search` finds plugins to install")
+            )
         } else {
             format!("installed tools: {}", tools.join(", "))
         })

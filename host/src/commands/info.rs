@@ -237,7 +237,12 @@ parameters (every tool takes these; `launcher info <tool>` shows its own):"
 tools:"
     );
     if tools.is_empty() {
-        println!("  none installed; `launcher search --task {name}` finds plugins that do it");
+        println!(
+            "  none installed; {}",
+            crate::registries::find_more_hint(&format!(
+                "`launcher search --task {name}` finds plugins that do it"
+            ))
+        );
     }
     let width = tools.iter().map(|t| t.spec.id.len()).max().unwrap_or(0);
     for tool in &tools {

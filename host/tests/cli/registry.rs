@@ -486,3 +486,33 @@ fn a_corrupt_lockfile_entry_is_skipped_with_a_warning() {
             .contains("not semver")
     );
 }
+
+#[test]
+fn hints_lead_to_search_only_when_a_registry_is_configured() {
+    let ctx = test_context!();
+    let none = ctx.run(["registry", "list"]);
+    none.success();
+    assert!(
+        none.stderr.contains("no registry") && none.stderr.contains("launcher registry add"),
+        "{none:#?}"
+    );
+    let missing = ctx.run(["run", "txt2vid", "a fox"]);
+    missing.expect_code(3);
+    assert!(
+        !missing.stderr.contains("launcher search"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("launcher registry add"),
+        "{}",
+        missing.stderr
+    );
+
+    let _reg = registry(&ctx);
+    let found = ctx.run(["run", "txt2vid", "a fox"]);
+    found.expect_code(3);
+    assert!(found.stderr.contains("launcher search"), "{}", found.stderr);
+    let listed = ctx.run(["registry", "list"]);
+    assert!(listed.stdout.starts_with("test "), "{listed:#?}");
+}
