@@ -516,3 +516,23 @@ fn hints_lead_to_search_only_when_a_registry_is_configured() {
     let listed = ctx.run(["registry", "list"]);
     assert!(listed.stdout.starts_with("test "), "{listed:#?}");
 }
+
+#[test]
+fn a_missing_trust_file_is_named() {
+    let ctx = test_context!();
+    let out = ctx.run([
+        "registry",
+        "add",
+        "mine",
+        "/tmp/launcher-no-such-index",
+        "--trust",
+        "keys/publisher.pub",
+    ]);
+    out.expect_code(5);
+    assert!(
+        out.stderr.contains("keys/publisher.pub") && out.stderr.contains("does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Base64"), "{}", out.stderr);
+}
