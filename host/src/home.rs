@@ -22,6 +22,15 @@ impl Home {
     /// Returns the home named by `LAUNCHER_HOME`, or the platform default.
     pub(crate) fn locate() -> Result<Home> {
         if let Some(dir) = env::var_os(env::HOME) {
+            if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                return Err(fail(
+                    Class::Usage,
+                    format!(
+                        "LAUNCHER_HOME is {}, which is not a directory; point it at a directory (or an absent one, created when needed)",
+                        Path::new(&dir).display()
+                    ),
+                ));
+            }
             return Ok(Home {
                 root: PathBuf::from(dir),
             });

@@ -196,3 +196,18 @@ fn settings_help_is_aligned_like_info_and_quiet_verbose_contradict() {
         assert!(ctx.work_files().is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn a_launcher_home_that_is_a_file_is_named_as_the_problem() {
+    let ctx = test_context!();
+    let file = ctx.work_file("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let out = ctx.run_with_env(["list"], &[("LAUNCHER_HOME", file.to_str().unwrap())]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("LAUNCHER_HOME") && out.stderr.contains("not a directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("config.toml"), "{}", out.stderr);
+}
