@@ -40,6 +40,9 @@ pub(crate) struct Plan {
     pub(crate) capture: bool,
 }
 
+/// How many first bytes of an output are kept to recognise its content.
+const HEAD_LEN: usize = 512;
+
 /// The most streamed text kept for a conversation; an answer longer than this is cut there.
 const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -93,6 +96,8 @@ struct Open {
     size: u64,
     /// A copy of what went to stdout, when the plan captures text.
     captured: Option<Vec<u8>>,
+    /// The first bytes, by which the content is recognised when it is complete.
+    head: Vec<u8>,
 }
 
 /// The outputs of one job.
@@ -190,6 +195,7 @@ impl Outputs {
             target,
             size: 0,
             captured,
+            head: Vec::new(),
         });
         Ok(())
     }
@@ -200,6 +206,10 @@ impl Outputs {
             return Err(io::Error::other(format!("output {id} was never opened")));
         };
         open.size += bytes.len() as u64;
+        if open.head.len() < HEAD_LEN {
+            let room = HEAD_LEN - open.head.len();
+            open.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         if let Some(copy) = &mut open.captured {
             let room = CAPTURE_LIMIT.saturating_sub(copy.len());
             copy.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -231,6 +241,16 @@ impl Outputs {
         let target = std::mem::replace(&mut open.target, Target::Stdout);
         open.target = match target {
             Target::File { tmp, dest, file } => {
+                let named = self.plan.explicit.is_some();
+                if let Some(err) = named.then(|| misnamed(&dest, &open.head)).flatten() {
+                    drop(file);
+                    let _ = std::fs::remove_file(&tmp);
+                    self.pending
+                        .lock()
+                        .expect("pending list")
+                        .retain(|p| p != &tmp);
+                    return Err(err);
+                }
                 let file = file.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
                 drop(file);
@@ -440,6 +460,61 @@ fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Returns the failure to report when the content of a finished output (recognised by its
+/// first bytes) is not what the extension of the name the user gave says: a file whose name
+/// lies about its content is never written.
+fn misnamed(dest: &Path, head: &[u8]) -> Option<anyhow::Error> {
+    let ext = dest.extension()?.to_str()?.to_ascii_lowercase();
+    let found = launcher_sdk::media::sniff(head)?;
+    if !is_media_extension(&ext) || same_format(&ext, found.extension) {
+        return None;
+    }
+    Some(
+        Failure::new(
+            Class::InvalidInput,
+            format!(
+                "the tool made {} ({}), which {} would misname; the output was not saved",
+                found.media_type,
+                found.extension,
+                dest.display()
+            ),
+        )
+        .hint(format!(
+            "name the output .{} with -o, or ask the tool for .{ext} with --format {ext}",
+            found.extension
+        ))
+        .into(),
+    )
+}
+
+/// Extensions of the same format, any of which names it truthfully.
+const SAME_FORMAT: &[&[&str]] = &[
+    &["jpg", "jpeg"],
+    &["tif", "tiff"],
+    &["ogg", "oga", "opus", "ogv"],
+    &["mp4", "m4a", "m4v", "mov"],
+    &["webm", "mkv", "mka"],
+    &["wav", "wave"],
+    &["mp3"],
+    &["flac"],
+    &["png"],
+    &["gif"],
+    &["webp"],
+];
+
+/// Returns whether `ext` is a media file extension launcher can check.
+pub(crate) fn is_media_extension(ext: &str) -> bool {
+    SAME_FORMAT.iter().any(|group| group.contains(&ext))
+}
+
+/// Returns whether extensions `a` and `b` name the same format.
+pub(crate) fn same_format(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || SAME_FORMAT
+            .iter()
+            .any(|group| group.contains(&a) && group.contains(&b))
+}
+
 /// Checks that `dir` takes new files by creating and removing a probe file there; an error
 /// names `shown`, the path the user asked for.
 fn probe(dir: &Path, shown: &Path, job_id: &str) -> anyhow::Result<()> {
@@ -508,6 +583,61 @@ pub(crate) fn remove_pending(pending: &Pending) {
             } else {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(dir: &Path, name: &str) -> Plan {
+        Plan {
+            explicit: Some(dir.join(name)),
+            force: false,
+            json: false,
+            stem: "tts".into(),
+            dir: dir.to_path_buf(),
+            job_id: "job1".into(),
+            capture: false,
+        }
+    }
+
+    fn header() -> OutputHeader {
+        OutputHeader {
+            name: "audio".into(),
+            kind: ContentKind::Audio,
+            media_type: "audio/wav".into(),
+            extension: "wav".into(),
+        }
+    }
+
+    #[test]
+    fn a_name_that_lies_about_the_content_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outputs = Outputs::new(plan(dir.path(), "x.wav"), Pending::default());
+        outputs.open(1, &header()).unwrap();
+        outputs
+            .write(1, b"ID3\x04\x00\x00\x00\x00\x00\x00mp3 frames")
+            .unwrap();
+        let err = outputs.close(1).unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.class, Class::InvalidInput);
+        assert!(
+            failure.message.contains("audio/mpeg"),
+            "{}",
+            failure.message
+        );
+        outputs.abandon();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // The truth is written, and so is content that cannot be recognised.
+        for (name, bytes) in [("y.mp3", &b"ID3\x04\x00"[..]), ("z.wav", &[0u8; 64][..])] {
+            let mut outputs = Outputs::new(plan(dir.path(), name), Pending::default());
+            outputs.open(1, &header()).unwrap();
+            outputs.write(1, bytes).unwrap();
+            outputs.close(1).unwrap();
+            assert!(dir.path().join(name).is_file());
         }
     }
 }

@@ -335,6 +335,27 @@ pub(crate) fn plan(
             params::check(format, &ext.to_ascii_lowercase())?,
         );
     }
+    // `--format mp3 -o x.wav` would write a file whose name lies about its content.
+    if let (Some(path), Some(format)) = (
+        &explicit,
+        matches.try_get_one::<String>("format").ok().flatten(),
+    ) && let Some(ext) = path.extension().and_then(|e| e.to_str())
+        && let Some(made) = format_extension(format)
+        && output::is_media_extension(&ext.to_ascii_lowercase())
+        && !output::same_format(&ext.to_ascii_lowercase(), &made)
+    {
+        return Err(Failure::new(
+            Class::Usage,
+            format!(
+                "--format {format} makes .{made} content, and -o {} says .{ext}",
+                path.display()
+            ),
+        )
+        .hint(format!(
+            "leave out --format (the extension of -o picks it), or name the output .{made}"
+        ))
+        .into());
+    }
     let mut values = launcher_sdk::check_params(&params, &values).map_err(|e| {
         // A missing parameter is a command line to complete, like a missing positional.
         let class = if values.contains_key(&e.param) {
@@ -440,6 +461,28 @@ fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Re
         spec,
         ..tool.clone()
     }))
+}
+
+/// Returns the file extension of the content a `--format` value asks for, when it can be
+/// told: a plain extension (`mp3`), or a service's format name that says its container
+/// (`riff-24khz-16bit-mono-pcm` is WAV, `audio-24khz-48kbitrate-mono-mp3` is MP3).
+fn format_extension(format: &str) -> Option<String> {
+    let format = format.trim().to_ascii_lowercase();
+    if output::is_media_extension(&format) {
+        return Some(format);
+    }
+    let made = if format.starts_with("riff-") {
+        "wav"
+    } else if format.ends_with("-mp3") {
+        "mp3"
+    } else if format.starts_with("ogg-") {
+        "ogg"
+    } else if format.starts_with("webm-") {
+        "webm"
+    } else {
+        return None;
+    };
+    Some(made.to_string())
 }
 
 /// Returns clap's message without its own `error:` prefix and usage block: one message.

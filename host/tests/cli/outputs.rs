@@ -101,3 +101,43 @@ fn a_character_device_is_written_into() {
     assert_eq!(out.stdout, "/dev/null\n");
     assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
 }
+
+#[test]
+fn a_format_and_a_file_name_that_disagree_are_refused_truthfully() {
+    let ctx = test_context!();
+    // No --format was given, so the hint does not ask to leave it out.
+    let mp3 = ctx.run(["run", "tts", "--text", "hi", "-o", "speech.mp3"]);
+    mp3.expect_code(5);
+    assert!(mp3.stderr.contains(".wav"), "{}", mp3.stderr);
+    assert!(
+        !mp3.stderr.contains("leave out --format,"),
+        "{}",
+        mp3.stderr
+    );
+
+    for tool in ["espeak", "azure-tts"] {
+        let out = ctx.run([
+            "run", "tts", "--tool", tool, "--text", "hi", "--format", "mp3", "-o", "x.wav",
+        ]);
+        out.expect_code(2);
+        assert!(
+            out.stderr.contains("--format mp3") && out.stderr.contains("x.wav"),
+            "{}",
+            out.stderr
+        );
+    }
+    let azure_name = ctx.run([
+        "run",
+        "tts",
+        "--tool",
+        "azure-tts",
+        "--text",
+        "hi",
+        "--format",
+        "audio-24khz-48kbitrate-mono-mp3",
+        "-o",
+        "x.wav",
+    ]);
+    azure_name.expect_code(2);
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+}

@@ -161,7 +161,10 @@ impl Espeak {
             return Err(PluginError::invalid_input(format!(
                 "the espeak tool cannot write `{format}` audio, only `wav`"
             ))
-            .with_hint("leave out --format, or convert the WAV afterwards"));
+            .with_hint(
+                "espeak writes WAV only: name the output .wav (and leave out --format), then \
+                 convert it if you need another format, e.g. `ffmpeg -i speech.wav speech.mp3`",
+            ));
         }
         let voice = match params.voice.as_deref().map(str::trim) {
             Some(v) if !v.is_empty() => voices::resolve(v),
