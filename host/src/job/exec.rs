@@ -347,6 +347,7 @@ fn invoke(plan: &JobPlan, handler: &mut Handler, work_dir: Option<PathBuf>) -> R
         detach: plan.detach,
         work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
         history: plan.history.clone(),
+        streaming: crate::output::Outputs::uses_stdout(&plan.outputs),
     };
     instance
         .invoke(&job, handler)

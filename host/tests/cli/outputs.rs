@@ -1,6 +1,5 @@
 //! Where outputs go, and what a user or script learns about them.
 
-use launcher_testkit::media::parse_wav;
 use launcher_testkit::test_context;
 
 #[test]
@@ -31,7 +30,9 @@ fn written_paths_reach_stdout_even_with_quiet() {
     // With -o -, stdout is the output and nothing else.
     let piped = ctx.run(["run", "tts", "--text", "hi", "-o", "-"]);
     piped.success();
-    assert!(parse_wav(&piped.stdout_bytes).is_ok());
+    // Streamed as it was made, the WAV says its length is not known, as espeak-ng's own does.
+    let wav = launcher_sdk::media::Wav::parse(&piped.stdout_bytes).unwrap();
+    assert!(wav.streamed && wav.duration_secs() > 0.1, "{wav:?}");
     assert!(!piped.stdout.contains("tts"), "only the WAV on stdout");
 
     // --json keeps them in the result.
@@ -140,4 +141,58 @@ fn a_format_and_a_file_name_that_disagree_are_refused_truthfully() {
     ]);
     azure_name.expect_code(2);
     assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+}
+
+#[cfg(target_os = "linux")]
+/// Returns the command names of the children of process `pid` (Linux).
+fn children(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let Ok(task) = task else { continue };
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in list.split_whitespace() {
+            if let Ok(comm) = std::fs::read_to_string(format!("/proc/{child}/comm")) {
+                names.push(comm.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn stdout_output_streams_while_the_engine_still_speaks() {
+    use std::io::Read;
+    let ctx = test_context!();
+    // Far more speech than a pipe holds: once this test stops reading, the engine blocks
+    // writing, so it is still running for as long as the test looks.
+    std::fs::write(ctx.work_file("long.txt"), "Streaming speech. ".repeat(5000)).unwrap();
+    let mut child = ctx
+        .cmd()
+        .args(["run", "tts", "--file", "long.txt", "-o", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 44];
+    stdout.read_exact(&mut head).unwrap();
+    assert_eq!((&head[0..4], &head[8..12]), (&b"RIFF"[..], &b"WAVE"[..]));
+    // The first bytes came while espeak-ng was still speaking, not after it finished.
+    let running = children(child.id());
+    assert!(
+        running.iter().any(|c| c.starts_with("espeak")),
+        "espeak-ng should still run: {running:?}"
+    );
+    // The data size is the streaming marker: the length is not known yet.
+    let declared = u32::from_le_bytes(head[40..44].try_into().unwrap());
+    assert!(declared >= 0x7FFF_F000, "{declared:#x}");
+    // Closing the pipe stops the job quietly.
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(ctx.work_files(), ["long.txt"]);
 }

@@ -9,7 +9,9 @@
 //! Text goes to espeak-ng on stdin, never as an argument, so text starting with a dash or
 //! longer than the command line allows is spoken as is. espeak-ng cannot seek back in a pipe,
 //! so it writes placeholder sizes; the audio is spooled to a file in the job's work directory
-//! and its header repaired ([`media::repair_header`]) before it is streamed to the host.
+//! and its header repaired ([`media::repair_header`]) before it is streamed to the host. When
+//! the output itself cannot seek back (stdout, [`Job::streaming`]), the audio goes out as it
+//! comes instead, with espeak-ng's streaming header, so a player starts at once.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
@@ -177,6 +179,9 @@ impl Espeak {
         let wpm = words_per_minute(params.rate.unwrap_or(1.0));
         let pitch = pitch_level(params.pitch.unwrap_or(1.0));
 
+        if job.streaming {
+            return self.speak_streaming(&text, &voice, wpm, pitch, cx);
+        }
         let mut spool = TempFile::new_in(job.work_dir(), "launcher-espeak-", ".wav")?;
         cx.log(
             LogLevel::Debug,
@@ -232,6 +237,69 @@ impl Espeak {
         io::copy(&mut file.take(data_len), &mut out)?;
         out.finish()?;
 
+        let mut result = JobResult::default();
+        let duration = header.spec.duration_secs(data_len);
+        result.info.insert("voice".into(), json!(voice));
+        result
+            .info
+            .insert("sample_rate".into(), json!(header.spec.sample_rate));
+        let rounded = (duration * 1000.0).round() / 1000.0;
+        result.info.insert("duration_secs".into(), json!(rounded));
+        result.info.insert("words_per_minute".into(), json!(wpm));
+        Ok(result)
+    }
+
+    /// Speaks into an output that cannot seek back (stdout): espeak-ng's WAV, with the
+    /// streaming size marker it writes into its header, goes out as it comes, so a player
+    /// reading the pipe starts at once.
+    fn speak_streaming(
+        &self,
+        text: &str,
+        voice: &str,
+        wpm: u32,
+        pitch: u32,
+        cx: &mut Context<'_>,
+    ) -> Result<JobResult, PluginError> {
+        let mut running = self
+            .runner()
+            .args(["-b", "1", "--stdin", "--stdout", "-v", voice])
+            .args(["-s", &wpm.to_string(), "-p", &pitch.to_string()])
+            .stdin(text.as_bytes().to_vec())
+            .allow_failure()
+            .spawn()?;
+        let mut out = cx.output("audio", "audio/wav", "wav")?;
+        let mut written = 0u64;
+        let mut head: Vec<u8> = Vec::new();
+        let mut header = None;
+        // The writer is the cancel token too: it holds the context while it is open.
+        while let Some(event) = running.next(&out)? {
+            if let Event::Stdout(chunk) = event {
+                out.write_all(&chunk)?;
+                // Each piece goes out now, not when a chunk's worth has gathered.
+                out.flush()?;
+                written += chunk.len() as u64;
+                if header.is_none() && head.len() < 4096 {
+                    head.extend_from_slice(&chunk[..chunk.len().min(4096 - head.len())]);
+                    header = media::WavHeader::parse(&head).ok();
+                }
+            }
+        }
+        let finished = running.finish(&out)?;
+        if !finished.status.success() {
+            return Err(voice_problem(&finished.stderr, voice).unwrap_or_else(|| {
+                let detail = finished.stderr.lines().find(|l| !l.trim().is_empty());
+                PluginError::internal(format!(
+                    "espeak-ng failed ({}): {}",
+                    finished.status,
+                    detail.unwrap_or("no message")
+                ))
+            }));
+        }
+        let header = header.ok_or_else(|| {
+            PluginError::internal("espeak-ng wrote no WAV header that can be used")
+        })?;
+        out.finish()?;
+        let data_len = header.data_len(written)?;
         let mut result = JobResult::default();
         let duration = header.spec.duration_secs(data_len);
         result.info.insert("voice".into(), json!(voice));
