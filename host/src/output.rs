@@ -178,7 +178,7 @@ impl Outputs {
         probe(parent, path, &plan.job_id)
     }
 
-    /// Returns whether any output went to stdout.
+    /// Returns whether `-o -` sends the outputs to stdout, which cannot seek back.
     pub(crate) fn uses_stdout(plan: &Plan) -> bool {
         plan.explicit
             .as_deref()
