@@ -11,7 +11,7 @@ use launcher_sdk::ContentKind;
 /// 4 tool not ready (missing setting), 5 invalid input, 6 service rejected credentials,
 /// 7 rate limited, 8 service unavailable, 9 timeout, 10 output exists, 11 verification
 /// failed, 12 detached (a remote job goes on; `launcher run --resume ID` picks it up),
-/// 130 cancelled by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
+/// 13 output cannot be written, 130 cancelled by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 #[derive(Debug, Parser)]
 #[command(
     name = "launcher",
@@ -26,7 +26,7 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
     /// Print nothing but results and errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
     /// Color errors, warnings and hints: auto (on a terminal, unless NO_COLOR), always, never.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
@@ -37,7 +37,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// List installed tools by category.
     List(ListArgs),
-    /// Show a tool's tasks, parameters and settings.
+    /// Show a tool's tasks, parameters and settings, or a task's slots, parameters and tools.
     Info(InfoArgs),
     /// Run a job: `launcher run <tool|task> [parameters]`, or `launcher run --to <kind> ...`.
     #[command(disable_help_flag = true)]
@@ -114,7 +114,7 @@ pub(crate) struct ListArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct InfoArgs {
-    /// The tool id.
+    /// The tool id or task name.
     pub(crate) tool: String,
     /// Print JSON.
     #[arg(long)]

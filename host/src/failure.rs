@@ -35,6 +35,9 @@ pub(crate) enum Class {
     Exists,
     /// A download or archive failed verification.
     Integrity,
+    /// An output cannot be written where it was asked to go (no such directory, no
+    /// permission, a directory in the way).
+    Unwritable,
     /// The user cancelled (Ctrl-C).
     Cancelled,
     /// A signal stopped the job: SIGINT (130), SIGTERM (143), SIGHUP (129).
@@ -61,6 +64,7 @@ impl Class {
             Class::Cancelled => 130,
             Class::Signalled(signal) => crate::signals::exit_code(signal),
             Class::Detached => 12,
+            Class::Unwritable => 13,
         }
     }
 
@@ -81,6 +85,7 @@ impl Class {
             Class::Cancelled => "cancelled",
             Class::Signalled(_) => "signalled",
             Class::Detached => "detached",
+            Class::Unwritable => "unwritable",
         }
     }
 

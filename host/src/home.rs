@@ -38,6 +38,15 @@ impl Home {
     /// Returns the home named by `LAUNCHER_HOME`, or the platform's directories.
     pub(crate) fn locate() -> Result<Home> {
         if let Some(dir) = env::var_os(env::HOME) {
+            if std::fs::metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+                return Err(fail(
+                    Class::Usage,
+                    format!(
+                        "LAUNCHER_HOME is {}, which is not a directory; point it at a directory (or an absent one, created when needed)",
+                        Path::new(&dir).display()
+                    ),
+                ));
+            }
             return Ok(Home::single(PathBuf::from(dir)));
         }
         let dirs = platform_dirs(&|name| env::var_os(name).map(PathBuf::from));

@@ -80,12 +80,14 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             // -v and -q after the target land among run's own arguments.
             globals.verbose += args.args.iter().filter(|a| *a == "-v").count() as u8;
             globals.quiet |= args.args.iter().any(|a| a == "-q");
+            globals.check()?;
             commands::run::run(&globals, args.args)
         }
         Command::Chat(args) => {
             let mut globals = *globals;
             globals.verbose += args.args.iter().filter(|a| *a == "-v").count() as u8;
             globals.quiet |= args.args.iter().any(|a| a == "-q");
+            globals.check()?;
             commands::chat::run(&globals, args.args)
         }
         Command::Conversations(args) => {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use launcher_sdk::{ContentKind, OutputHeader};
 use serde::Serialize;
 
-use crate::failure::{Class, fail};
+use crate::failure::{Class, Failure, fail};
 
 /// Temporary files in flight, shared with the Ctrl-C handler so it can remove them.
 pub(crate) type Pending = Arc<Mutex<Vec<PathBuf>>>;
@@ -39,6 +39,9 @@ pub(crate) struct Plan {
     #[serde(default)]
     pub(crate) capture: bool,
 }
+
+/// How many first bytes of an output are kept to recognise its content.
+const HEAD_LEN: usize = 512;
 
 /// The most streamed text kept for a conversation; an answer longer than this is cut there.
 const CAPTURE_LIMIT: usize = 8 * 1024 * 1024;
@@ -77,6 +80,11 @@ enum Target {
         dest: PathBuf,
         file: BufWriter<File>,
     },
+    /// A device (`/dev/null`) written in place.
+    Device {
+        dest: PathBuf,
+        file: File,
+    },
     /// A file output that was closed and moved into place.
     Placed(PathBuf),
 }
@@ -88,6 +96,8 @@ struct Open {
     size: u64,
     /// A copy of what went to stdout, when the plan captures text.
     captured: Option<Vec<u8>>,
+    /// The first bytes, by which the content is recognised when it is complete.
+    head: Vec<u8>,
 }
 
 /// The outputs of one job.
@@ -106,31 +116,73 @@ impl Outputs {
         }
     }
 
-    /// Checks before the job runs that `-o` will not replace a file by accident.
-    pub(crate) fn precheck(plan: &Plan) -> anyhow::Result<()> {
-        if let Some(path) = &plan.explicit {
-            if path.as_os_str() != "-" && !plan.force && path.exists() {
-                return Err(crate::failure::Failure::new(
+    /// Checks before the job runs that the outputs can be written where they go: `-o` names
+    /// no directory, replaces no file by accident, and its directory takes new files (a probe
+    /// file is created there and removed). `files` says whether the job makes files even
+    /// without `-o` (its outputs are not text), so the default directory is probed too.
+    pub(crate) fn precheck(plan: &Plan, files: bool) -> anyhow::Result<()> {
+        let Some(path) = &plan.explicit else {
+            if files {
+                probe(&plan.dir, &plan.dir, &plan.job_id)?;
+            }
+            return Ok(());
+        };
+        if path.as_os_str() == "-" {
+            return Ok(());
+        }
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.is_dir() {
+                return Err(Failure::new(
+                    Class::Unwritable,
+                    format!(
+                        "cannot write {}: it is a directory, and launcher never replaces a directory",
+                        path.display()
+                    ),
+                )
+                .hint(format!(
+                    "name a file inside it, e.g. -o {}",
+                    path.join(format!("{}.EXT", plan.stem)).display()
+                ))
+                .into());
+            }
+            if is_device(&meta) {
+                // A device such as /dev/null is written in place, never replaced.
+                return match std::fs::OpenOptions::new().write(true).open(path) {
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(unwritable(path, &err)),
+                };
+            }
+            if !plan.force {
+                return Err(Failure::new(
                     Class::Exists,
                     format!("{} exists already", path.display()),
                 )
                 .hint("pass --force to replace it, or choose another name with -o")
                 .into());
             }
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-                && !parent.is_dir()
-            {
-                return Err(fail(
-                    Class::InvalidInput,
-                    format!(
-                        "cannot write {}: directory {} does not exist",
-                        path.display(),
-                        parent.display()
-                    ),
-                ));
-            }
         }
-        Ok(())
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(fail(
+                Class::Unwritable,
+                format!(
+                    "cannot write {}: directory {} does not exist",
+                    path.display(),
+                    parent.display()
+                ),
+            ));
+        }
+        probe(parent, path, &plan.job_id)
+    }
+
+    /// Returns whether `-o -` sends the outputs to stdout, which cannot seek back.
+    pub(crate) fn uses_stdout(plan: &Plan) -> bool {
+        plan.explicit
+            .as_deref()
+            .is_some_and(|p| p.as_os_str() == "-")
     }
 
     /// Opens output `id`: a temporary file beside its destination, stdout, or a buffer.
@@ -143,6 +195,7 @@ impl Outputs {
             target,
             size: 0,
             captured,
+            head: Vec::new(),
         });
         Ok(())
     }
@@ -153,6 +206,10 @@ impl Outputs {
             return Err(io::Error::other(format!("output {id} was never opened")));
         };
         open.size += bytes.len() as u64;
+        if open.head.len() < HEAD_LEN {
+            let room = HEAD_LEN - open.head.len();
+            open.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         if let Some(copy) = &mut open.captured {
             let room = CAPTURE_LIMIT.saturating_sub(copy.len());
             copy.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -168,6 +225,7 @@ impl Outputs {
                 Ok(())
             }
             Target::File { file, .. } => file.write_all(bytes),
+            Target::Device { file, .. } => file.write_all(bytes),
             Target::Placed(path) => Err(io::Error::other(format!(
                 "the plugin wrote to {} after closing it",
                 path.display()
@@ -183,6 +241,16 @@ impl Outputs {
         let target = std::mem::replace(&mut open.target, Target::Stdout);
         open.target = match target {
             Target::File { tmp, dest, file } => {
+                let named = self.plan.explicit.is_some();
+                if let Some(err) = named.then(|| misnamed(&dest, &open.head)).flatten() {
+                    drop(file);
+                    let _ = std::fs::remove_file(&tmp);
+                    self.pending
+                        .lock()
+                        .expect("pending list")
+                        .retain(|p| p != &tmp);
+                    return Err(err);
+                }
                 let file = file.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
                 drop(file);
@@ -196,6 +264,7 @@ impl Outputs {
                 }
                 Target::Placed(dest)
             }
+            Target::Device { dest, .. } => Target::Placed(dest),
             other => other,
         };
         Ok(())
@@ -222,8 +291,15 @@ impl Outputs {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if std::fs::metadata(&dest).is_ok_and(|m| is_device(&m)) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&dest)
+                .map_err(|e| with_path(&dest, e))?;
+            return Ok(Target::Device { dest, file });
+        }
         let tmp = dir.join(format!(".{file_name}.{}.part", self.plan.job_id));
-        let file = File::create(&tmp)?;
+        let file = File::create(&tmp).map_err(|e| with_path(&dest, e))?;
         self.pending.lock().expect("pending list").push(tmp.clone());
         Ok(Target::File {
             tmp,
@@ -243,7 +319,9 @@ impl Outputs {
             .open
             .iter()
             .filter_map(|o| match &o.target {
-                Target::File { dest, .. } | Target::Placed(dest) => Some(dest),
+                Target::File { dest, .. } | Target::Device { dest, .. } | Target::Placed(dest) => {
+                    Some(dest)
+                }
                 _ => None,
             })
             .collect();
@@ -254,7 +332,11 @@ impl Outputs {
                 } else {
                     format!("{}-{n}.{ext}", self.plan.stem)
                 };
-                self.plan.dir.join(name)
+                if self.plan.dir == Path::new(".") {
+                    PathBuf::from(name)
+                } else {
+                    self.plan.dir.join(name)
+                }
             })
             .find(|p| !p.exists() && !taken.contains(&p))
             .expect("some numbered name is free")
@@ -301,7 +383,7 @@ fn written(output: Open) -> Written {
             Err(_) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
         },
         Target::Collect(buf) => (None, Some(String::from_utf8_lossy(&buf).into_owned()), None),
-        Target::Stdout | Target::File { .. } => (None, None, None),
+        Target::Stdout | Target::File { .. } | Target::Device { .. } => (None, None, None),
     };
     Written {
         name: output.header.name,
@@ -328,8 +410,19 @@ impl Drop for Outputs {
     }
 }
 
-/// Moves a finished temporary file to its destination, never replacing a file unless forced.
+/// Moves a finished temporary file to its destination, never replacing a file unless forced
+/// and never a directory.
 fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
+    if dest.is_dir() {
+        let _ = std::fs::remove_file(tmp);
+        return Err(fail(
+            Class::Unwritable,
+            format!(
+                "{} is a directory, and launcher never replaces a directory; the output was not saved",
+                dest.display()
+            ),
+        ));
+    }
     if force {
         std::fs::rename(tmp, dest)?;
         return Ok(());
@@ -367,6 +460,107 @@ fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Returns the failure to report when the content of a finished output (recognised by its
+/// first bytes) is not what the extension of the name the user gave says: a file whose name
+/// lies about its content is never written.
+fn misnamed(dest: &Path, head: &[u8]) -> Option<anyhow::Error> {
+    let ext = dest.extension()?.to_str()?.to_ascii_lowercase();
+    let found = launcher_sdk::media::sniff(head)?;
+    if !is_media_extension(&ext) || same_format(&ext, found.extension) {
+        return None;
+    }
+    Some(
+        Failure::new(
+            Class::InvalidInput,
+            format!(
+                "the tool made {} ({}), which {} would misname; the output was not saved",
+                found.media_type,
+                found.extension,
+                dest.display()
+            ),
+        )
+        .hint(format!(
+            "name the output .{} with -o, or ask the tool for .{ext} with --format {ext}",
+            found.extension
+        ))
+        .into(),
+    )
+}
+
+/// Extensions of the same format, any of which names it truthfully.
+const SAME_FORMAT: &[&[&str]] = &[
+    &["jpg", "jpeg"],
+    &["tif", "tiff"],
+    &["ogg", "oga", "opus", "ogv"],
+    &["mp4", "m4a", "m4v", "mov"],
+    &["webm", "mkv", "mka"],
+    &["wav", "wave"],
+    &["mp3"],
+    &["flac"],
+    &["png"],
+    &["gif"],
+    &["webp"],
+];
+
+/// Returns whether `ext` is a media file extension launcher can check.
+pub(crate) fn is_media_extension(ext: &str) -> bool {
+    SAME_FORMAT.iter().any(|group| group.contains(&ext))
+}
+
+/// Returns whether extensions `a` and `b` name the same format.
+pub(crate) fn same_format(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+        || SAME_FORMAT
+            .iter()
+            .any(|group| group.contains(&a) && group.contains(&b))
+}
+
+/// Checks that `dir` takes new files by creating and removing a probe file there; an error
+/// names `shown`, the path the user asked for.
+fn probe(dir: &Path, shown: &Path, job_id: &str) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".launcher-{job_id}.probe"));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(file) => {
+            drop(file);
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(err) => Err(unwritable(shown, &err)),
+    }
+}
+
+/// The failure of an output that cannot be written at `path`.
+fn unwritable(path: &Path, err: &io::Error) -> anyhow::Error {
+    fail(
+        Class::Unwritable,
+        format!("cannot write {}: {err}", path.display()),
+    )
+}
+
+/// Returns `err` with the output path it concerns in its message.
+fn with_path(path: &Path, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+}
+
+/// Returns whether `meta` is a character device (`/dev/null`, a terminal), which an output
+/// is written into rather than replacing it.
+fn is_device(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        meta.file_type().is_char_device()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
 /// Returns `path` with `-n` before its extension.
 fn numbered(path: &Path, n: usize) -> PathBuf {
     let stem = path
@@ -389,6 +583,61 @@ pub(crate) fn remove_pending(pending: &Pending) {
             } else {
                 let _ = std::fs::remove_file(path);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(dir: &Path, name: &str) -> Plan {
+        Plan {
+            explicit: Some(dir.join(name)),
+            force: false,
+            json: false,
+            stem: "tts".into(),
+            dir: dir.to_path_buf(),
+            job_id: "job1".into(),
+            capture: false,
+        }
+    }
+
+    fn header() -> OutputHeader {
+        OutputHeader {
+            name: "audio".into(),
+            kind: ContentKind::Audio,
+            media_type: "audio/wav".into(),
+            extension: "wav".into(),
+        }
+    }
+
+    #[test]
+    fn a_name_that_lies_about_the_content_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outputs = Outputs::new(plan(dir.path(), "x.wav"), Pending::default());
+        outputs.open(1, &header()).unwrap();
+        outputs
+            .write(1, b"ID3\x04\x00\x00\x00\x00\x00\x00mp3 frames")
+            .unwrap();
+        let err = outputs.close(1).unwrap_err();
+        let failure = err.downcast_ref::<Failure>().unwrap();
+        assert_eq!(failure.class, Class::InvalidInput);
+        assert!(
+            failure.message.contains("audio/mpeg"),
+            "{}",
+            failure.message
+        );
+        outputs.abandon();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // The truth is written, and so is content that cannot be recognised.
+        for (name, bytes) in [("y.mp3", &b"ID3\x04\x00"[..]), ("z.wav", &[0u8; 64][..])] {
+            let mut outputs = Outputs::new(plan(dir.path(), name), Pending::default());
+            outputs.open(1, &header()).unwrap();
+            outputs.write(1, bytes).unwrap();
+            outputs.close(1).unwrap();
+            assert!(dir.path().join(name).is_file());
         }
     }
 }

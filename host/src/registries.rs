@@ -102,5 +102,45 @@ pub(crate) fn read_key(key: &str) -> Result<String> {
         return std::fs::read_to_string(path)
             .with_context(|| format!("failed to read key file {key}"));
     }
-    Ok(key.trim().to_string())
+    let key = key.trim();
+    // A minisign public key is 42 bytes: 56 characters of base64.
+    let is_key = key.len() == 56
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+    if !is_key
+        && (key.contains('/') || key.contains('.') || key.contains(std::path::MAIN_SEPARATOR))
+    {
+        let why = if path.exists() {
+            "is not a file"
+        } else {
+            "does not exist"
+        };
+        return Err(crate::failure::Failure::new(
+            Class::InvalidInput,
+            format!("--trust {key}: the key file {why}"),
+        )
+        .hint(
+            "give the publisher's minisign public key itself (RW...), or the path of its .pub file",
+        )
+        .into());
+    }
+    Ok(key.to_string())
 }
+
+/// The hint that points at more plugins: `with_registry` (a sentence naming `launcher
+/// search`) when a registry is configured to search, else how to add one, since `search`
+/// would only fail.
+pub(crate) fn find_more_hint(with_registry: &str) -> String {
+    let configured = Home::locate()
+        .and_then(|home| Registries::load(&home))
+        .is_ok_and(|r| !r.entries.is_empty());
+    if configured {
+        with_registry.to_string()
+    } else {
+        NO_REGISTRY_HINT.to_string()
+    }
+}
+
+/// What to do when no registry is configured.
+pub(crate) const NO_REGISTRY_HINT: &str = "no registry is configured to find plugins in; add one with `launcher registry add NAME LOCATION --trust KEY`";

@@ -48,7 +48,7 @@ pub(crate) fn task_names(catalog: &Catalog) -> Vec<String> {
 }
 
 /// Returns whether `name` names a task: a standard one, an alias of one, or a tool's own.
-fn is_task(catalog: &Catalog, name: &str) -> bool {
+pub(crate) fn is_task(catalog: &Catalog, name: &str) -> bool {
     standard_alias(name).is_some() || task_names(catalog).iter().any(|t| t == name)
 }
 
@@ -96,7 +96,19 @@ pub(crate) fn resolve<'c>(
             if !is_task(catalog, target) {
                 return Err(unknown_target(catalog, target));
             }
-            standard_alias(target).unwrap_or(target).to_string()
+            let task = standard_alias(target).unwrap_or(target);
+            if let Some(other) = req.task
+                && standard_alias(other).unwrap_or(other) != task
+            {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!("`{target}` is a task; --task {other} contradicts it"),
+                )
+                .hint(format!(
+                    "run `launcher run {other} ...` to do task `{other}`"
+                )));
+            }
+            task.to_string()
         }
         None => {
             let Some(kind) = &req.to else {
@@ -125,7 +137,9 @@ pub(crate) fn resolve<'c>(
             Class::NotFound,
             format!("no installed tool performs task `{task_name}`"),
         )
-        .hint("`launcher search` finds plugins that do"));
+        .hint(crate::registries::find_more_hint(
+            "`launcher search` finds plugins that do",
+        )));
     }
     // A task of a tool's own is scoped to that tool: when several tools declare one of the
     // same name, their shapes may differ, so the user names the tool.
@@ -328,7 +342,9 @@ fn task_for_inputs(
             Class::NotFound,
             format!("no installed tool performs task `{}`", task.name),
         )
-        .hint("`launcher search` finds plugins that do"));
+        .hint(crate::registries::find_more_hint(
+            "`launcher search` finds plugins that do",
+        )));
     }
     let producing: Vec<String> = tasks
         .iter()
@@ -360,7 +376,10 @@ pub(crate) fn unknown_target(catalog: &Catalog, target: &str) -> Failure {
     if close.is_empty() {
         let tools: Vec<&str> = catalog.tools.iter().map(|t| t.spec.id.as_str()).collect();
         failure.hint(if tools.is_empty() {
-            "no tools are installed; see `launcher search`".to_string()
+            format!(
+                "no tools are installed; {}",
+                crate::registries::find_more_hint("`launcher search` finds plugins to install")
+            )
         } else {
             format!("installed tools: {}", tools.join(", "))
         })

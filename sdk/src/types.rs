@@ -1003,6 +1003,11 @@ pub struct Job {
     /// The new prompt is not among them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Message>,
+    /// The outputs go to a stream that cannot seek back (stdout, a pipe to a player): write
+    /// them as they are produced, with a streaming header where the format has one (a WAV
+    /// data size of `0xFFFFFFFF`), rather than holding them back to complete a header.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub streaming: bool,
 }
 
 /// One turn of a conversation.
@@ -1036,6 +1041,7 @@ impl Job {
             detach: false,
             work_dir: None,
             history: Vec::new(),
+            streaming: false,
         }
     }
 

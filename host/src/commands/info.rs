@@ -1,7 +1,9 @@
-//! `launcher info <tool>`: what a tool does, what it takes, and where its settings come from.
+//! `launcher info <tool|task>`: what a tool does, what it takes, and where its settings come
+//! from; or what a task does, what it takes, and which tools do it (and which would be chosen).
 
 use anyhow::Result;
 use launcher_sdk::serde_json::{self, json};
+use launcher_sdk::{ParamSpec, Slot, TaskSpec};
 
 use crate::catalog::Catalog;
 use crate::commands::Globals;
@@ -17,6 +19,9 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
     let Some(tool) = catalog.tool(id) else {
+        if route::is_task(&catalog, id) {
+            return describe_task(&catalog, &config, &home.config_file(), id, as_json);
+        }
         return Err(route::unknown_target(&catalog, id).into());
     };
     let tasks = route::tasks_of(tool);
@@ -92,35 +97,184 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
     println!("  priority  {}", tool.spec.priority);
     for task in &tasks {
         println!("\ntask {}: {}", task.name, task.description);
-        for p in params_of(task, &tool.spec) {
-            let mut facts = vec![p.ty.as_str().to_string()];
-            if p.required {
-                facts.push("required".into());
-            }
-            if let (Some(min), Some(max)) = (p.min, p.max) {
-                facts.push(format!("{min}..{max}"));
-            }
-            if !p.choices.is_empty() {
-                facts.push(format!("one of {}", p.choices.join("|")));
-            }
-            if let Some(d) = &p.default {
-                facts.push(format!("default {}", show_value(d)));
-            }
-            if p.multiple {
-                facts.push("repeatable".into());
-            }
-            println!(
-                "  --{:<14} {}  [{}]",
-                flag_name(&p.name),
-                p.description,
-                facts.join(", ")
-            );
-        }
+        print_params(&params_of(task, &tool.spec));
     }
     if !tool.spec.settings.is_empty() {
         println!("\nsettings:");
-        for s in &tool.spec.settings {
-            let source = settings::source_of(&tool.spec.id, s, &[], &config);
+        print!("{}", settings_table(&tool.spec, &config));
+    }
+    Ok(())
+}
+
+/// Prints parameters, one a line, with their type, range, choices and default.
+fn print_params(params: &[ParamSpec]) {
+    for p in params {
+        let mut facts = vec![p.ty.as_str().to_string()];
+        if p.required {
+            facts.push("required".into());
+        }
+        if let (Some(min), Some(max)) = (p.min, p.max) {
+            facts.push(format!("{min}..{max}"));
+        }
+        if !p.choices.is_empty() {
+            facts.push(format!("one of {}", p.choices.join("|")));
+        }
+        if let Some(d) = &p.default {
+            facts.push(format!("default {}", show_value(d)));
+        }
+        if p.multiple {
+            facts.push("repeatable".into());
+        }
+        println!(
+            "  --{:<14} {}  [{}]",
+            flag_name(&p.name),
+            p.description,
+            facts.join(", ")
+        );
+    }
+}
+
+/// Describes task `name`: its slots, common parameters, and the tools that do it, with the
+/// one `launcher run <task>` would choose.
+fn describe_task(
+    catalog: &Catalog,
+    config: &Config,
+    config_path: &std::path::Path,
+    name: &str,
+    as_json: bool,
+) -> Result<()> {
+    let name = launcher_sdk::standard_alias(name).unwrap_or(name);
+    let tools: Vec<&crate::catalog::Tool> = catalog
+        .tools
+        .iter()
+        .filter(|t| t.spec.tasks.iter().any(|n| n == name))
+        .collect();
+    let spec: Option<TaskSpec> = launcher_sdk::standard_tasks()
+        .into_iter()
+        .find(|t| t.name == name)
+        .or_else(|| tools.first().and_then(|t| route::task_of(t, name)));
+    let Some(spec) = spec else {
+        return Err(route::unknown_target(catalog, name).into());
+    };
+    let request = route::Request {
+        target: Some(name),
+        tool: None,
+        task: None,
+        to: None,
+        inputs: Vec::new(),
+        cli_settings: &[],
+        for_help: false,
+    };
+    let chosen = route::resolve(catalog, config, config_path, &request);
+    let chosen_id = chosen.as_ref().ok().map(|r| r.tool.spec.id.clone());
+    let why_none = chosen.as_ref().err().map(|e| e.message.clone());
+    let status = |tool: &crate::catalog::Tool| -> String {
+        if chosen_id.as_deref() == Some(tool.spec.id.as_str()) {
+            return "chosen by `launcher run`".to_string();
+        }
+        match settings::missing(&tool.spec, &[], config).first() {
+            Some(group) => format!("not ready: {}", settings::describe_missing(group)),
+            None => "ready".to_string(),
+        }
+    };
+    if as_json {
+        let listed: Vec<_> = tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "id": t.spec.id,
+                    "plugin": t.plugin,
+                    "cloud": t.spec.cloud,
+                    "priority": t.spec.priority,
+                    "chosen": chosen_id.as_deref() == Some(t.spec.id.as_str()),
+                    "status": status(t),
+                })
+            })
+            .collect();
+        let report = json!({
+            "task": spec.name,
+            "description": spec.description,
+            "inputs": spec.inputs,
+            "outputs": spec.outputs,
+            "params": spec.params,
+            "tools": listed,
+            "chosen": chosen_id,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("task {} — {}", spec.name, spec.description);
+    let slots = |slots: &[Slot]| -> String {
+        if slots.is_empty() {
+            return "nothing".to_string();
+        }
+        slots
+            .iter()
+            .map(|s| {
+                let mut text = format!("{} ({}", s.name, s.kind);
+                if !s.media_types.is_empty() {
+                    text.push_str(&format!(": {}", s.media_types.join(", ")));
+                }
+                if s.multiple {
+                    text.push_str(", several");
+                }
+                text.push(')');
+                text
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("  takes     {}", slots(&spec.inputs));
+    println!("  makes     {}", slots(&spec.outputs));
+    if !spec.params.is_empty() {
+        println!(
+            "
+parameters (every tool takes these; `launcher info <tool>` shows its own):"
+        );
+        print_params(&spec.params);
+    }
+    println!(
+        "
+tools:"
+    );
+    if tools.is_empty() {
+        println!(
+            "  none installed; {}",
+            crate::registries::find_more_hint(&format!(
+                "`launcher search --task {name}` finds plugins that do it"
+            ))
+        );
+    }
+    let width = tools.iter().map(|t| t.spec.id.len()).max().unwrap_or(0);
+    for tool in &tools {
+        println!(
+            "  {:<width$}  {:<8} priority {:<4} {}",
+            tool.spec.id,
+            if tool.spec.cloud { "cloud" } else { "offline" },
+            tool.spec.priority,
+            status(tool)
+        );
+    }
+    if let (None, Some(why)) = (&chosen_id, why_none)
+        && !tools.is_empty()
+    {
+        println!(
+            "
+`launcher run {name}` would not run now: {why}"
+        );
+    }
+    Ok(())
+}
+
+/// The settings of `spec`, one a line in aligned columns: name, environment variable,
+/// where the value comes from, and description (required, secret). `info` and
+/// `run <tool> --help` show the same table.
+pub(crate) fn settings_table(spec: &launcher_sdk::ToolSpec, config: &Config) -> String {
+    let rows: Vec<(String, String, String, String)> = spec
+        .settings
+        .iter()
+        .map(|s| {
+            let source = settings::source_of(&spec.id, s, &[], config);
             let env = s
                 .env
                 .as_deref()
@@ -133,19 +287,26 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
             .into_iter()
             .flatten()
             .collect();
-            println!(
-                "  {:<10} {:<24} {}{}  <- {}",
-                s.name,
-                env,
-                s.description,
-                if flags.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", flags.join(", "))
-                },
-                source.describe()
-            );
-        }
-    }
-    Ok(())
+            let description = if flags.is_empty() {
+                s.description.clone()
+            } else {
+                format!("{} ({})", s.description, flags.join(", "))
+            };
+            let source = match source {
+                settings::SettingSource::Missing => source.describe(),
+                other => format!("from {}", other.describe()),
+            };
+            (s.name.clone(), env, description, source)
+        })
+        .collect();
+    let name_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let env_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let source_width = rows.iter().map(|r| r.3.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(name, env, description, source)| {
+            format!(
+                "  {name:<name_width$}  {env:<env_width$}  {source:<source_width$}  {description}\n"
+            )
+        })
+        .collect()
 }

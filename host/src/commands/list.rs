@@ -67,7 +67,8 @@ pub(crate) fn run(
             _ => String::new(),
         };
         globals.status(&format!(
-            "no tools installed{what}; `launcher search` finds more"
+            "no tools installed{what}; {}",
+            crate::registries::find_more_hint("`launcher search` finds more")
         ));
         return Ok(());
     }

@@ -52,6 +52,17 @@ pub(crate) struct Globals {
 }
 
 impl Globals {
+    /// Refuses -q and -v together: one asks for less, the other for more.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.quiet && self.verbose > 0 {
+            return Err(crate::failure::fail(
+                crate::failure::Class::Usage,
+                "-q (print less) and -v (print more) contradict each other; give one",
+            ));
+        }
+        Ok(())
+    }
+
     /// Prints a line about what launcher is doing, with `-v`.
     pub(crate) fn info(&self, message: &str) {
         if self.verbose > 0 {

@@ -132,6 +132,10 @@ pub(crate) fn list(as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
     }
+    if registries.entries.is_empty() {
+        eprintln!("{}", crate::registries::NO_REGISTRY_HINT);
+        return Ok(());
+    }
     for e in &registries.entries {
         println!(
             "{}  {}  ({} trusted key{})",

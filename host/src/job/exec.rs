@@ -41,6 +41,8 @@ struct Finished {
     outputs: Outputs,
     /// Writing an output failed.
     io_error: Option<std::io::Error>,
+    /// Completing an output failed for a reason of its own (a name that misdescribes it).
+    close_error: Option<anyhow::Error>,
     /// Stdout was closed by its reader.
     reader_gone: bool,
     duration: Duration,
@@ -174,6 +176,7 @@ fn conclude(
         outcome,
         outputs,
         io_error,
+        close_error,
         reader_gone,
         duration,
     } = finished;
@@ -183,11 +186,16 @@ fn conclude(
         set_state(State::Failed, Some("stdout was closed"));
         return Ok(Report::default());
     }
+    if let Some(err) = close_error {
+        outputs.abandon();
+        set_state(State::Failed, Some(&err.to_string()));
+        return Err(err);
+    }
     if let Some(err) = io_error {
         outputs.abandon();
         set_state(State::Failed, Some("an output could not be written"));
         return Err(fail(
-            Class::Failure,
+            Class::Unwritable,
             format!("cannot write the output: {err}"),
         ));
     }
@@ -298,6 +306,7 @@ fn run(
         home_root: home_root.to_path_buf(),
         store: None,
         io_error: None,
+        close_error: None,
         reader_gone: false,
     };
     let outcome = invoke(plan, &mut handler, work_dir);
@@ -305,6 +314,7 @@ fn run(
         outcome,
         outputs: handler.outputs,
         io_error: handler.io_error,
+        close_error: handler.close_error,
         reader_gone: handler.reader_gone,
         duration: started.elapsed(),
     }
@@ -337,6 +347,7 @@ fn invoke(plan: &JobPlan, handler: &mut Handler, work_dir: Option<PathBuf>) -> R
         detach: plan.detach,
         work_dir: work_dir.map(|d| d.to_string_lossy().into_owned()),
         history: plan.history.clone(),
+        streaming: crate::output::Outputs::uses_stdout(&plan.outputs),
     };
     instance
         .invoke(&job, handler)
@@ -411,6 +422,7 @@ struct Handler {
     /// Opened when the first checkpoint arrives.
     store: Option<Store>,
     io_error: Option<std::io::Error>,
+    close_error: Option<anyhow::Error>,
     reader_gone: bool,
 }
 
@@ -474,6 +486,10 @@ impl EventHandler for Handler {
             }
             Event::Close(id) => {
                 if let Err(err) = self.outputs.close(id) {
+                    if err.downcast_ref::<crate::failure::Failure>().is_some() {
+                        self.close_error.get_or_insert(err);
+                        return false;
+                    }
                     return self.output_failed(std::io::Error::other(format!("{err:#}")));
                 }
             }

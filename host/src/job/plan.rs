@@ -335,9 +335,36 @@ pub(crate) fn plan(
             params::check(format, &ext.to_ascii_lowercase())?,
         );
     }
+    // `--format mp3 -o x.wav` would write a file whose name lies about its content.
+    if let (Some(path), Some(format)) = (
+        &explicit,
+        matches.try_get_one::<String>("format").ok().flatten(),
+    ) && let Some(ext) = path.extension().and_then(|e| e.to_str())
+        && let Some(made) = format_extension(format)
+        && output::is_media_extension(&ext.to_ascii_lowercase())
+        && !output::same_format(&ext.to_ascii_lowercase(), &made)
+    {
+        return Err(Failure::new(
+            Class::Usage,
+            format!(
+                "--format {format} makes .{made} content, and -o {} says .{ext}",
+                path.display()
+            ),
+        )
+        .hint(format!(
+            "leave out --format (the extension of -o picks it), or name the output .{made}"
+        ))
+        .into());
+    }
     let mut values = launcher_sdk::check_params(&params, &values).map_err(|e| {
+        // A missing parameter is a command line to complete, like a missing positional.
+        let class = if values.contains_key(&e.param) {
+            Class::InvalidInput
+        } else {
+            Class::Usage
+        };
         fail(
-            Class::InvalidInput,
+            class,
             format!("--{} {}", params::flag_name(&e.param), e.problem),
         )
     })?;
@@ -363,6 +390,14 @@ pub(crate) fn plan(
         None => (None, Vec::new()),
     };
     let json = matches.get_flag("json");
+    if json && explicit.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(Failure::new(
+            Class::Usage,
+            "-o - writes the output to stdout, so --json has no room there for the result",
+        )
+        .hint("leave out --json, or write the output to a file with -o FILE")
+        .into());
+    }
     let id = crate::job::new_id();
     let outputs = output::Plan {
         explicit,
@@ -373,7 +408,8 @@ pub(crate) fn plan(
         job_id: id.clone(),
         capture: task.name == "chat",
     };
-    output::Outputs::precheck(&outputs)?;
+    let makes_files = task.outputs.iter().any(|o| o.kind != ContentKind::Text);
+    output::Outputs::precheck(&outputs, makes_files)?;
 
     let settings = settings::resolve(&tool.spec, &cli_settings, config, config_path)?;
     let secrets = settings::secrets(&settings);
@@ -436,6 +472,28 @@ fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Re
         spec,
         ..tool.clone()
     }))
+}
+
+/// Returns the file extension of the content a `--format` value asks for, when it can be
+/// told: a plain extension (`mp3`), or a service's format name that says its container
+/// (`riff-24khz-16bit-mono-pcm` is WAV, `audio-24khz-48kbitrate-mono-mp3` is MP3).
+fn format_extension(format: &str) -> Option<String> {
+    let format = format.trim().to_ascii_lowercase();
+    if output::is_media_extension(&format) {
+        return Some(format);
+    }
+    let made = if format.starts_with("riff-") {
+        "wav"
+    } else if format.ends_with("-mp3") {
+        "mp3"
+    } else if format.starts_with("ogg-") {
+        "ogg"
+    } else if format.starts_with("webm-") {
+        "webm"
+    } else {
+        return None;
+    };
+    Some(made.to_string())
 }
 
 /// Returns clap's message without its own `error:` prefix and usage block: one message.
@@ -505,7 +563,7 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .no_binary_name(false)
         .disable_version_flag(true)
         .allow_negative_numbers(true)
-        .arg(Arg::new("output").short('o').long("output").value_name("FILE").help("write the output here (`-` for stdout); default: a new file in the current directory named after the task").help_heading(heading))
+        .arg(Arg::new("output").short('o').long("output").value_name("FILE").help("write the output here (`-` for stdout, which then carries the output alone: --json is refused); default: a new file in the current directory named after the task").help_heading(heading))
         .arg(Arg::new("force").long("force").action(ArgAction::SetTrue).help("replace the output file if it exists").help_heading(heading))
         .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("print the job's result as JSON").help_heading(heading))
         .arg(Arg::new("tool").long("tool").value_name("ID").help("the tool to use for a task").help_heading(heading))
@@ -655,9 +713,26 @@ fn read_text(
             .map_err(|e| fail(Class::InvalidInput, format!("cannot read stdin: {e}")))?,
         None => return Ok(None),
     };
-    if bytes.is_empty() && file.is_none() {
-        // Nothing piped in (e.g. stdin is /dev/null): the text is simply missing.
-        return Ok(None);
+    if bytes.is_empty() {
+        let flag = params::flag_name(name);
+        return Err(match file.map(String::as_str) {
+            Some("-") => fail(
+                Class::InvalidInput,
+                format!("--file -: stdin was empty, so there is no {name} to use"),
+            ),
+            Some(path) => fail(
+                Class::InvalidInput,
+                format!("--file {path} is empty, so there is no {name} to use"),
+            ),
+            // Nothing piped in (e.g. stdin is /dev/null): the text is missing, like any
+            // other required parameter, and the message says where it was looked for.
+            None => Failure::new(
+                Class::Usage,
+                format!("the {name} is missing: it was not given as an argument or with --{flag}, and stdin was empty"),
+            )
+            .hint(format!("give it as an argument, with --{flag} or --file, or pipe it in"))
+            .into(),
+        });
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| fail(Class::InvalidInput, "the input text is not valid UTF-8"))?;
@@ -673,33 +748,7 @@ fn settings_help(tool: &Tool, config: &Config) -> String {
         "\nSettings of `{}` (--set NAME=VALUE, the environment, or config.toml):\n",
         tool.spec.id
     );
-    for s in &tool.spec.settings {
-        let source = settings::source_of(&tool.spec.id, s, &[], config);
-        let env = s
-            .env
-            .as_deref()
-            .map(|e| format!(" ${e}"))
-            .unwrap_or_default();
-        let flags = [
-            s.required.then_some("required"),
-            s.secret.then_some("secret"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
-        out.push_str(&format!(
-            "  {:<10}{env}  {}{}  [{}]\n",
-            s.name,
-            s.description,
-            if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" ({flags})")
-            },
-            source.describe()
-        ));
-    }
+    out.push_str(&crate::commands::info::settings_table(&tool.spec, config));
     out
 }
 
@@ -992,7 +1041,7 @@ mod tests {
             (&["tts", "hi", "--rate=-1"], Class::InvalidInput),
             (&["tts", "hi", "--rate", "fast"], Class::InvalidInput),
             (&["tts", "hi", "--volume", "3"], Class::Usage),
-            (&["tts"], Class::InvalidInput),
+            (&["tts"], Class::Usage),
             (&["tts", "hi", "--text", "ho"], Class::Usage),
             (&["stt", "no-such-file.wav"], Class::InvalidInput),
             (&["nosuch"], Class::NotFound),

@@ -132,6 +132,16 @@ impl Render {
                 ));
             }
         }
+        // The paths written are results: a script reads them on stdout, one a line, even
+        // with -q, unless stdout carries an output itself.
+        let stdout_is_output = crate::output::Outputs::uses_stdout(&plan.outputs)
+            || written.iter().any(|w| w.path.is_none());
+        if !stdout_is_output {
+            #[allow(clippy::print_stdout)]
+            for path in written.iter().filter_map(|w| w.path.as_ref()) {
+                println!("{}", path.display());
+            }
+        }
         let streamed_text = written
             .iter()
             .any(|w| w.path.is_none() && w.kind == ContentKind::Text && w.size > 0);

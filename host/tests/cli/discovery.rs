@@ -224,3 +224,23 @@ fn info_shows_tasks_parameters_and_setting_sources() {
         unknown.stderr
     );
 }
+
+#[test]
+fn info_describes_a_task_and_the_tool_that_would_do_it() {
+    let ctx = test_context!();
+    let out = ctx.run(["info", "tts"]);
+    out.success();
+    assert!(!out.stderr.contains("did you mean"), "{}", out.stderr);
+    assert!(out.stdout.contains("task tts"), "{}", out.stdout);
+    assert!(out.stdout.contains("--voice"), "{}", out.stdout);
+    let espeak = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("espeak "))
+        .unwrap_or_else(|| panic!("espeak is listed: {}", out.stdout));
+    assert!(espeak.contains("chosen"), "{espeak}");
+    let json = ctx.run(["info", "tts", "--json"]).json();
+    assert_eq!(json["chosen"], "espeak");
+    assert_eq!(json["outputs"][0]["kind"], "audio");
+    ctx.run(["info", "tss"]).expect_code(3);
+}

@@ -158,3 +158,56 @@ fn secrets_from_a_command_are_used_and_never_shown() {
         out.stderr
     );
 }
+
+#[test]
+fn settings_help_is_aligned_like_info_and_quiet_verbose_contradict() {
+    let ctx = test_context!();
+    let help = ctx.run(["run", "azure-tts", "--help"]);
+    help.success();
+    let info = ctx.run(["info", "azure-tts"]);
+    info.success();
+    let rows = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("$AZURE_SPEECH_"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (help_rows, info_rows) = (rows(&help.stdout), rows(&info.stdout));
+    assert_eq!(help_rows.len(), 4, "{}", help.stdout);
+    assert_eq!(help_rows, info_rows, "the same table in both");
+    assert!(!help.stdout.contains("[not set]"), "{}", help.stdout);
+    // Every column starts at the same place on every row.
+    let column = |row: &String, needle: &str| row.find(needle);
+    let descriptions: Vec<_> = help_rows.iter().map(|r| column(r, "not set")).collect();
+    assert!(
+        descriptions
+            .windows(2)
+            .all(|w| w[0] == w[1] && w[0].is_some()),
+        "{help_rows:#?}"
+    );
+
+    for args in [
+        &["-q", "-v", "list"][..],
+        &["run", "tts", "-q", "-v", "hi"],
+        &["-q", "run", "tts", "-v", "hi"],
+    ] {
+        let out = ctx.run(args);
+        out.expect_code(2);
+        assert!(ctx.work_files().is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_launcher_home_that_is_a_file_is_named_as_the_problem() {
+    let ctx = test_context!();
+    let file = ctx.work_file("not-a-dir");
+    std::fs::write(&file, b"").unwrap();
+    let out = ctx.run_with_env(["list"], &[("LAUNCHER_HOME", file.to_str().unwrap())]);
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("LAUNCHER_HOME") && out.stderr.contains("not a directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("config.toml"), "{}", out.stderr);
+}

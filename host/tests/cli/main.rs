@@ -11,6 +11,7 @@ mod images;
 mod install;
 mod jobs;
 mod keys;
+mod outputs;
 mod registry;
 mod run;
 mod shell;

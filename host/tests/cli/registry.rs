@@ -158,6 +158,16 @@ fn publish_search_install_run_update_outdated_uninstall_sync() {
         .map(|h| h["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["espeak"]);
+    // search and list describe espeak in the same words.
+    let listed = ctx.run(["list", "--json"]).json();
+    let espeak = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "espeak")
+        .unwrap()
+        .clone();
+    assert_eq!(by_task[0]["description"], espeak["description"], "{espeak}");
     let by_category = ctx.run(["search", "--category", "video"]);
     by_category.success();
     assert!(
@@ -546,4 +556,54 @@ fn search_and_list_name_the_plugin_alike() {
     for field in ["plugin", "version", "categories", "tasks", "description"] {
         assert!(!tool[field].is_null() && !hit[field].is_null(), "{field}");
     }
+}
+
+#[test]
+fn hints_lead_to_search_only_when_a_registry_is_configured() {
+    let ctx = test_context!();
+    let none = ctx.run(["registry", "list"]);
+    none.success();
+    assert!(
+        none.stderr.contains("no registry") && none.stderr.contains("launcher registry add"),
+        "{none:#?}"
+    );
+    let missing = ctx.run(["run", "txt2vid", "a fox"]);
+    missing.expect_code(3);
+    assert!(
+        !missing.stderr.contains("launcher search"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("launcher registry add"),
+        "{}",
+        missing.stderr
+    );
+
+    let _reg = registry(&ctx);
+    let found = ctx.run(["run", "txt2vid", "a fox"]);
+    found.expect_code(3);
+    assert!(found.stderr.contains("launcher search"), "{}", found.stderr);
+    let listed = ctx.run(["registry", "list"]);
+    assert!(listed.stdout.starts_with("test "), "{listed:#?}");
+}
+
+#[test]
+fn a_missing_trust_file_is_named() {
+    let ctx = test_context!();
+    let out = ctx.run([
+        "registry",
+        "add",
+        "mine",
+        "/tmp/launcher-no-such-index",
+        "--trust",
+        "keys/publisher.pub",
+    ]);
+    out.expect_code(5);
+    assert!(
+        out.stderr.contains("keys/publisher.pub") && out.stderr.contains("does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Base64"), "{}", out.stderr);
 }

@@ -140,11 +140,13 @@ fn existing_outputs_are_kept_unless_forced_and_stdout_works() {
 
     let piped = ctx.run(["run", "tts", "--text", "to stdout", "-o", "-"]);
     piped.success();
-    assert!(parse_wav(&piped.stdout_bytes).is_ok());
+    // Streamed as it was made, the WAV says its length is not known, as espeak-ng's own does.
+    let wav = launcher_sdk::media::Wav::parse(&piped.stdout_bytes).unwrap();
+    assert!(wav.streamed && wav.duration_secs() > 0.1, "{wav:?}");
     assert_eq!(ctx.work_files(), ["mine.wav"]);
 
     let no_dir = ctx.run(["run", "tts", "--text", "hi", "-o", "missing/dir/x.wav"]);
-    no_dir.expect_code(5);
+    no_dir.expect_code(13);
 }
 
 #[test]
@@ -186,7 +188,7 @@ fn bad_parameters_are_rejected_before_the_plugin_runs() {
             2,
             "--loudness",
         ),
-        (&["run", "tts"], 5, "--text is required"),
+        (&["run", "tts"], 2, "stdin was empty"),
         (
             &["run", "tts", "--text", "hi", "--set", "colour=blue"],
             2,
@@ -426,4 +428,60 @@ fn the_primary_input_is_positional_and_listings_are_json() {
     let plain = ctx.run(["run", "voices", "--tool", "espeak", "--language", "zh"]);
     plain.success();
     assert_eq!(plain.json(), voices.json());
+}
+
+#[test]
+fn empty_inputs_say_what_was_empty_and_missing_inputs_are_usage_errors() {
+    let ctx = test_context!();
+    let piped = ctx.run_with_stdin(["run", "tts"], b"");
+    piped.expect_code(2);
+    assert!(piped.stderr.contains("stdin was empty"), "{}", piped.stderr);
+    assert!(!piped.stderr.contains("is required"), "{}", piped.stderr);
+
+    std::fs::write(ctx.work_file("empty.txt"), b"").unwrap();
+    let file = ctx.run(["run", "tts", "--file", "empty.txt"]);
+    file.expect_code(5);
+    assert!(
+        file.stderr.contains("--file empty.txt is empty"),
+        "{}",
+        file.stderr
+    );
+    let dash = ctx.run_with_stdin(["run", "tts", "--file", "-"], b"");
+    dash.expect_code(5);
+    assert!(dash.stderr.contains("stdin was empty"), "{}", dash.stderr);
+
+    // A missing required parameter exits like a missing positional: a usage error.
+    std::fs::write(ctx.work_file("a.png"), b"").unwrap();
+    let no_audio = ctx.run(["run", "compose", "--image", "a.png"]);
+    no_audio.expect_code(2);
+    assert!(
+        no_audio.stderr.contains("--audio is required"),
+        "{}",
+        no_audio.stderr
+    );
+    let no_positional = ctx.run(["info"]);
+    no_positional.expect_code(2);
+    assert!(ctx.work_files().contains(&"empty.txt".to_string()));
+}
+
+#[test]
+fn parameters_are_never_accepted_and_ignored() {
+    let ctx = test_context!();
+    let task = ctx.run(["run", "tts", "--task", "voices", "--text", "hi"]);
+    task.expect_code(2);
+    assert!(task.stderr.contains("--task voices"), "{}", task.stderr);
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+
+    let voice = ctx.run(["run", "tts", "--text", "hi", "--voice", "en-US-JennyNeural"]);
+    voice.expect_code(5);
+    assert!(
+        voice.stderr.contains("no voice `en-US-JennyNeural`") && voice.stderr.contains("`en-US`"),
+        "{}",
+        voice.stderr
+    );
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+    ctx.run([
+        "run", "tts", "--text", "hi", "--voice", "en-us", "-o", "a.wav",
+    ])
+    .success();
 }

@@ -9,7 +9,9 @@
 //! Text goes to espeak-ng on stdin, never as an argument, so text starting with a dash or
 //! longer than the command line allows is spoken as is. espeak-ng cannot seek back in a pipe,
 //! so it writes placeholder sizes; the audio is spooled to a file in the job's work directory
-//! and its header repaired ([`media::repair_header`]) before it is streamed to the host.
+//! and its header repaired ([`media::repair_header`]) before it is streamed to the host. When
+//! the output itself cannot seek back (stdout, [`Job::streaming`]), the audio goes out as it
+//! comes instead, with espeak-ng's streaming header, so a player starts at once.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
@@ -62,10 +64,13 @@ struct ListVoices {
     language: Option<String>,
 }
 
+/// What the plugin and its one tool are, in the words `list` and `search` both show.
+const DESCRIPTION: &str = "offline text-to-speech with espeak-ng (WAV, 100+ languages)";
+
 impl Plugin for Espeak {
     fn manifest() -> Manifest {
         let tool = ToolSpec::new(TOOL, &["tts", "voices"])
-            .description("offline text-to-speech with espeak-ng (WAV, 100+ languages)")
+            .description(DESCRIPTION)
             .priority(0)
             .setting(SettingSpec::new(
                 "program",
@@ -73,7 +78,7 @@ impl Plugin for Espeak {
                 "the espeak-ng program to run (default: espeak-ng on PATH)",
             ));
         Manifest::new(TOOL, env!("CARGO_PKG_VERSION"))
-            .description("offline text-to-speech through espeak-ng")
+            .description(DESCRIPTION)
             .tool(tool)
     }
 
@@ -158,18 +163,25 @@ impl Espeak {
             return Err(PluginError::invalid_input(format!(
                 "the espeak tool cannot write `{format}` audio, only `wav`"
             ))
-            .with_hint("leave out --format, or convert the WAV afterwards"));
+            .with_hint(
+                "espeak writes WAV only: name the output .wav (and leave out --format), then \
+                 convert it if you need another format, e.g. `ffmpeg -i speech.wav speech.mp3`",
+            ));
         }
         let voice = match params.voice.as_deref().map(str::trim) {
             Some(v) if !v.is_empty() => voices::resolve(v),
             _ => voices::DEFAULT_VOICE.to_string(),
         };
+        self.check_voice(&voice, cx)?;
         if let Some((_, variant)) = voice.split_once('+') {
             self.check_variant(variant, cx)?;
         }
         let wpm = words_per_minute(params.rate.unwrap_or(1.0));
         let pitch = pitch_level(params.pitch.unwrap_or(1.0));
 
+        if job.streaming {
+            return self.speak_streaming(&text, &voice, wpm, pitch, cx);
+        }
         let mut spool = TempFile::new_in(job.work_dir(), "launcher-espeak-", ".wav")?;
         cx.log(
             LogLevel::Debug,
@@ -237,6 +249,69 @@ impl Espeak {
         Ok(result)
     }
 
+    /// Speaks into an output that cannot seek back (stdout): espeak-ng's WAV, with the
+    /// streaming size marker it writes into its header, goes out as it comes, so a player
+    /// reading the pipe starts at once.
+    fn speak_streaming(
+        &self,
+        text: &str,
+        voice: &str,
+        wpm: u32,
+        pitch: u32,
+        cx: &mut Context<'_>,
+    ) -> Result<JobResult, PluginError> {
+        let mut running = self
+            .runner()
+            .args(["-b", "1", "--stdin", "--stdout", "-v", voice])
+            .args(["-s", &wpm.to_string(), "-p", &pitch.to_string()])
+            .stdin(text.as_bytes().to_vec())
+            .allow_failure()
+            .spawn()?;
+        let mut out = cx.output("audio", "audio/wav", "wav")?;
+        let mut written = 0u64;
+        let mut head: Vec<u8> = Vec::new();
+        let mut header = None;
+        // The writer is the cancel token too: it holds the context while it is open.
+        while let Some(event) = running.next(&out)? {
+            if let Event::Stdout(chunk) = event {
+                out.write_all(&chunk)?;
+                // Each piece goes out now, not when a chunk's worth has gathered.
+                out.flush()?;
+                written += chunk.len() as u64;
+                if header.is_none() && head.len() < 4096 {
+                    head.extend_from_slice(&chunk[..chunk.len().min(4096 - head.len())]);
+                    header = media::WavHeader::parse(&head).ok();
+                }
+            }
+        }
+        let finished = running.finish(&out)?;
+        if !finished.status.success() {
+            return Err(voice_problem(&finished.stderr, voice).unwrap_or_else(|| {
+                let detail = finished.stderr.lines().find(|l| !l.trim().is_empty());
+                PluginError::internal(format!(
+                    "espeak-ng failed ({}): {}",
+                    finished.status,
+                    detail.unwrap_or("no message")
+                ))
+            }));
+        }
+        let header = header.ok_or_else(|| {
+            PluginError::internal("espeak-ng wrote no WAV header that can be used")
+        })?;
+        out.finish()?;
+        let data_len = header.data_len(written)?;
+        let mut result = JobResult::default();
+        let duration = header.spec.duration_secs(data_len);
+        result.info.insert("voice".into(), json!(voice));
+        result
+            .info
+            .insert("sample_rate".into(), json!(header.spec.sample_rate));
+        let rounded = (duration * 1000.0).round() / 1000.0;
+        result.info.insert("duration_secs".into(), json!(rounded));
+        result.info.insert("words_per_minute".into(), json!(wpm));
+        Ok(result)
+    }
+
     /// Returns the voices espeak-ng lists for `filter` (`--voices=<filter>`), or all of them.
     fn voices_for(
         &self,
@@ -246,6 +321,39 @@ impl Espeak {
         let arg = filter.map_or_else(|| "--voices".to_string(), |f| format!("--voices={f}"));
         let output = self.runner().arg(arg).output(cx)?;
         Ok(voices::parse_list(&String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// Checks a voice (before any `+variant`) against the voices espeak-ng lists, since
+    /// espeak-ng speaks its default voice for a name it does not know.
+    fn check_voice(&self, voice: &str, cx: &Context<'_>) -> Result<(), PluginError> {
+        let base = voice.split_once('+').map_or(voice, |(base, _)| base);
+        // A voice of the separate MBROLA synthesizer is not listed; espeak-ng says itself
+        // when one is missing.
+        if base.is_empty() || base.starts_with("mb-") || base.starts_with("mb/") {
+            return Ok(());
+        }
+        let known = self.voices_for(None, cx)?;
+        match voices::check(base, &known) {
+            Ok(()) => Ok(()),
+            Err(close) => {
+                let hint = if close.is_empty() {
+                    VOICES_HINT.to_string()
+                } else {
+                    format!(
+                        "did you mean {}? Or {VOICES_HINT}",
+                        close
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                Err(
+                    PluginError::invalid_input(format!("espeak-ng has no voice `{base}`"))
+                        .with_hint(hint),
+                )
+            }
+        }
     }
 
     /// Checks a `+variant` suffix against espeak-ng's variants, since espeak-ng silently

@@ -44,6 +44,42 @@ pub(crate) fn resolve(requested: &str) -> String {
     }
 }
 
+/// Checks that espeak-ng knows voice `base` (no `+variant`) among `known`, as it matches
+/// voices: by language code, file name or the other languages a voice answers to, whatever
+/// the case. Returns the closest names (at most three, best first) when it does not.
+pub(crate) fn check(base: &str, known: &[VoiceEntry]) -> Result<(), Vec<String>> {
+    let wanted = base.to_ascii_lowercase();
+    let mut names: Vec<String> = Vec::new();
+    for entry in known.iter().filter(|v| !v.is_variant()) {
+        names.push(entry.language.to_ascii_lowercase());
+        names.push(entry.id().to_ascii_lowercase());
+        names.push(entry.file.to_ascii_lowercase());
+        names.push(entry.name.replace(' ', "_").to_ascii_lowercase());
+        names.extend(entry.also.iter().map(|a| a.to_ascii_lowercase()));
+    }
+    if names.contains(&wanted) {
+        return Ok(());
+    }
+    let mut scored: Vec<(f64, String)> = known
+        .iter()
+        .filter(|v| !v.is_variant())
+        .map(|v| v.id())
+        .map(|id| (strsim::jaro_winkler(&wanted, &id.to_ascii_lowercase()), id))
+        .filter(|(score, _)| *score > 0.75)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut close: Vec<String> = Vec::new();
+    for (_, id) in scored {
+        if !close.contains(&id) {
+            close.push(id);
+        }
+        if close.len() == 3 {
+            break;
+        }
+    }
+    Err(close)
+}
+
 /// One line of `espeak-ng --voices`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct VoiceEntry {
@@ -191,6 +227,21 @@ Pty Language       Age/Gender VoiceName          File                 Other Lang
         assert_eq!(resolve(" fr "), "fr");
         assert_eq!(resolve("mandarin+f2"), "cmn+f2");
         assert_eq!(resolve("en+klatt"), "en+klatt");
+    }
+
+    #[test]
+    fn unknown_voices_are_refused_with_close_matches() {
+        let voices = parse_list(LISTING);
+        for known in ["cmn", "CMN", "zh", "en-us", "en-US", "gmw/en-US"] {
+            assert_eq!(check(known, &voices), Ok(()), "{known}");
+        }
+        let close = check("en-US-JennyNeural", &voices).unwrap_err();
+        assert_eq!(
+            close.first().map(String::as_str),
+            Some("en-US"),
+            "{close:?}"
+        );
+        assert!(check("Alicia", &voices).is_err(), "a variant is no voice");
     }
 
     #[test]
