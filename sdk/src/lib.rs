@@ -41,6 +41,7 @@ mod error;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod media;
+#[cfg(feature = "http")]
 pub mod multipart;
 mod params;
 mod plugin;
