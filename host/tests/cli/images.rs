@@ -149,3 +149,35 @@ fn a_detached_comfyui_job_is_collected_by_resume() {
         "resumed, not resubmitted"
     );
 }
+
+/// The real thing: stable-diffusion.cpp's sd-server with a random-weight checkpoint.
+#[test]
+fn a_real_sd_server_draws_through_the_binary() {
+    let Some(sd) = launcher_testkit::engines::sd() else {
+        return;
+    };
+    let mut ctx = test_context!();
+    ctx.env("SD_WEBUI_URL", sd.url());
+    let listed = ctx.run(["list", "--category", "image"]);
+    assert!(listed.stdout.contains("sd-webui"), "{}", listed.stdout);
+    let out = ctx.run([
+        "run", "txt2img", "--tool", "sd-webui", "a lighthouse", "--width", "64", "--height", "64",
+        "--steps", "2", "--json",
+    ]);
+    out.success();
+    let report = out.json();
+    let path = report["outputs"][0]["path"].as_str().unwrap();
+    let png = std::fs::read(ctx.work.path().join(path)).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 64);
+    assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 64);
+    let text = launcher_sdk::media::png_text(&png, "parameters").expect("a parameters chunk");
+    assert!(text.starts_with("a lighthouse"), "{text}");
+    let models = ctx.run(["run", "models", "--tool", "sd-webui", "--json"]);
+    models.success();
+    assert!(models.stdout.contains("safetensors"), "{}", models.stdout);
+    // A bad request gets a clear error: a size the manifest refuses never reaches the server.
+    let bad = ctx.run(["run", "txt2img", "--tool", "sd-webui", "x", "--width", "8"]);
+    bad.expect_code(5);
+    assert!(bad.stderr.contains("--width"), "{}", bad.stderr);
+}
