@@ -161,8 +161,18 @@ fn a_real_sd_server_draws_through_the_binary() {
     let listed = ctx.run(["list", "--category", "image"]);
     assert!(listed.stdout.contains("sd-webui"), "{}", listed.stdout);
     let out = ctx.run([
-        "run", "txt2img", "--tool", "sd-webui", "a lighthouse", "--width", "64", "--height", "64",
-        "--steps", "2", "--json",
+        "run",
+        "txt2img",
+        "--tool",
+        "sd-webui",
+        "a lighthouse",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--steps",
+        "2",
+        "--json",
     ]);
     out.success();
     let report = out.json();

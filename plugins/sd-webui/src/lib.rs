@@ -330,25 +330,35 @@ impl SdWebui {
         let progress = self.get("/sdapi/v1/progress?skip_current_image=true");
         let mut has_progress = true;
         std::thread::scope(|s| {
-            let work = s.spawn(|| self.client.send_with(request, &stop));
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            let stop = &stop;
+            let work = s.spawn(move || {
+                let outcome = self.client.send_with(request, stop);
+                let _ = done.send(());
+                outcome
+            });
             let mut cancelled = false;
-            while !work.is_finished() {
-                if has_progress {
+            loop {
+                // Wait for the answer first: a fast server is never asked for progress.
+                match finished.recv_timeout(PROGRESS_EVERY) {
+                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                }
+                if cx.is_cancelled() {
+                    cancelled = true;
+                } else if has_progress {
                     match self.poller.fetch(&progress, cx) {
                         Ok(answer) => {
                             if let Ok(state) = answer.json::<Value>() {
-                                show_progress(&state, cx).ok();
+                                cancelled = show_progress(&state, cx).is_err();
                             }
                         }
                         Err(err) if err.kind == ErrorKind::Cancelled => cancelled = true,
                         // No progress endpoint (sd-server) or a busy server: a spinner.
                         Err(_) => has_progress = false,
                     }
-                } else if cx.progress(None, "generating").is_err() {
-                    cancelled = true;
-                }
-                if !cancelled && cx.sleep(PROGRESS_EVERY).is_err() {
-                    cancelled = true;
+                } else {
+                    cancelled = cx.progress(None, "generating").is_err();
                 }
                 if cancelled {
                     stop.store(true, Ordering::SeqCst);
