@@ -6,6 +6,8 @@ pub(crate) const HOME: &str = "LAUNCHER_HOME";
 pub(crate) const PLUGIN_PATH: &str = "LAUNCHER_PLUGIN_PATH";
 /// Any non-empty value turns progress bars off.
 pub(crate) const NO_PROGRESS: &str = "LAUNCHER_NO_PROGRESS";
+/// The command `--play` runs, the file appended; by default a player found on `PATH`.
+pub(crate) const PLAYER: &str = "LAUNCHER_PLAYER";
 
 /// The password of an encrypted minisign secret key, for `publish` and `registry keygen`.
 pub(crate) const KEY_PASSWORD: &str = "LAUNCHER_KEY_PASSWORD";

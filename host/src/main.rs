@@ -11,6 +11,7 @@ mod keys;
 mod loader;
 mod output;
 mod params;
+mod play;
 mod progress;
 mod registries;
 mod route;

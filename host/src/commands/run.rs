@@ -25,7 +25,14 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         Planned::GeneralHelp => print(&render::general_help(&catalog)),
         Planned::Help(text) => print(&text),
         Planned::Job(plan) => {
-            exec::execute(*plan, home.data_dir(), globals)?;
+            let play = plan.play;
+            let report = exec::execute(*plan, home.data_dir(), globals)?;
+            if play {
+                match report.files.first() {
+                    Some((path, kind)) => crate::play::play(globals, path, kind),
+                    None => globals.warn("--play: the job wrote no file to play"),
+                }
+            }
         }
         Planned::Resume {
             id,

@@ -53,6 +53,8 @@ struct Finished {
 pub(crate) struct Report {
     /// The conversation a chat job was recorded in.
     pub(crate) conversation: Option<String>,
+    /// The files written, with their kinds.
+    pub(crate) files: Vec<(std::path::PathBuf, launcher_sdk::ContentKind)>,
 }
 
 /// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
@@ -239,7 +241,14 @@ fn conclude(
                 recorded,
                 conversation.as_deref(),
             )?;
-            Ok(Report { conversation })
+            let files = written
+                .iter()
+                .filter_map(|w| Some((w.path.clone()?, w.kind.clone())))
+                .collect();
+            Ok(Report {
+                conversation,
+                files,
+            })
         }
     }
 }

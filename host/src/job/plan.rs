@@ -23,7 +23,8 @@ use crate::settings;
 const VALUE_OPTIONS: [&str; 9] = [
     "-o", "--output", "--tool", "--task", "--to", "--file", "--set", "--resume", "--cid",
 ];
-const FLAG_OPTIONS: [&str; 11] = [
+const FLAG_OPTIONS: [&str; 12] = [
+    "--play",
     "-c",
     "--continue",
     "--json",
@@ -111,6 +112,8 @@ pub(crate) struct JobPlan {
     pub(crate) json: bool,
     /// `--detach`: submit and return once the job recorded a checkpoint.
     pub(crate) detach: bool,
+    /// `--play`: play (or open) the first file written, once the job succeeded.
+    pub(crate) play: bool,
     /// `--cancel-remote`: a signal cancels remote work too, instead of detaching the job.
     pub(crate) cancel_remote: bool,
     /// The checkpoint of an earlier run of this job, when resuming.
@@ -398,6 +401,14 @@ pub(crate) fn plan(
         .hint("leave out --json, or write the output to a file with -o FILE")
         .into());
     }
+    if matches.get_flag("play") && explicit.as_deref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(Failure::new(
+            Class::Usage,
+            "--play plays a file launcher wrote, and -o - writes to stdout",
+        )
+        .hint("pipe stdout into a player instead, e.g. `-o - | aplay`")
+        .into());
+    }
     let id = crate::job::new_id();
     let outputs = output::Plan {
         explicit,
@@ -423,6 +434,7 @@ pub(crate) fn plan(
         outputs,
         json,
         detach: matches.get_flag("detach"),
+        play: matches.get_flag("play"),
         cancel_remote: matches.get_flag("cancel-remote"),
         resume: None,
         reasons: route.reasons,
@@ -571,6 +583,7 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .arg(Arg::new("to").long("to").value_name("KIND").help("the kind of output wanted: text, image, audio or video").help_heading(heading))
         .arg(Arg::new("file").long("file").value_name("FILE").help("read the input text from a file (`-` for stdin)").help_heading(heading))
         .arg(Arg::new("set").long("set").value_name("NAME=VALUE").action(ArgAction::Append).help("give the tool a setting for this run").help_heading(heading))
+        .arg(Arg::new("play").long("play").action(ArgAction::SetTrue).help("play the audio (or open the image or video) written, with what the system has").help_heading(heading))
         .arg(Arg::new("detach").long("detach").action(ArgAction::SetTrue).help("submit a remote job and return once it is accepted; `launcher run --resume ID` collects it").help_heading(heading))
         .arg(Arg::new("continue").short('c').long("continue").action(ArgAction::SetTrue).help("chat: continue the latest conversation").help_heading(heading))
         .arg(Arg::new("cid").long("cid").value_name("ID").help("chat: continue this conversation").help_heading(heading))
@@ -796,6 +809,7 @@ pub(crate) fn plan_resume(
         outputs,
         json,
         detach: false,
+        play: false,
         cancel_remote,
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],

@@ -196,3 +196,37 @@ fn stdout_output_streams_while_the_engine_still_speaks() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(ctx.work_files(), ["long.txt"]);
 }
+
+#[test]
+fn play_hands_the_written_file_to_a_player() {
+    let mut ctx = test_context!();
+    let log = ctx.work_file("played.txt");
+    let player = ctx.work_file("player.sh");
+    std::fs::write(
+        &player,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&player, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    ctx.env("LAUNCHER_PLAYER", format!("{} --quietly", player.display()));
+    let out = ctx.run(["run", "tts", "hello", "-o", "hello.wav", "--play"]);
+    out.success();
+    let played = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        played.starts_with("--quietly ") && played.trim_end().ends_with("hello.wav"),
+        "{played}"
+    );
+    // The output goes to stdout with -o -: nothing to play.
+    ctx.run(["run", "tts", "hello", "-o", "-", "--play"])
+        .expect_code(2);
+    // A player that fails is a warning: the file is written all the same.
+    ctx.env("LAUNCHER_PLAYER", "false");
+    let failed = ctx.run(["run", "tts", "again", "-o", "again.wav", "--play"]);
+    failed.success();
+    assert!(failed.stderr.contains("warning"), "{}", failed.stderr);
+    assert!(ctx.work_file("again.wav").exists());
+}
