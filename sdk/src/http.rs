@@ -897,8 +897,17 @@ impl Client {
     /// 429 rate limited, 5xx and connection failures unavailable, timeouts timeout, other 4xx
     /// invalid input quoting the start of the body.
     pub fn send(&self, request: &Request, cx: &mut Context<'_>) -> Result<Response, PluginError> {
+        self.streaming(request, cx)
+    }
+
+    /// Runs `request` for `caller` and returns its response with the body still to read.
+    fn streaming(
+        &self,
+        request: &Request,
+        caller: &mut dyn Caller,
+    ) -> Result<Response, PluginError> {
         let prepared = self.prepare(request)?;
-        match self.run(request, &prepared, cx, false)? {
+        match self.run(request, &prepared, caller, false)? {
             Outcome::Streaming(inner) => Ok(Response {
                 status: inner.status().as_u16(),
                 headers: collect_headers(inner.headers()),
@@ -908,7 +917,7 @@ impl Client {
                 origin: prepared.origin,
                 timeout: prepared.timeout,
             }),
-            Outcome::Buffered(_) => unreachable!("send asks for a streaming response"),
+            Outcome::Buffered(_) => unreachable!("a streaming response was asked for"),
         }
     }
 
@@ -937,20 +946,7 @@ impl Client {
         request: &Request,
         cancel: &(dyn Cancel + Sync),
     ) -> Result<Response, PluginError> {
-        let prepared = self.prepare(request)?;
-        let mut caller = Unlogged(cancel);
-        match self.run(request, &prepared, &mut caller, false)? {
-            Outcome::Streaming(inner) => Ok(Response {
-                status: inner.status().as_u16(),
-                headers: collect_headers(inner.headers()),
-                inner,
-                runtime: Arc::clone(&self.runtime),
-                scrub: prepared.scrub,
-                origin: prepared.origin,
-                timeout: prepared.timeout,
-            }),
-            Outcome::Buffered(_) => unreachable!("send asks for a streaming response"),
-        }
+        self.streaming(request, &mut Unlogged(cancel))
     }
 
     /// Sends a cleanup request once, even though the job was cancelled: the service's own
