@@ -3,6 +3,7 @@
 pub(crate) mod chat;
 pub(crate) mod info;
 pub(crate) mod list;
+pub(crate) mod logs;
 pub(crate) mod plugins;
 pub(crate) mod registry;
 pub(crate) mod run;

@@ -6,6 +6,7 @@ mod c_plugin;
 mod chat;
 mod discovery;
 mod failures;
+mod history;
 mod install;
 mod jobs;
 mod registry;
