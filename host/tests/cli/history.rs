@@ -1,5 +1,6 @@
 //! The history through the real binary: every job recorded (outputs, failures), never a secret,
-//! `launcher logs` (filters, search, JSON, show, off and on), and `launcher rerun`.
+//! `launcher logs` (filters, search, JSON, show, off and on), `launcher rerun`, and `run
+//! --dry-run`, which runs nothing.
 
 use launcher_testkit::cli::TestContext;
 use launcher_testkit::emulators::azure::AzureEmulator;
@@ -217,4 +218,79 @@ fn logs_off_stops_recording_and_on_starts_it_again() {
     ctx.run(["run", "tts", "--text", "three"]).success();
     let inputs: Vec<Value> = logs(&ctx, &[]).iter().map(|e| e["input"].clone()).collect();
     assert_eq!(inputs, ["three", "one"]);
+}
+
+#[test]
+fn dry_run_prints_the_plan_with_secrets_masked_and_runs_nothing() {
+    let ctx = test_context!();
+    ctx.add_plugin("launcher_fixture_panicky", "panicky");
+    // The panicky tool would panic if it were called.
+    let out = ctx.run([
+        "run",
+        "panicky",
+        "--text",
+        "hi",
+        "-o",
+        "x.wav",
+        "--dry-run",
+        "-v",
+    ]);
+    out.success();
+    assert!(out.stdout.contains("panicky"), "{}", out.stdout);
+    assert!(out.stdout.contains("x.wav"), "{}", out.stdout);
+    assert!(!out.stderr.contains("loading"), "{}", out.stderr);
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+
+    const SECRET: &str = "dry-run-secret-0123456789";
+    let set = format!("key={SECRET}");
+    let out = ctx.run([
+        "run",
+        "azure-tts",
+        "--text",
+        "hi",
+        "--set",
+        &set,
+        "--set",
+        "region=eastus",
+        "--dry-run",
+    ]);
+    out.success();
+    assert!(!out.stdout.contains(SECRET) && !out.stderr.contains(SECRET));
+    assert!(
+        out.stdout.contains("key = ***  (from --set)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("region = eastus"), "{}", out.stdout);
+
+    let out = ctx.run([
+        "run",
+        "azure-tts",
+        "--text",
+        "hi",
+        "--set",
+        &set,
+        "--set",
+        "region=eastus",
+        "--dry-run",
+        "--json",
+    ]);
+    out.success();
+    assert!(!out.stdout.contains(SECRET));
+    let plan = out.json();
+    assert_eq!(plan["tool"], "azure-tts");
+    assert_eq!(plan["params"]["text"], "hi");
+    let key = plan["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "key")
+        .unwrap();
+    assert_eq!(
+        (&key["value"], &key["source"]),
+        (&"***".into(), &"--set".into())
+    );
+    assert!(!plan["routing"].as_array().unwrap().is_empty());
+    // Nothing ran, so nothing was recorded.
+    assert!(logs(&ctx, &[]).is_empty());
 }
