@@ -181,11 +181,7 @@ fn record_history(
             } else {
                 Status::Done
             },
-            if report.detached {
-                Class::Detached.exit_code()
-            } else {
-                0
-            },
+            0,
             None,
             report
                 .outputs

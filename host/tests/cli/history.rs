@@ -294,3 +294,33 @@ fn dry_run_prints_the_plan_with_secrets_masked_and_runs_nothing() {
     // Nothing ran, so nothing was recorded.
     assert!(logs(&ctx, &[]).is_empty());
 }
+
+#[test]
+fn a_detached_job_is_recorded_as_such_and_its_resumption_completes_the_entry() {
+    let ctx = test_context!();
+    ctx.add_plugin("launcher_fixture_remote", "remote");
+    ctx.run([
+        "run",
+        "remote",
+        "a storm",
+        "--detach",
+        "--delay-ms",
+        "60000",
+    ])
+    .success();
+    let entries = logs(&ctx, &[]);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["status"], "detached");
+    let id = entries[0]["id"].as_str().unwrap().to_string();
+    ctx.run(["run", "--resume", &id]).success();
+    let entries = logs(&ctx, &[]);
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0]["status"], "done");
+    assert!(
+        entries[0]["outputs"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("txt2vid.webm"),
+        "{entries:#?}"
+    );
+}
