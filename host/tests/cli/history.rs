@@ -324,3 +324,29 @@ fn a_detached_job_is_recorded_as_such_and_its_resumption_completes_the_entry() {
         "{entries:#?}"
     );
 }
+
+#[test]
+fn a_chat_job_names_its_conversation_in_the_history() {
+    let ctx = test_context!();
+    ctx.add_plugin("launcher_fixture_remote", "remote");
+    ctx.run(["run", "parrot", "Why is the sky blue?"]).success();
+    let second = ctx.run(["run", "chat", "-c", "And at sunset?", "--json"]);
+    second.success();
+    let conversation = second.json()["conversation"].clone();
+    assert!(conversation.is_string(), "{conversation}");
+    let entries = logs(&ctx, &["--task", "chat"]);
+    assert_eq!(entries.len(), 2);
+    assert!(
+        entries.iter().all(|e| e["conversation"] == conversation),
+        "{entries:#?}"
+    );
+    assert_eq!(entries[0]["input"], "And at sunset?");
+    let shown = ctx.run(["logs", "show", entries[0]["id"].as_str().unwrap()]);
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("conversation: {}", conversation.as_str().unwrap())),
+        "{}",
+        shown.stdout
+    );
+}
