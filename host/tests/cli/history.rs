@@ -350,3 +350,32 @@ fn a_chat_job_names_its_conversation_in_the_history() {
         shown.stdout
     );
 }
+
+#[test]
+fn a_long_input_is_kept_as_a_digest_and_rerun_asks_for_it_again() {
+    let ctx = test_context!();
+    ctx.add_plugin("launcher_fixture_panicky", "panicky");
+    let text = "a long chapter ".repeat(5000);
+    std::fs::write(ctx.work_file("chapter.txt"), &text).unwrap();
+    ctx.run([
+        "run",
+        "panicky",
+        "--file",
+        "chapter.txt",
+        "--mode",
+        "error",
+        "--error-kind",
+        "invalid_input",
+    ])
+    .expect_code(5);
+    let entry = logs(&ctx, &[]).remove(0);
+    assert_eq!(entry["input_bytes"], text.len());
+    assert_eq!(entry["input_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(entry["input"].as_str().unwrap().chars().count(), 200);
+    assert!(entry["params"].get("text").is_none(), "{entry}");
+    assert!(!contains(&database_bytes(&ctx), &text[..1000]));
+
+    let again = ctx.run(["rerun", entry["id"].as_str().unwrap()]);
+    again.expect_code(5);
+    assert!(again.stderr.contains("only its digest"), "{}", again.stderr);
+}
