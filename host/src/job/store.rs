@@ -93,20 +93,10 @@ impl Store {
         std::fs::create_dir_all(home_root)
             .with_context(|| format!("failed to create {}", home_root.display()))?;
         let path = Store::path(home_root);
-        create_private(&path);
         let conn = Connection::open(&path)
             .with_context(|| format!("failed to open the job store {}", path.display()))?;
         // Several launchers may write at once (a job and a `--resume`): wait for each other.
         conn.busy_timeout(Duration::from_secs(5))?;
-        // Every job appends its history entry on its way out. A write-ahead log, synced only at
-        // checkpoints and not checkpointed when this short-lived connection closes, makes that
-        // append cost no fsync; a power loss may lose the latest entries, never the database.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             anyhow::bail!(
@@ -125,13 +115,7 @@ impl Store {
             migrated
                 .with_context(|| format!("failed to upgrade the job store {}", path.display()))?;
         }
-        for file in [
-            path.clone(),
-            wal_file(&path, "-wal"),
-            wal_file(&path, "-shm"),
-        ] {
-            restrict(&file);
-        }
+        restrict(&path);
         Ok(Store { conn })
     }
 
@@ -804,23 +788,6 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-/// Creates an empty database file private to its owner, so that the write-ahead log SQLite
-/// creates beside it (with the database's mode) is private from the start.
-fn create_private(path: &Path) {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let _ = options.open(path);
-}
-
-/// Returns the path of a file SQLite keeps beside the database (`-wal`, `-shm`).
-fn wal_file(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// Makes the database private to its owner: parameters can be personal.
 fn restrict(path: &Path) {
     #[cfg(unix)]
@@ -1055,23 +1022,6 @@ mod tests {
         );
         assert_eq!(entry.input_sha256.as_ref().unwrap().len(), 64);
         assert!(!entry.params.contains_key("text"));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_database_and_its_log_are_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let home = tempfile::tempdir().unwrap();
-        let store = Store::open(home.path()).unwrap();
-        let params = Map::new();
-        store
-            .record(&Entry::of(ended("j", "t", &params, &[])))
-            .unwrap();
-        let db = Store::path(home.path());
-        for file in [db.clone(), wal_file(&db, "-wal"), wal_file(&db, "-shm")] {
-            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
-        }
     }
 
     #[test]
