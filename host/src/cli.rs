@@ -47,6 +47,10 @@ pub(crate) enum Command {
     Chat(RunArgs),
     /// List the kept chat conversations, or show one.
     Conversations(ConversationsArgs),
+    /// Show the history of jobs, newest first; `logs show ID`, `logs off|on|status`.
+    Logs(LogsArgs),
+    /// Run a recorded job again: `launcher rerun ID [--param value ...]`.
+    Rerun(RerunArgs),
     /// Find plugins in the configured registries.
     Search(SearchArgs),
     /// Install plugins from a registry (`name`, `name@^1.2`), or a library built locally (`--path`).
@@ -138,6 +142,56 @@ pub(crate) struct ConversationsArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<LogsCommand>,
+    /// How many jobs to list, newest first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) limit: usize,
+    /// Only jobs of this tool.
+    #[arg(long, value_name = "ID")]
+    pub(crate) tool: Option<String>,
+    /// Only jobs of this task.
+    #[arg(long, value_name = "TASK")]
+    pub(crate) task: Option<String>,
+    /// Only jobs started since: an age (30m, 1h, 2d, 1w) or an RFC 3339 date or time.
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// Only jobs whose input text holds all these words (full-text search).
+    #[arg(short, long, value_name = "WORDS")]
+    pub(crate) search: Option<String>,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LogsCommand {
+    /// Show one job in full (any unique prefix of its id).
+    Show {
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop recording jobs.
+    Off,
+    /// Record jobs again.
+    On,
+    /// Say whether jobs are recorded, where, and how many are.
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RerunArgs {
+    /// The job (any unique prefix of its id; `launcher logs` lists them).
+    pub(crate) id: String,
+    /// Changes: `--name value` for a parameter; `-o FILE`, `--force`, `--json`, `--set NAME=VALUE` as in `run`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "CHANGES")]
+    pub(crate) args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command, PluginCommand, RegistryCommand};
+use crate::cli::{Cli, Command, LogsCommand, PluginCommand, RegistryCommand};
 use crate::commands::Globals;
 use crate::commands::registry;
 use crate::failure::Class;
@@ -93,6 +93,26 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
         }
         Command::Conversations(args) => {
             commands::chat::conversations(args.id.as_deref(), args.limit, args.json)
+        }
+        Command::Logs(args) => match args.command {
+            None => commands::logs::list(commands::logs::ListArgs {
+                limit: args.limit,
+                tool: args.tool,
+                task: args.task,
+                since: args.since,
+                search: args.search,
+                json: args.json,
+            }),
+            Some(LogsCommand::Show { id, json }) => commands::logs::show(&id, json),
+            Some(LogsCommand::Off) => commands::logs::switch(Some(false)),
+            Some(LogsCommand::On) => commands::logs::switch(Some(true)),
+            Some(LogsCommand::Status) => commands::logs::switch(None),
+        },
+        Command::Rerun(args) => {
+            let mut globals = *globals;
+            globals.verbose += args.args.iter().filter(|a| *a == "-v").count() as u8;
+            globals.quiet |= args.args.iter().any(|a| a == "-q");
+            commands::logs::rerun(&globals, &args.id, &args.args)
         }
         Command::Install(args) => match &args.path {
             Some(path) => commands::plugins::install_path(globals, path, args.json),

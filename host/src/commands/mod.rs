@@ -6,6 +6,7 @@ pub(crate) mod config;
 pub(crate) mod info;
 pub(crate) mod keys;
 pub(crate) mod list;
+pub(crate) mod logs;
 pub(crate) mod plugins;
 pub(crate) mod registry;
 pub(crate) mod run;

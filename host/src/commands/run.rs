@@ -12,6 +12,7 @@ use crate::job::{exec, render};
 
 /// Runs `launcher run` with its raw arguments.
 pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
+    let (raw, dry_run) = take_dry_run(raw);
     let home = Home::locate()?;
     let config_path = home.config_file();
     let config = Config::load(&home)?;
@@ -24,11 +25,18 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
     match plan::plan(&raw, &catalog, &config, &config_path, &mut inputs)? {
         Planned::GeneralHelp => print(&render::general_help(&catalog)),
         Planned::Help(text) => print(&text),
+        Planned::Job(plan) if dry_run => {
+            print(&dry_run_report(&plan, &cli_settings(&raw), &config)?);
+        }
         Planned::Job(plan) => {
             let play = plan.play;
             let report = exec::execute(*plan, home.data_dir(), globals)?;
             if play {
-                match report.files.first() {
+                match report
+                    .outputs
+                    .iter()
+                    .find_map(|w| Some((w.path.as_ref()?, &w.kind)))
+                {
                     Some((path, kind)) => crate::play::play(globals, path, kind),
                     None => globals.warn("--play: the job wrote no file to play"),
                 }
@@ -82,6 +90,167 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Takes `--dry-run` out of `run`'s arguments (before a `--`); returns whether it was there.
+fn take_dry_run(raw: Vec<String>) -> (Vec<String>, bool) {
+    let end = raw.iter().position(|a| a == "--").unwrap_or(raw.len());
+    let found = raw[..end].iter().any(|a| a == "--dry-run");
+    if !found {
+        return (raw, false);
+    }
+    let kept = raw
+        .into_iter()
+        .enumerate()
+        .filter(|(i, a)| *i >= end || a != "--dry-run")
+        .map(|(_, a)| a)
+        .collect();
+    (kept, true)
+}
+
+/// The `--set NAME=VALUE` pairs of the command line, to tell where each setting came from.
+fn cli_settings(raw: &[String]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut args = raw.iter();
+    while let Some(arg) = args.next() {
+        let item = match arg.strip_prefix("--set=") {
+            Some(item) => Some(item),
+            None if arg == "--set" => args.next().map(String::as_str),
+            None => None,
+        };
+        if let Some((k, v)) = item.and_then(|i| i.split_once('=')) {
+            pairs.push((k.trim().to_string(), v.to_string()));
+        }
+    }
+    pairs
+}
+
+/// `--dry-run`: what the job would be, with every secret masked; nothing is loaded or run.
+fn dry_run_report(
+    plan: &plan::JobPlan,
+    cli: &[(String, String)],
+    config: &Config,
+) -> Result<String> {
+    use launcher_sdk::serde_json::{self, Map, Value, json};
+    let scrub = |s: &str| crate::settings::scrub(s, &plan.secrets);
+    let params: Map<String, Value> = plan
+        .params
+        .iter()
+        .map(|(k, v)| {
+            let shown = match v {
+                Value::String(s) => Value::String(scrub(s)),
+                other => serde_json::from_str(&scrub(&other.to_string())).unwrap_or(Value::Null),
+            };
+            (k.clone(), shown)
+        })
+        .collect();
+    let settings: Vec<Value> = plan
+        .tool
+        .spec
+        .settings
+        .iter()
+        .filter_map(|spec| {
+            let value = plan.settings.get(&spec.name)?;
+            let secret = spec.secret || plan.settings.secret.contains(&spec.name);
+            let source = crate::settings::source_of(&plan.tool.spec.id, spec, cli, config);
+            Some(json!({
+                "name": spec.name,
+                "value": if secret { "***".to_string() } else { scrub(value) },
+                "secret": secret,
+                "source": source.describe(),
+            }))
+        })
+        .collect();
+    let outputs = match &plan.outputs.explicit {
+        Some(path) if path.as_os_str() == "-" => "stdout".to_string(),
+        Some(path) => path.display().to_string(),
+        None if plan.task.name == "chat" => "stdout (streamed)".to_string(),
+        None => format!(
+            "{}/{}.<ext> (or the first free numbered name; the extension comes with the output)",
+            plan.outputs.dir.display(),
+            plan.outputs.stem
+        ),
+    };
+    if plan.json {
+        let report = json!({
+            "dry_run": true,
+            "tool": plan.tool.spec.id,
+            "plugin": plan.tool.plugin,
+            "version": plan.tool.version,
+            "library": plan.tool.library,
+            "task": plan.task.name,
+            "params": params,
+            "settings": settings,
+            "outputs": outputs,
+            "force": plan.outputs.force,
+            "routing": plan.reasons,
+        });
+        return Ok(format!(
+            "{}
+",
+            serde_json::to_string_pretty(&report)?
+        ));
+    }
+    let mut out = String::from(
+        "dry run: nothing was loaded or run
+",
+    );
+    out.push_str(&format!(
+        "tool:       {} (plugin {} {}, {})
+",
+        plan.tool.spec.id,
+        plan.tool.plugin,
+        plan.tool.version,
+        plan.tool.library.display()
+    ));
+    out.push_str(&format!(
+        "task:       {}
+",
+        plan.task.name
+    ));
+    out.push_str(
+        "parameters:
+",
+    );
+    for (name, value) in &params {
+        out.push_str(&format!(
+            "  {name} = {}
+",
+            render::printable(&crate::params::show_value(value))
+        ));
+    }
+    if !settings.is_empty() {
+        out.push_str(
+            "settings:
+",
+        );
+        for s in &settings {
+            out.push_str(&format!(
+                "  {} = {}  (from {})
+",
+                s["name"].as_str().unwrap_or_default(),
+                render::printable(s["value"].as_str().unwrap_or_default()),
+                s["source"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "output:     {outputs}
+"
+    ));
+    if !plan.reasons.is_empty() {
+        out.push_str(
+            "routing:
+",
+        );
+        for reason in &plan.reasons {
+            out.push_str(&format!(
+                "  {reason}
+"
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[allow(clippy::print_stdout)]

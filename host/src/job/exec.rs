@@ -53,8 +53,10 @@ struct Finished {
 pub(crate) struct Report {
     /// The conversation a chat job was recorded in.
     pub(crate) conversation: Option<String>,
-    /// The files written, with their kinds.
-    pub(crate) files: Vec<(std::path::PathBuf, launcher_sdk::ContentKind)>,
+    /// What the job wrote, for the history.
+    pub(crate) outputs: Vec<crate::output::Written>,
+    /// The job goes on remotely (`--detach`).
+    pub(crate) detached: bool,
 }
 
 /// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
@@ -145,6 +147,7 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
     };
     let _ = worker.join();
     render.clear();
+    let duration = finished.duration;
     let outcome = conclude(
         &plan,
         *finished,
@@ -156,7 +159,84 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
     if let Some(dir) = &work_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
+    record_history(&plan, &outcome, duration, home_root, globals);
     outcome
+}
+
+/// Records the job that ended in the history (see [`crate::job::store::Entry`]). A store that
+/// cannot be written costs the history entry, not the job: it is a warning.
+fn record_history(
+    plan: &JobPlan,
+    outcome: &Result<Report>,
+    duration: Duration,
+    home_root: &Path,
+    globals: &Globals,
+) {
+    use crate::job::store::{Ended, Entry, OutputEntry, Status};
+    if !Store::logging(home_root) {
+        return;
+    }
+    let (status, exit_code, error, outputs, conversation) = match outcome {
+        Ok(report) => (
+            if report.detached {
+                Status::Detached
+            } else {
+                Status::Done
+            },
+            0,
+            None,
+            report
+                .outputs
+                .iter()
+                .map(|w| OutputEntry {
+                    name: w.name.clone(),
+                    kind: w.kind.to_string(),
+                    media_type: w.media_type.clone(),
+                    path: w
+                        .path
+                        .as_ref()
+                        .map(|p| p.canonicalize().unwrap_or(p.clone())),
+                    size: w.size,
+                })
+                .collect(),
+            report.conversation.clone(),
+        ),
+        Err(err) => {
+            let class = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<Failure>())
+                .map_or(Class::Failure, |f| f.class);
+            let status = match class {
+                Class::Signalled(_) => Status::Cancelled,
+                _ => Status::Failed,
+            };
+            (
+                status,
+                class.exit_code(),
+                Some(format!("{err:#}")),
+                Vec::new(),
+                None,
+            )
+        }
+    };
+    let specs = crate::params::params_of(&plan.task, &plan.tool.spec);
+    let entry = Entry::of(Ended {
+        id: &plan.id,
+        tool: &plan.tool.spec.id,
+        task: &plan.task.name,
+        params: &plan.params,
+        input_param: crate::params::text_param(&plan.task, &specs),
+        outputs,
+        duration,
+        status,
+        exit_code,
+        error,
+        conversation: conversation.or_else(|| plan.conversation.clone()),
+        secrets: &plan.secrets,
+    });
+    if let Err(err) = Store::open(home_root).and_then(|store| store.record(&entry)) {
+        globals.warn(&format!("the job was not recorded in the history: {err:#}"));
+    }
 }
 
 /// Turns how the worker ended into what the user sees, and the job's final state.
@@ -228,7 +308,10 @@ fn conclude(
                 outputs.abandon();
                 set_state(State::Detached, None);
                 render.detached(plan, "submitted");
-                return Ok(Report::default());
+                return Ok(Report {
+                    detached: true,
+                    ..Report::default()
+                });
             }
             let written = outputs.finish()?;
             set_state(State::Done, None);
@@ -241,13 +324,10 @@ fn conclude(
                 recorded,
                 conversation.as_deref(),
             )?;
-            let files = written
-                .iter()
-                .filter_map(|w| Some((w.path.clone()?, w.kind.clone())))
-                .collect();
             Ok(Report {
                 conversation,
-                files,
+                outputs: written,
+                detached: false,
             })
         }
     }

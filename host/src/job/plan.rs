@@ -584,6 +584,7 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .arg(Arg::new("file").long("file").value_name("FILE").help("read the input text from a file (`-` for stdin)").help_heading(heading))
         .arg(Arg::new("set").long("set").value_name("NAME=VALUE").action(ArgAction::Append).help("give the tool a setting for this run").help_heading(heading))
         .arg(Arg::new("play").long("play").action(ArgAction::SetTrue).help("play the audio (or open the image or video) written, with what the system has").help_heading(heading))
+        .arg(Arg::new("dry-run").long("dry-run").action(ArgAction::SetTrue).help("print the plan (tool, parameters, settings with secrets masked, outputs, routing) and run nothing").help_heading(heading))
         .arg(Arg::new("detach").long("detach").action(ArgAction::SetTrue).help("submit a remote job and return once it is accepted; `launcher run --resume ID` collects it").help_heading(heading))
         .arg(Arg::new("continue").short('c').long("continue").action(ArgAction::SetTrue).help("chat: continue the latest conversation").help_heading(heading))
         .arg(Arg::new("cid").long("cid").value_name("ID").help("chat: continue this conversation").help_heading(heading))

@@ -5,9 +5,11 @@
 //! from then on it can outlive the command that started it. The record keeps the tool, task
 //! and parameters (never settings, so never a secret), where its outputs go, the latest
 //! checkpoint and the job's state. A conversation is the turns of `chat` jobs, each the user's
-//! prompt and the answer, with the tool and model that answered. Later features (history,
-//! `launcher jobs`) add their tables to this same database; `PRAGMA user_version` says which
-//! schema a file has.
+//! prompt and the answer, with the tool and model that answered. The history (`launcher
+//! logs`, schema 2) is one entry per job that ended: its tool, task, parameters, input text,
+//! outputs, duration, exit status and error, never a setting and never a secret; a chat job's
+//! entry names its conversation. `PRAGMA user_version` says which schema a file has; opening
+//! an older file migrates it in place, keeping its data.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::output;
 
 /// The schema this launcher writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,41 +105,15 @@ impl Store {
             );
         }
         if version < SCHEMA_VERSION {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS jobs (
-                     id TEXT PRIMARY KEY,
-                     created_ms INTEGER NOT NULL,
-                     updated_ms INTEGER NOT NULL,
-                     tool TEXT NOT NULL,
-                     task TEXT NOT NULL,
-                     params TEXT NOT NULL,
-                     outputs TEXT NOT NULL,
-                     checkpoint TEXT,
-                     state TEXT NOT NULL,
-                     error TEXT
-                 );
-                 CREATE TABLE IF NOT EXISTS conversations (
-                     id TEXT PRIMARY KEY,
-                     created_ms INTEGER NOT NULL,
-                     updated_ms INTEGER NOT NULL,
-                     tool TEXT NOT NULL,
-                     model TEXT,
-                     title TEXT NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS messages (
-                     conversation TEXT NOT NULL REFERENCES conversations(id),
-                     seq INTEGER NOT NULL,
-                     created_ms INTEGER NOT NULL,
-                     role TEXT NOT NULL,
-                     content TEXT NOT NULL,
-                     info TEXT,
-                     PRIMARY KEY (conversation, seq)
-                 );
-                 CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations(updated_ms);
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
+            conn.execute_batch("BEGIN IMMEDIATE;")?;
+            let migrated = migrate(&conn);
+            conn.execute_batch(if migrated.is_ok() {
+                "COMMIT;"
+            } else {
+                "ROLLBACK;"
+            })?;
+            migrated
+                .with_context(|| format!("failed to upgrade the job store {}", path.display()))?;
         }
         restrict(&path);
         Ok(Store { conn })
@@ -230,6 +206,88 @@ impl Store {
             .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
     }
+}
+
+/// Schema 1: resumable jobs and conversations.
+const SCHEMA_1: &str = "
+                 CREATE TABLE IF NOT EXISTS jobs (
+                     id TEXT PRIMARY KEY,
+                     created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL,
+                     tool TEXT NOT NULL,
+                     task TEXT NOT NULL,
+                     params TEXT NOT NULL,
+                     outputs TEXT NOT NULL,
+                     checkpoint TEXT,
+                     state TEXT NOT NULL,
+                     error TEXT
+                 );
+                 CREATE TABLE IF NOT EXISTS conversations (
+                     id TEXT PRIMARY KEY,
+                     created_ms INTEGER NOT NULL,
+                     updated_ms INTEGER NOT NULL,
+                     tool TEXT NOT NULL,
+                     model TEXT,
+                     title TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS messages (
+                     conversation TEXT NOT NULL REFERENCES conversations(id),
+                     seq INTEGER NOT NULL,
+                     created_ms INTEGER NOT NULL,
+                     role TEXT NOT NULL,
+                     content TEXT NOT NULL,
+                     info TEXT,
+                     PRIMARY KEY (conversation, seq)
+                 );
+                 CREATE INDEX IF NOT EXISTS conversations_by_time ON conversations(updated_ms);";
+
+/// Schema 2: the history of every job, searchable by its input text (FTS5, which the bundled
+/// SQLite is built with).
+const SCHEMA_2: &str = "
+    CREATE TABLE IF NOT EXISTS history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        started_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        tool TEXT NOT NULL,
+        task TEXT NOT NULL,
+        params TEXT NOT NULL,
+        input TEXT,
+        input_bytes INTEGER,
+        input_sha256 TEXT,
+        outputs TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER NOT NULL,
+        error TEXT,
+        conversation TEXT,
+        rerun_of TEXT
+    );
+    CREATE INDEX IF NOT EXISTS history_by_time ON history(started_ms);
+    CREATE VIRTUAL TABLE IF NOT EXISTS history_fts
+        USING fts5(input, content = 'history', content_rowid = 'seq');
+    CREATE TRIGGER IF NOT EXISTS history_ai AFTER INSERT ON history BEGIN
+        INSERT INTO history_fts(rowid, input) VALUES (new.seq, new.input);
+    END;
+    CREATE TRIGGER IF NOT EXISTS history_ad AFTER DELETE ON history BEGIN
+        INSERT INTO history_fts(history_fts, rowid, input) VALUES ('delete', old.seq, old.input);
+    END;
+    CREATE TRIGGER IF NOT EXISTS history_au AFTER UPDATE ON history BEGIN
+        INSERT INTO history_fts(history_fts, rowid, input) VALUES ('delete', old.seq, old.input);
+        INSERT INTO history_fts(rowid, input) VALUES (new.seq, new.input);
+    END;
+";
+
+/// Brings a store to [`SCHEMA_VERSION`], step by step, inside the caller's transaction.
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        conn.execute_batch(SCHEMA_1)?;
+    }
+    if version < 2 {
+        conn.execute_batch(SCHEMA_2)?;
+    }
+    conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    Ok(())
 }
 
 /// A conversation: the turns of `chat` jobs that continue each other.
@@ -372,6 +430,341 @@ impl Store {
     }
 }
 
+/// Input text longer than this is kept as its SHA-256 digest, its size and its first
+/// [`INPUT_HEAD_CHARS`] characters, so that one long document does not bloat the history.
+pub(crate) const INPUT_KEEP_BYTES: usize = 64 * 1024;
+/// How much of a digested input the history keeps (and searches).
+pub(crate) const INPUT_HEAD_CHARS: usize = 200;
+
+/// How a job ended, as the history keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Done,
+    Failed,
+    Cancelled,
+    Detached,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Detached => "detached",
+        }
+    }
+}
+
+/// One output of a job in the history: where it went and how big it was (never its content).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct OutputEntry {
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) media_type: String,
+    /// `None` for text streamed to stdout.
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) size: u64,
+}
+
+/// One job in the history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Entry {
+    pub(crate) id: String,
+    /// When the job started, in milliseconds since the Unix epoch.
+    pub(crate) started_ms: i64,
+    pub(crate) duration_ms: i64,
+    pub(crate) tool: String,
+    pub(crate) task: String,
+    /// The parameters, with secrets scrubbed; a digested input text is left out.
+    pub(crate) params: Map<String, Value>,
+    /// The input text, or its first [`INPUT_HEAD_CHARS`] characters when it was digested.
+    pub(crate) input: Option<String>,
+    /// The input's size and SHA-256, when it was too long to keep whole.
+    pub(crate) input_bytes: Option<i64>,
+    pub(crate) input_sha256: Option<String>,
+    pub(crate) outputs: Vec<OutputEntry>,
+    pub(crate) status: String,
+    pub(crate) exit_code: i64,
+    pub(crate) error: Option<String>,
+    /// The conversation a chat job took part in.
+    pub(crate) conversation: Option<String>,
+    /// The job this one reran (`launcher rerun`).
+    pub(crate) rerun_of: Option<String>,
+}
+
+/// What a job left for the history, before it is made safe to keep.
+pub(crate) struct Ended<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) tool: &'a str,
+    pub(crate) task: &'a str,
+    pub(crate) params: &'a Map<String, Value>,
+    /// The parameter holding the job's input text, if any.
+    pub(crate) input_param: Option<&'a str>,
+    pub(crate) outputs: Vec<OutputEntry>,
+    pub(crate) duration: Duration,
+    pub(crate) status: Status,
+    pub(crate) exit_code: u8,
+    pub(crate) error: Option<String>,
+    pub(crate) conversation: Option<String>,
+    /// Every secret value the job was given: none of them is kept, wherever it appears.
+    pub(crate) secrets: &'a [String],
+}
+
+impl Entry {
+    /// Makes the history entry of a job that ended: secrets scrubbed from parameters, input
+    /// and error; a long input kept as a digest.
+    pub(crate) fn of(ended: Ended<'_>) -> Entry {
+        use sha2::Digest as _;
+        let scrub = |s: &str| crate::settings::scrub(s, ended.secrets);
+        let mut params = ended.params.clone();
+        let (mut input, mut input_bytes, mut input_sha256) = (None, None, None);
+        if let Some(name) = ended.input_param
+            && let Some(text) = params.get(name).and_then(Value::as_str).map(scrub)
+        {
+            if text.len() > INPUT_KEEP_BYTES {
+                input_bytes = Some(text.len() as i64);
+                input_sha256 = Some(
+                    sha2::Sha256::digest(text.as_bytes())
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                );
+                input = Some(text.chars().take(INPUT_HEAD_CHARS).collect());
+                params.remove(name);
+            } else {
+                input = Some(text);
+            }
+        }
+        for value in params.values_mut() {
+            scrub_value(value, ended.secrets);
+        }
+        let duration_ms = ended.duration.as_millis() as i64;
+        Entry {
+            id: ended.id.to_string(),
+            started_ms: now_ms() - duration_ms,
+            duration_ms,
+            tool: ended.tool.to_string(),
+            task: ended.task.to_string(),
+            params,
+            input,
+            input_bytes,
+            input_sha256,
+            outputs: ended.outputs,
+            status: ended.status.as_str().to_string(),
+            exit_code: i64::from(ended.exit_code),
+            error: ended.error.as_deref().map(scrub),
+            conversation: ended.conversation,
+            rerun_of: None,
+        }
+    }
+}
+
+/// Replaces every secret in the strings of `value`.
+fn scrub_value(value: &mut Value, secrets: &[String]) {
+    match value {
+        Value::String(s) if secrets.iter().any(|secret| s.contains(secret.as_str())) => {
+            *s = crate::settings::scrub(s, secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| scrub_value(v, secrets)),
+        _ => {}
+    }
+}
+
+/// Which history entries `launcher logs` lists.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Filter {
+    pub(crate) limit: usize,
+    pub(crate) tool: Option<String>,
+    pub(crate) task: Option<String>,
+    /// Only entries started at or after this time (ms since the epoch).
+    pub(crate) since_ms: Option<i64>,
+    /// Words that must all occur in the input text (full-text search).
+    pub(crate) search: Option<String>,
+}
+
+/// The columns [`entry_row`] reads.
+const ENTRY_COLUMNS: &str = "SELECT h.id, h.started_ms, h.duration_ms, h.tool, h.task, h.params,
+        h.input, h.input_bytes, h.input_sha256, h.outputs, h.status, h.exit_code, h.error,
+        h.conversation, h.rerun_of
+     FROM history h";
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let json_column = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let params: String = json_column(5)?;
+    let outputs: String = json_column(9)?;
+    Ok(Entry {
+        id: r.get(0)?,
+        started_ms: r.get(1)?,
+        duration_ms: r.get(2)?,
+        tool: r.get(3)?,
+        task: r.get(4)?,
+        params: serde_json::from_str(&params).unwrap_or_default(),
+        input: r.get(6)?,
+        input_bytes: r.get(7)?,
+        input_sha256: r.get(8)?,
+        outputs: serde_json::from_str(&outputs).unwrap_or_default(),
+        status: r.get(10)?,
+        exit_code: r.get(11)?,
+        error: r.get(12)?,
+        conversation: r.get(13)?,
+        rerun_of: r.get(14)?,
+    })
+}
+
+/// Turns words into an FTS5 query that matches entries holding all of them, whatever
+/// punctuation they contain.
+fn fts_query(words: &str) -> String {
+    words
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Store {
+    /// Returns the file whose presence turns the history off, beside the database: checking
+    /// it costs a run one `stat`, and no database is opened when it is there.
+    pub(crate) fn logs_off_path(home_root: &Path) -> PathBuf {
+        Store::path(home_root).with_file_name("logs-off")
+    }
+
+    /// Returns whether jobs are recorded in the history (`launcher logs off` turns it off).
+    pub(crate) fn logging(home_root: &Path) -> bool {
+        !Store::logs_off_path(home_root).exists()
+    }
+
+    /// Turns the history on or off.
+    pub(crate) fn set_logging(home_root: &Path, on: bool) -> Result<()> {
+        let path = Store::logs_off_path(home_root);
+        if on {
+            match std::fs::remove_file(&path) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(err)
+                        .with_context(|| format!("failed to remove {}", path.display()));
+                }
+                _ => {}
+            }
+        } else {
+            std::fs::create_dir_all(home_root)
+                .with_context(|| format!("failed to create {}", home_root.display()))?;
+            std::fs::write(
+                &path,
+                "While this file exists, launcher records no jobs in its history (`launcher logs on` removes it).\n",
+            )
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Records a job that ended (the caller checks [`Store::logging`] first). A resumed job
+    /// updates its earlier (detached) entry.
+    pub(crate) fn record(&self, entry: &Entry) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO history (id, started_ms, duration_ms, tool, task, params, input,
+                 input_bytes, input_sha256, outputs, status, exit_code, error, conversation, rerun_of)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT(id) DO UPDATE SET duration_ms = history.duration_ms + excluded.duration_ms,
+                 outputs = excluded.outputs, status = excluded.status,
+                 exit_code = excluded.exit_code, error = excluded.error",
+            params![
+                entry.id,
+                entry.started_ms,
+                entry.duration_ms,
+                entry.tool,
+                entry.task,
+                serde_json::to_string(&entry.params)?,
+                entry.input,
+                entry.input_bytes,
+                entry.input_sha256,
+                serde_json::to_string(&entry.outputs)?,
+                entry.status,
+                entry.exit_code,
+                entry.error,
+                entry.conversation,
+                entry.rerun_of,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Returns how many jobs the history holds.
+    pub(crate) fn history_len(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM history", [], |r| r.get(0))?)
+    }
+
+    /// Notes that history entry `id` reran entry `of`.
+    pub(crate) fn set_rerun_of(&self, id: &str, of: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE history SET rerun_of = ?2 WHERE id = ?1",
+            params![id, of],
+        )?;
+        Ok(())
+    }
+
+    /// Returns the history entries `filter` selects, newest first.
+    pub(crate) fn history(&self, filter: &Filter) -> Result<Vec<Entry>> {
+        use rusqlite::types::Value as Sql;
+        let mut clauses = Vec::new();
+        let mut values: Vec<Sql> = Vec::new();
+        if let Some(tool) = &filter.tool {
+            values.push(Sql::Text(tool.clone()));
+            clauses.push(format!("h.tool = ?{}", values.len()));
+        }
+        if let Some(task) = &filter.task {
+            values.push(Sql::Text(task.clone()));
+            clauses.push(format!("h.task = ?{}", values.len()));
+        }
+        if let Some(since) = filter.since_ms {
+            values.push(Sql::Integer(since));
+            clauses.push(format!("h.started_ms >= ?{}", values.len()));
+        }
+        if let Some(words) = filter.search.as_deref().map(fts_query)
+            && !words.is_empty()
+        {
+            values.push(Sql::Text(words));
+            clauses.push(format!(
+                "h.seq IN (SELECT rowid FROM history_fts WHERE history_fts MATCH ?{})",
+                values.len()
+            ));
+        }
+        let filter_sql = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", clauses.join(" AND "))
+        };
+        values.push(Sql::Integer(filter.limit as i64));
+        let sql = format!(
+            "{ENTRY_COLUMNS}{filter_sql} ORDER BY h.started_ms DESC, h.seq DESC LIMIT ?{}",
+            values.len()
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let found = stmt
+            .query_map(rusqlite::params_from_iter(values), entry_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(found)
+    }
+
+    /// Returns the history entry `id`, or the only one whose id starts with it.
+    pub(crate) fn entry(&self, id: &str) -> Result<Option<Entry>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{ENTRY_COLUMNS} WHERE substr(h.id, 1, length(?1)) = ?1 ORDER BY h.id = ?1 DESC LIMIT 2"
+        ))?;
+        let found: Vec<Entry> = stmt
+            .query_map(params![id], entry_row)?
+            .collect::<Result<_, _>>()?;
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            [first, ..] if first.id == id => Ok(Some(first.clone())),
+            _ => anyhow::bail!("`{id}` names several jobs in the history; give more of its id"),
+        }
+    }
+}
+
 /// The columns [`conversation_row`] reads.
 const CONVERSATION_COLUMNS: &str = "SELECT c.id, c.tool, c.model, c.title, c.updated_ms,
         (SELECT count(*) FROM messages m WHERE m.conversation = c.id)
@@ -500,6 +893,162 @@ mod tests {
         // `c` is a prefix of both.
         assert!(store.conversation(Some("c")).is_err());
         assert_eq!(store.conversations(10).unwrap().len(), 2);
+    }
+
+    fn ended<'a>(
+        id: &'a str,
+        tool: &'a str,
+        params: &'a Map<String, Value>,
+        secrets: &'a [String],
+    ) -> Ended<'a> {
+        Ended {
+            id,
+            tool,
+            task: "tts",
+            params,
+            input_param: Some("text"),
+            outputs: vec![OutputEntry {
+                name: "audio".into(),
+                kind: "audio".into(),
+                media_type: "audio/wav".into(),
+                path: Some(PathBuf::from("/tmp/out/x.wav")),
+                size: 1234,
+            }],
+            duration: Duration::from_millis(42),
+            status: Status::Done,
+            exit_code: 0,
+            error: None,
+            conversation: None,
+            secrets,
+        }
+    }
+
+    #[test]
+    fn history_entries_are_filtered_searched_and_found_by_prefix() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let mut params = Map::new();
+        for (id, tool, text) in [
+            ("a1", "espeak", "the quick brown fox"),
+            ("a2", "azure", "a lighthouse in fog"),
+            ("b3", "espeak", "fog over the bay"),
+        ] {
+            params.insert("text".into(), text.into());
+            store
+                .record(&Entry::of(ended(id, tool, &params, &[])))
+                .unwrap();
+        }
+        let ids = |filter: Filter| -> Vec<String> {
+            store
+                .history(&Filter {
+                    limit: filter.limit.max(1),
+                    ..filter
+                })
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        let all = Filter {
+            limit: 10,
+            ..Filter::default()
+        };
+        assert_eq!(ids(all.clone()), ["b3", "a2", "a1"]);
+        assert_eq!(
+            ids(Filter {
+                limit: 2,
+                ..all.clone()
+            }),
+            ["b3", "a2"]
+        );
+        let espeak = Filter {
+            tool: Some("espeak".into()),
+            ..all.clone()
+        };
+        assert_eq!(ids(espeak), ["b3", "a1"]);
+        let fog = Filter {
+            search: Some("fog".into()),
+            ..all.clone()
+        };
+        assert_eq!(ids(fog), ["b3", "a2"]);
+        // Punctuation is no FTS syntax error; every word must match.
+        let quoted = Filter {
+            search: Some("\"fog\" bay".into()),
+            ..all.clone()
+        };
+        assert_eq!(ids(quoted), ["b3"]);
+        let future = Filter {
+            since_ms: Some(now_ms() + 60_000),
+            ..all.clone()
+        };
+        assert!(ids(future).is_empty());
+        assert_eq!(store.entry("b").unwrap().unwrap().id, "b3");
+        assert!(store.entry("a").is_err());
+        let a1 = store.entry("a1").unwrap().unwrap();
+        assert_eq!(a1.outputs[0].size, 1234);
+        assert_eq!(a1.input.as_deref(), Some("the quick brown fox"));
+
+        assert!(Store::logging(home.path()));
+        Store::set_logging(home.path(), false).unwrap();
+        assert!(!Store::logging(home.path()));
+        Store::set_logging(home.path(), true).unwrap();
+        Store::set_logging(home.path(), true).unwrap();
+        assert!(Store::logging(home.path()));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_and_long_inputs_digested() {
+        let secrets = vec!["s3cr3t-value".to_string()];
+        let mut params = Map::new();
+        params.insert("text".into(), "say s3cr3t-value aloud".into());
+        params.insert(
+            "voices".into(),
+            Value::Array(vec!["x-s3cr3t-value-y".into()]),
+        );
+        let mut job = ended("j1", "espeak", &params, &secrets);
+        job.error = Some("401: key s3cr3t-value rejected".into());
+        let entry = Entry::of(job);
+        let all = serde_json::to_string(&entry).unwrap();
+        assert!(!all.contains("s3cr3t-value"), "{all}");
+        assert_eq!(entry.input.as_deref(), Some("say *** aloud"));
+
+        let long = "word ".repeat(INPUT_KEEP_BYTES / 4);
+        params.insert("text".into(), long.clone().into());
+        let entry = Entry::of(ended("j2", "espeak", &params, &[]));
+        assert_eq!(entry.input_bytes, Some(long.len() as i64));
+        assert_eq!(
+            entry.input.as_ref().unwrap().chars().count(),
+            INPUT_HEAD_CHARS
+        );
+        assert_eq!(entry.input_sha256.as_ref().unwrap().len(), 64);
+        assert!(!entry.params.contains_key("text"));
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_with_its_data() {
+        let home = tempfile::tempdir().unwrap();
+        let conn = Connection::open(Store::path(home.path())).unwrap();
+        conn.execute_batch(SCHEMA_1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO conversations VALUES ('c1', 1, 1, 'llm', NULL, 'old');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(home.path()).unwrap();
+        assert_eq!(
+            store.conversation(Some("c1")).unwrap().unwrap().title,
+            "old"
+        );
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let params = Map::new();
+        store
+            .record(&Entry::of(ended("j", "t", &params, &[])))
+            .unwrap();
     }
 
     #[test]

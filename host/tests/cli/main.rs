@@ -7,6 +7,7 @@ mod chat;
 mod config;
 mod discovery;
 mod failures;
+mod history;
 mod images;
 mod install;
 mod jobs;
