@@ -181,7 +181,7 @@ fn rerun_replans_a_recorded_job_with_overrides_into_new_outputs() {
     let id = ids(&logs(&ctx, &[]))[0].clone();
     let out = ctx.run(["rerun", &id, "--rate", "2", "--json"]);
     out.success();
-    assert_eq!(out.json()["outputs"][0]["path"], "./tts.wav");
+    assert_eq!(out.json()["outputs"][0]["path"], "tts.wav");
     assert!(ctx.work_file("first.wav").exists());
     assert!(ctx.work_file("tts.wav").exists(), "{:?}", ctx.work_files());
 
