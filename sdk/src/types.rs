@@ -460,6 +460,12 @@ impl ToolSpec {
     /// Returns the spec of task `name` as this tool performs it: its own declaration, else the
     /// standard task (an alias such as `asr` resolves to its task).
     pub fn task(&self, name: &str) -> Option<TaskSpec> {
+        self.task_ref(name).cloned()
+    }
+
+    /// Like [`ToolSpec::task`], borrowed: listing and routing ask this of every tool, so the
+    /// answer is never copied.
+    fn task_ref(&self, name: &str) -> Option<&TaskSpec> {
         let name = if self.tasks.iter().any(|t| t == name) {
             name
         } else {
@@ -469,8 +475,7 @@ impl ToolSpec {
         self.custom_tasks
             .iter()
             .find(|t| t.name == name)
-            .cloned()
-            .or_else(|| task_spec(name))
+            .or_else(|| standard().iter().find(|t| t.name == name))
     }
 
     /// Returns the kinds of content the tool produces, from its tasks' primary outputs.
@@ -483,7 +488,7 @@ impl ToolSpec {
             if LISTING_TASKS.contains(&name.as_str()) {
                 continue;
             }
-            if let Some(kind) = self.task(name).and_then(|t| t.output_kind())
+            if let Some(kind) = self.task_ref(name).and_then(|t| t.output_kind())
                 && !kinds.contains(&kind)
             {
                 kinds.push(kind);
@@ -590,7 +595,7 @@ pub fn validate_tools(tools: &[ToolSpec]) -> Result<(), String> {
             return Err(format!("tool `{}` performs no task", tool.id));
         }
         for task in &tool.tasks {
-            if tool.task(task).is_none() {
+            if tool.task_ref(task).is_none() {
                 return Err(format!(
                     "tool `{}` names task `{task}`, which is neither standard nor declared",
                     tool.id
@@ -755,6 +760,16 @@ pub const STANDARD_TASK_NAMES: [&str; 12] = [
 
 /// Returns the standard tasks (DESIGN.md section 2) with their slots and common parameters.
 pub fn standard_tasks() -> Vec<TaskSpec> {
+    standard().to_vec()
+}
+
+/// The standard tasks, built once: every listing, route and manifest check looks them up.
+fn standard() -> &'static [TaskSpec] {
+    static TASKS: std::sync::OnceLock<Vec<TaskSpec>> = std::sync::OnceLock::new();
+    TASKS.get_or_init(build_standard_tasks)
+}
+
+fn build_standard_tasks() -> Vec<TaskSpec> {
     use ContentKind::{Audio, Image, Text, Video};
     use ParamType::{File, Integer, Number, String as Str};
     let p = ParamSpec::new;
@@ -861,7 +876,7 @@ pub fn standard_tasks() -> Vec<TaskSpec> {
 /// Returns the standard task named `name` (or named by an alias such as `asr`).
 pub fn task_spec(name: &str) -> Option<TaskSpec> {
     let name = standard_alias(name)?;
-    standard_tasks().into_iter().find(|t| t.name == name)
+    standard().iter().find(|t| t.name == name).cloned()
 }
 
 /// Settings given to a tool instance, by setting name.
