@@ -60,7 +60,7 @@ pub(crate) struct Report {
 }
 
 /// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
-pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Result<Report> {
+pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Result<Report> {
     let plan = Arc::new(plan);
     let mut render = Render::new(*globals, plan.secrets.clone());
     for reason in &plan.reasons {
@@ -87,7 +87,7 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
         let cancel = cancel.clone();
         let checkpointed = checkpointed.clone();
         let pending = pending.clone();
-        let home_root = home_root.to_path_buf();
+        let data_dir = data_dir.to_path_buf();
         let work_dir = work_dir.clone();
         let tx = tx.clone();
         std::thread::Builder::new()
@@ -95,7 +95,7 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
             .spawn(move || {
                 let finished = run(
                     &plan,
-                    &home_root,
+                    &data_dir,
                     cancel,
                     checkpointed,
                     pending,
@@ -129,7 +129,7 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
                 }
                 if checkpointed.load(Ordering::SeqCst) && !plan.cancel_remote {
                     remove_pending(&pending);
-                    if let Ok(store) = Store::open(home_root) {
+                    if let Ok(store) = Store::open(data_dir) {
                         let _ = store.set_state(&plan.id, State::Detached, None);
                     }
                     render.detached(&plan, &format!("stopped by {}", signals::name(signal)));
@@ -153,13 +153,13 @@ pub(crate) fn execute(plan: JobPlan, home_root: &Path, globals: &Globals) -> Res
         *finished,
         signalled,
         &checkpointed,
-        home_root,
+        data_dir,
         &mut render,
     );
     if let Some(dir) = &work_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
-    record_history(&plan, &outcome, duration, home_root, globals);
+    record_history(&plan, &outcome, duration, data_dir, globals);
     outcome
 }
 
@@ -169,11 +169,11 @@ fn record_history(
     plan: &JobPlan,
     outcome: &Result<Report>,
     duration: Duration,
-    home_root: &Path,
+    data_dir: &Path,
     globals: &Globals,
 ) {
     use crate::job::store::{Ended, Entry, OutputEntry, Status};
-    if !Store::logging(home_root) {
+    if !Store::logging(data_dir) {
         return;
     }
     let (status, exit_code, error, outputs, conversation) = match outcome {
@@ -234,7 +234,7 @@ fn record_history(
         conversation: conversation.or_else(|| plan.conversation.clone()),
         secrets: &plan.secrets,
     });
-    if let Err(err) = Store::open(home_root).and_then(|store| store.record(&entry)) {
+    if let Err(err) = Store::open(data_dir).and_then(|store| store.record(&entry)) {
         globals.warn(&format!("the job was not recorded in the history: {err:#}"));
     }
 }
@@ -245,12 +245,12 @@ fn conclude(
     finished: Finished,
     signalled: Option<i32>,
     checkpointed: &AtomicBool,
-    home_root: &Path,
+    data_dir: &Path,
     render: &mut Render,
 ) -> Result<Report> {
     let recorded = checkpointed.load(Ordering::SeqCst) || plan.resume.is_some();
     let set_state = |state: State, error: Option<&str>| {
-        if recorded && let Ok(store) = Store::open(home_root) {
+        if recorded && let Ok(store) = Store::open(data_dir) {
             let _ = store.set_state(&plan.id, state, error);
         }
     };
@@ -315,7 +315,7 @@ fn conclude(
             }
             let written = outputs.finish()?;
             set_state(State::Done, None);
-            let conversation = record_turn(plan, &written, &result, home_root, render);
+            let conversation = record_turn(plan, &written, &result, data_dir, render);
             render.finished(
                 plan,
                 &written,
@@ -340,7 +340,7 @@ fn record_turn(
     plan: &JobPlan,
     written: &[crate::output::Written],
     result: &JobResult,
-    home_root: &Path,
+    data_dir: &Path,
     render: &mut Render,
 ) -> Option<String> {
     if plan.task.name != "chat" {
@@ -364,7 +364,7 @@ fn record_turn(
         answer: &answer,
         info: &result.info,
     };
-    let recorded = Store::open(home_root)
+    let recorded = Store::open(data_dir)
         .and_then(|mut store| store.add_turn(plan.conversation.as_deref(), &plan.id, &turn));
     match recorded {
         Ok(id) => Some(id),
@@ -378,7 +378,7 @@ fn record_turn(
 /// The worker: loads the plugin, creates the tool, invokes the job.
 fn run(
     plan: &Arc<JobPlan>,
-    home_root: &Path,
+    data_dir: &Path,
     cancel: Arc<AtomicBool>,
     checkpointed: Arc<AtomicBool>,
     pending: Pending,
@@ -392,7 +392,7 @@ fn run(
         cancel,
         checkpointed,
         tx,
-        home_root: home_root.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         store: None,
         io_error: None,
         close_error: None,
@@ -507,7 +507,7 @@ struct Handler {
     cancel: Arc<AtomicBool>,
     checkpointed: Arc<AtomicBool>,
     tx: Sender<Msg>,
-    home_root: PathBuf,
+    data_dir: PathBuf,
     /// Opened when the first checkpoint arrives.
     store: Option<Store>,
     io_error: Option<std::io::Error>,
@@ -536,7 +536,7 @@ impl Handler {
     /// Keeps a checkpoint in the job store, recording the job on the first one.
     fn keep_checkpoint(&mut self, value: &Value) {
         if self.store.is_none() {
-            match Store::open(&self.home_root) {
+            match Store::open(&self.data_dir) {
                 Ok(store) => self.store = Some(store),
                 Err(err) => {
                     self.warn(format!("the job cannot be resumed later: {err:#}"));

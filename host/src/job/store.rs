@@ -84,15 +84,15 @@ pub(crate) struct Store {
 
 impl Store {
     /// Returns the database file of a home.
-    pub(crate) fn path(home_root: &Path) -> PathBuf {
-        home_root.join("launcher.db")
+    pub(crate) fn path(dir: &Path) -> PathBuf {
+        dir.join("launcher.db")
     }
 
-    /// Opens (creating if needed) the store in `home_root`.
-    pub(crate) fn open(home_root: &Path) -> Result<Store> {
-        std::fs::create_dir_all(home_root)
-            .with_context(|| format!("failed to create {}", home_root.display()))?;
-        let path = Store::path(home_root);
+    /// Opens (creating if needed) the store in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+        let path = Store::path(dir);
         let conn = Connection::open(&path)
             .with_context(|| format!("failed to open the job store {}", path.display()))?;
         // Several launchers may write at once (a job and a `--resume`): wait for each other.
@@ -626,18 +626,18 @@ fn fts_query(words: &str) -> String {
 impl Store {
     /// Returns the file whose presence turns the history off, beside the database: checking
     /// it costs a run one `stat`, and no database is opened when it is there.
-    pub(crate) fn logs_off_path(home_root: &Path) -> PathBuf {
-        Store::path(home_root).with_file_name("logs-off")
+    pub(crate) fn logs_off_path(dir: &Path) -> PathBuf {
+        Store::path(dir).with_file_name("logs-off")
     }
 
     /// Returns whether jobs are recorded in the history (`launcher logs off` turns it off).
-    pub(crate) fn logging(home_root: &Path) -> bool {
-        !Store::logs_off_path(home_root).exists()
+    pub(crate) fn logging(dir: &Path) -> bool {
+        !Store::logs_off_path(dir).exists()
     }
 
     /// Turns the history on or off.
-    pub(crate) fn set_logging(home_root: &Path, on: bool) -> Result<()> {
-        let path = Store::logs_off_path(home_root);
+    pub(crate) fn set_logging(dir: &Path, on: bool) -> Result<()> {
+        let path = Store::logs_off_path(dir);
         if on {
             match std::fs::remove_file(&path) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -647,8 +647,8 @@ impl Store {
                 _ => {}
             }
         } else {
-            std::fs::create_dir_all(home_root)
-                .with_context(|| format!("failed to create {}", home_root.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
             std::fs::write(
                 &path,
                 "While this file exists, launcher records no jobs in its history (`launcher logs on` removes it).\n",

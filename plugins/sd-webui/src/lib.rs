@@ -527,14 +527,10 @@ fn write_images(
 ) -> Result<(usize, Value), PluginError> {
     let mut scanner = Scanner::new();
     let mut written = 0usize;
-    // Chunks are read into this buffer, then scanned; an image is written as it decodes.
-    let mut pending: Vec<u8> = Vec::new();
     let mut current: Option<(usize, Vec<u8>)> = None;
     while let Some(chunk) = response.chunk(&*cx)? {
-        pending.clear();
-        pending.extend_from_slice(&chunk);
         let mut events: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
-        scanner.feed(&pending, &mut |piece| {
+        scanner.feed(&chunk, &mut |piece| {
             match piece {
                 Piece::Bytes { index, bytes } => events.push((index, Some(bytes.to_vec()))),
                 Piece::End { index } => events.push((index, None)),
