@@ -1,12 +1,13 @@
 //! Search: what the registries offer, from their catalog files alone.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use semver::{Version, VersionReq};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+use crate::atomic;
 use crate::error::Result;
 use crate::index::{INDEX_SCHEMA, first_schema};
 use crate::resolve::HostInfo;
@@ -54,28 +55,181 @@ pub fn search(
         .split_whitespace()
         .map(str::to_lowercase)
         .collect();
-    let mut hits: HashMap<String, (u8, SearchHit)> = HashMap::new();
-    for registry in registries {
-        let text = registry.catalog_text()?;
-        let newest = newest_installable(&text, host, &hits);
-        for (name, line) in newest {
-            let Some(rank) = rank(&line, &words, query) else {
+    let mut hits: Vec<(u8, SearchHit)> = Vec::new();
+    // Names found in earlier registries: the first registry that has a plugin answers for it.
+    // Each listing holds a name once, so the first registry needs no check.
+    let mut earlier: HashSet<String> = HashSet::new();
+    for (i, registry) in registries.iter().enumerate() {
+        let listing = listing(registry, host)?;
+        let first_new = hits.len();
+        for row in listing.lines().skip(1) {
+            // A damaged row is as good as a missing one; the next catalog change rebuilds.
+            let Some(row) = Row::parse(row) else { continue };
+            if i > 0 && earlier.contains(row.name.as_ref()) {
+                continue;
+            }
+            let Some(rank) = rank(&row, &words, query) else {
+                continue;
+            };
+            let Ok(version) = Version::parse(row.version) else {
                 continue;
             };
             let hit = SearchHit {
-                name: name.clone().into_owned(),
+                name: row.name.into_owned(),
                 registry: registry.name().to_string(),
-                version: line.vers,
-                description: line.desc.into_owned(),
-                categories: line.categories.iter().map(|c| c.to_string()).collect(),
-                tasks: line.tasks.iter().map(|t| t.to_string()).collect(),
+                version,
+                description: row.desc.into_owned(),
+                categories: row.categories.iter().map(|c| c.to_string()).collect(),
+                tasks: row.tasks.iter().map(|t| t.to_string()).collect(),
             };
-            hits.insert(name.into_owned(), (rank, hit));
+            hits.push((rank, hit));
+        }
+        if i + 1 < registries.len() {
+            earlier.extend(hits[first_new..].iter().map(|(_, h)| h.name.clone()));
         }
     }
-    let mut hits: Vec<(u8, SearchHit)> = hits.into_values().collect();
+    // Listings are in name order, so this is mostly merging runs.
     hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
     Ok(hits.into_iter().map(|(_, hit)| hit).collect())
+}
+
+/// The name of the file, in a registry's cache directory, holding its search listing.
+const LISTING_FILE: &str = "search-listing.tsv";
+
+/// The first line of a listing starts with this; a change of the row format changes it.
+const LISTING_FORMAT: &str = "launcher search listing 1";
+
+/// Returns `registry`'s search listing for `host`: a header line, then one row per plugin with
+/// the newest version a bare install would pick (see [`Row`]).
+///
+/// Parsing the catalog's JSON is nearly all the time a search takes (10,000 plugins: ~50 ms),
+/// and the answer only changes with the catalog or the launcher, so the listing is kept in the
+/// registry's cache directory, keyed on both, and rebuilt when either changes. Reading it back
+/// costs a stat of the catalog and one read of a file without signatures or artifacts.
+fn listing(registry: &Registry, host: &HostInfo) -> Result<String> {
+    let (stamp, catalog) = registry.catalog_stamp()?;
+    let key = format!(
+        "{LISTING_FORMAT}\tschema {INDEX_SCHEMA}\tabi {}\thost {}\ttarget {}\tcatalog {stamp}",
+        host.abi, host.version, host.target
+    );
+    let path = registry.cache_dir().join(LISTING_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && text.split_once('\n').is_some_and(|(head, _)| head == key)
+    {
+        return Ok(text);
+    }
+    let catalog = match catalog {
+        Some(text) => text,
+        None => registry.catalog_text()?,
+    };
+    let mut newest: Vec<_> = newest_installable(&catalog, host).into_iter().collect();
+    newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut text = String::with_capacity(catalog.len() / 4);
+    text.push_str(&key);
+    text.push('\n');
+    for (_, line) in &newest {
+        Row::write(line, &mut text);
+    }
+    // A cache that cannot be written (a read-only cache directory) only costs the next search
+    // the parse again.
+    let _ = std::fs::create_dir_all(registry.cache_dir())
+        .map_err(|_| ())
+        .and_then(|()| atomic::write_file(&path, text.as_bytes()).map_err(|_| ()));
+    Ok(text)
+}
+
+/// One plugin in a search listing: what search shows and matches, as tab-separated fields
+/// (name, version, description, categories, tasks; lists separated by U+001F), each escaped
+/// with [`escape`] so no field holds a tab, newline or separator of its own.
+#[derive(Debug, PartialEq, Eq)]
+struct Row<'a> {
+    name: Cow<'a, str>,
+    version: &'a str,
+    desc: Cow<'a, str>,
+    categories: Vec<Cow<'a, str>>,
+    tasks: Vec<Cow<'a, str>>,
+}
+
+/// Separates the items of a list field.
+const ITEM: char = '\u{1f}';
+
+impl<'a> Row<'a> {
+    fn write(line: &CatalogLine<'_>, out: &mut String) {
+        escape(&line.name, out);
+        out.push('\t');
+        out.push_str(&line.vers.to_string());
+        out.push('\t');
+        escape(&line.desc, out);
+        for list in [&line.categories, &line.tasks] {
+            out.push('\t');
+            for (i, item) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(ITEM);
+                }
+                escape(item, out);
+            }
+        }
+        out.push('\n');
+    }
+
+    fn parse(row: &'a str) -> Option<Row<'a>> {
+        let mut fields = row.split('\t');
+        let mut next = || fields.next();
+        let list = |field: &'a str| -> Vec<Cow<'a, str>> {
+            if field.is_empty() {
+                Vec::new()
+            } else {
+                field.split(ITEM).map(unescape).collect()
+            }
+        };
+        let row = Row {
+            name: unescape(next()?),
+            version: next()?,
+            desc: unescape(next()?),
+            categories: list(next()?),
+            tasks: list(next()?),
+        };
+        next().is_none().then_some(row)
+    }
+}
+
+/// Writes `text` with backslashes, tabs, newlines, carriage returns and the item separator
+/// escaped.
+fn escape(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            ITEM => out.push_str("\\u"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Undoes [`escape`], borrowing when there is nothing to undo (nearly always).
+fn unescape(field: &str) -> Cow<'_, str> {
+    if !field.contains('\\') {
+        return Cow::Borrowed(field);
+    }
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('u') => out.push(ITEM),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The fields of an index line search reads, borrowed from the catalog's text where JSON
@@ -118,14 +272,13 @@ impl CatalogLine<'_> {
     }
 }
 
-/// Returns the newest installable line of each plugin in `catalog` not among `found` already.
+/// Returns the newest installable line of each plugin in `catalog`.
 ///
 /// The catalog is cut into one piece per core at line boundaries: parsing is nearly all of
 /// search's time, and lines are independent.
 fn newest_installable<'a>(
     catalog: &'a str,
     host: &HostInfo,
-    found: &HashMap<String, (u8, SearchHit)>,
 ) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
     let pieces = std::thread::available_parallelism().map_or(1, usize::from);
     let mut chunks = Vec::with_capacity(pieces);
@@ -142,7 +295,7 @@ fn newest_installable<'a>(
     let parts: Vec<HashMap<Cow<'a, str>, CatalogLine<'a>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| scope.spawn(move || newest_in(chunk, host, found)))
+            .map(|chunk| scope.spawn(move || newest_in(chunk, host)))
             .collect();
         handles
             .into_iter()
@@ -162,18 +315,14 @@ fn newest_installable<'a>(
 }
 
 /// Returns the newest installable line of each plugin among `lines`.
-fn newest_in<'a>(
-    lines: &'a str,
-    host: &HostInfo,
-    found: &HashMap<String, (u8, SearchHit)>,
-) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+fn newest_in<'a>(lines: &'a str, host: &HostInfo) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
     let mut newest = HashMap::new();
     for line in lines.lines() {
         // Unparsable lines are reported by the install path, which reads index files.
         let Ok(line) = serde_json::from_str::<CatalogLine<'_>>(line.trim()) else {
             continue;
         };
-        if line.installable(host) && !found.contains_key(line.name.as_ref()) {
+        if line.installable(host) {
             keep_newer(&mut newest, line.name.clone(), line);
         }
     }
@@ -194,8 +343,8 @@ fn keep_newer<'a>(
 }
 
 /// Returns how well `line` matches (lower is better), or `None` if it does not.
-fn rank(line: &CatalogLine<'_>, words: &[String], query: &SearchQuery) -> Option<u8> {
-    let has = |list: &[&str], wanted: &Option<String>| {
+fn rank(line: &Row<'_>, words: &[String], query: &SearchQuery) -> Option<u8> {
+    let has = |list: &[Cow<'_, str>], wanted: &Option<String>| {
         wanted
             .as_deref()
             .is_none_or(|w| list.iter().any(|item| item.eq_ignore_ascii_case(w)))
@@ -206,13 +355,13 @@ fn rank(line: &CatalogLine<'_>, words: &[String], query: &SearchQuery) -> Option
     if words.is_empty() {
         return Some(2);
     }
-    let haystack = format!(
-        "{} {} {}",
-        line.name,
-        line.desc.to_lowercase(),
-        line.tasks.join(" ").to_lowercase()
-    );
-    if !words.iter().all(|w| haystack.contains(w.as_str())) {
+    // Words hold no whitespace, so none can span two fields: each is looked for field by field.
+    let found = |word: &str| {
+        contains_folded(&line.name, word)
+            || contains_folded(&line.desc, word)
+            || line.tasks.iter().any(|t| contains_folded(t, word))
+    };
+    if !words.iter().all(|w| found(w)) {
         return None;
     }
     let phrase = words.join(" ");
@@ -223,6 +372,22 @@ fn rank(line: &CatalogLine<'_>, words: &[String], query: &SearchQuery) -> Option
     } else {
         2
     })
+}
+
+/// Returns whether `text` contains `word` (already lowercase), ignoring case: without
+/// allocating for ASCII text, which nearly every catalog line is.
+fn contains_folded(text: &str, word: &str) -> bool {
+    if !text.is_ascii() {
+        return text.to_lowercase().contains(word);
+    }
+    if !word.is_ascii() {
+        return false;
+    }
+    let (text, word) = (text.as_bytes(), word.as_bytes());
+    word.is_empty()
+        || text
+            .windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
@@ -263,12 +428,12 @@ mod tests {
             line("other", "0.3.0", ""),
         ]
         .join("\n");
-        let newest = newest_in(&catalog, &host(), &HashMap::new());
+        let newest = newest_in(&catalog, &host());
         assert_eq!(newest.len(), 2);
         assert_eq!(newest["voice"].vers, Version::new(1, 1, 0));
         assert_eq!(newest["other"].vers, Version::new(0, 3, 0));
         // Splitting across threads gives the same answer.
-        let split = newest_installable(&catalog, &host(), &HashMap::new());
+        let split = newest_installable(&catalog, &host());
         assert_eq!(split["voice"].vers, Version::new(1, 1, 0));
         assert_eq!(split.len(), 2);
     }
@@ -277,6 +442,9 @@ mod tests {
     fn ranks_exact_names_first_and_filters_by_kind_task_and_words() {
         let text = line("tts", "1.0.0", "");
         let parsed: CatalogLine<'_> = serde_json::from_str(&text).unwrap();
+        let mut row = String::new();
+        Row::write(&parsed, &mut row);
+        let parsed = Row::parse(row.trim_end_matches('\n')).unwrap();
         let query = |text: &str, category: Option<&str>, task: Option<&str>| SearchQuery {
             text: Some(text.to_string()),
             category: category.map(str::to_string),
@@ -298,5 +466,41 @@ mod tests {
         assert_eq!(rank(&parsed, &words(&wrong_kind), &wrong_kind), None);
         let missing_word = query("aloud quietly", None, None);
         assert_eq!(rank(&parsed, &words(&missing_word), &missing_word), None);
+    }
+
+    #[test]
+    fn rows_keep_every_character_of_their_fields() {
+        let text = line(
+            "odd",
+            "1.0.0-rc.1+build.5",
+            r#"desc="tab\there, newline\nthere, back\\slash, unit\u001fsep, 中文";tasks=["tts","a,b"]"#,
+        );
+        let parsed: CatalogLine<'_> = serde_json::from_str(&text).unwrap();
+        let mut out = String::new();
+        Row::write(&parsed, &mut out);
+        assert_eq!(out.matches('\n').count(), 1, "one line: {out:?}");
+        let row = Row::parse(out.trim_end_matches('\n')).unwrap();
+        assert_eq!(row.name, "odd");
+        assert_eq!(row.version, "1.0.0-rc.1+build.5");
+        assert_eq!(
+            row.desc,
+            "tab\there, newline\nthere, back\\slash, unit\u{1f}sep, 中文"
+        );
+        assert_eq!(row.categories, ["audio"]);
+        assert_eq!(row.tasks, ["tts", "a,b"]);
+        // Too few or too many fields is a damaged row, not a misread one.
+        assert_eq!(Row::parse("odd\t1.0.0\tdesc\taudio"), None);
+        assert_eq!(Row::parse("odd\t1.0.0\tdesc\taudio\ttts\textra"), None);
+    }
+
+    #[test]
+    fn words_are_found_in_any_case_and_script() {
+        assert!(contains_folded("Says SPEECH aloud", "speech"));
+        assert!(contains_folded("say-it", "y-i"));
+        assert!(!contains_folded("spee", "speech"));
+        assert!(contains_folded("Ünïcode Stimme", "stimme"));
+        assert!(contains_folded("ÜNÏCODE", "ünï"));
+        assert!(!contains_folded("ascii only", "ünï"));
+        assert!(contains_folded("中文语音合成", "语音"));
     }
 }

@@ -233,6 +233,49 @@ impl Registry {
         Ok(text)
     }
 
+    /// Returns what identifies the catalog's current contents without reading them, for caches
+    /// derived from it, and the catalog's text when finding that out meant reading it anyway.
+    ///
+    /// The identity is the metadata of the file the text comes from: the registry's own file for
+    /// a local registry, the cached copy (refreshed first, as [`Registry::catalog`] would) for an
+    /// HTTP one. Files are replaced by rename when they change, so a new version has a new inode
+    /// and change time even when its size and modification time happen to match.
+    pub(crate) fn catalog_stamp(&self) -> Result<(String, Option<String>)> {
+        let (path, text) = match &self.location {
+            Location::Dir(root) => (root.join(CATALOG_FILE), None),
+            Location::Http(_) => {
+                let text = self.catalog_text()?;
+                (self.cache.join(CATALOG_FILE), Some(text))
+            }
+        };
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            // Missing: let catalog_text say so, as search always has.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && text.is_none() => {
+                return self.catalog_text().map(|t| (String::new(), Some(t)));
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let mut stamp = format!("{} {}", meta.len(), crate::store::mtime_nanos(&meta));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            stamp.push_str(&format!(
+                " {} {} {}.{}",
+                meta.dev(),
+                meta.ino(),
+                meta.ctime(),
+                meta.ctime_nsec()
+            ));
+        }
+        Ok((stamp, text))
+    }
+
+    /// Returns the directory this registry's cached files live in.
+    pub(crate) fn cache_dir(&self) -> &Path {
+        &self.cache
+    }
+
     /// Returns where an index file lives, for messages.
     fn describe(&self, relative: &str) -> String {
         match &self.location {

@@ -585,6 +585,68 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
     assert_eq!(version_of(&store, "say-it").as_deref(), Some("1.0.0"));
 }
 
+/// Search keeps a pre-parsed listing of each catalog in the cache; it must follow every change
+/// of the catalog, survive damage, and never answer for another registry.
+#[test]
+fn search_listings_follow_the_catalog_they_were_made_from() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    let store = fx.store();
+    let served = StaticServer::start(fx.index());
+    let local = fx.local(&store);
+    let web = Registry::open("web", &fx.config(&served.url()), &store, false).unwrap();
+    let names = |registry: &Registry| {
+        search(
+            std::slice::from_ref(registry),
+            &SearchQuery::default(),
+            &host(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|h| format!("{}@{}", h.name, h.version))
+        .collect::<Vec<_>>()
+    };
+    let listing = |name: &str| {
+        store
+            .index_cache_dir()
+            .join(name)
+            .join("search-listing.tsv")
+    };
+    for registry in [&local, &web] {
+        assert_eq!(names(registry), ["echo@1.0.0"]);
+        assert!(listing(registry.name()).is_file(), "{}", registry.name());
+    }
+
+    // A new version, a new plugin and a yank each change the answer at once.
+    fx.publish(&plugin("echo", "1.1.0"));
+    fx.publish(&plugin("zither", "0.1.0"));
+    for registry in [&local, &web] {
+        assert_eq!(names(registry), ["echo@1.1.0", "zither@0.1.0"]);
+    }
+    fx.edit_line("echo", "1.1.0", |line| line["yanked"] = true.into());
+    for registry in [&local, &web] {
+        assert_eq!(names(registry), ["echo@1.0.0", "zither@0.1.0"]);
+    }
+
+    // A listing made for one catalog is not taken for another: rows planted in a listing are
+    // ignored once the catalog moves on, and a damaged listing is rebuilt.
+    let planted = fs::read_to_string(listing("local")).unwrap() + "ghost\t9.9.9\tboo\taudio\ttts\n";
+    fs::write(listing("local"), &planted).unwrap();
+    assert!(
+        names(&local).contains(&"ghost@9.9.9".to_string()),
+        "the listing is what is read"
+    );
+    fx.publish(&plugin("echo", "1.2.0"));
+    assert_eq!(names(&local), ["echo@1.2.0", "zither@0.1.0"]);
+    fs::write(listing("local"), "garbage\n\u{0}\t\n").unwrap();
+    assert_eq!(names(&local), ["echo@1.2.0", "zither@0.1.0"]);
+
+    // An unwritable cache costs time, not answers.
+    fs::remove_file(listing("web")).unwrap();
+    fs::create_dir(listing("web")).unwrap();
+    assert_eq!(names(&web), ["echo@1.2.0", "zither@0.1.0"]);
+}
+
 #[test]
 fn installs_from_a_directory_and_a_file_url() {
     let fx = Fixture::new();
