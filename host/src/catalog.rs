@@ -194,11 +194,30 @@ impl Catalog {
     }
 
     fn add_store(&mut self, home: &Home) {
-        if !home
-            .data_dir()
-            .join(launcher_registry::lockfile::LOCKFILE)
-            .is_file()
-        {
+        let lockfile = home.data_dir().join(launcher_registry::lockfile::LOCKFILE);
+        let Some(stamp) = std::fs::metadata(&lockfile)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| file_stamp(&m))
+        else {
+            return;
+        };
+        let cache = StoreCache::path(home);
+        if let Some(cached) = StoreCache::read(&cache, &stamp) {
+            for (entry, manifest) in cached.plugins {
+                let plugin = launcher_registry::InstalledPlugin::new(home.data_dir(), entry);
+                // The one check per plugin kept: a library replaced or removed behind the
+                // store's back must not be listed as usable.
+                if plugin.library_changed() {
+                    self.warnings.push(changed_library(&plugin));
+                    continue;
+                }
+                self.add(Plugin {
+                    library: plugin.library_path,
+                    manifest,
+                    origin: Origin::Store,
+                });
+            }
             return;
         }
         let installed =
@@ -211,19 +230,32 @@ impl Catalog {
                 return;
             }
         };
+        // Only a store read without a complaint is remembered, so every complaint is repeated
+        // until it is dealt with.
+        let mut clean = warnings.is_empty();
         self.warnings.extend(warnings);
+        let mut remembered = Vec::with_capacity(installed.len());
         for plugin in installed {
             match check_installed(&plugin) {
-                Ok(manifest) => self.add(Plugin {
-                    library: plugin.library_path,
-                    manifest,
-                    origin: Origin::Store,
-                }),
-                Err(reason) => self.warnings.push(format!(
-                    "skipping installed plugin `{}` {}: {reason}",
-                    plugin.entry.name, plugin.entry.version
-                )),
+                Ok(manifest) => {
+                    remembered.push((plugin.entry.clone(), manifest.clone()));
+                    self.add(Plugin {
+                        library: plugin.library_path,
+                        manifest,
+                        origin: Origin::Store,
+                    });
+                }
+                Err(reason) => {
+                    clean = false;
+                    self.warnings.push(format!(
+                        "skipping installed plugin `{}` {}: {reason}",
+                        plugin.entry.name, plugin.entry.version
+                    ));
+                }
             }
+        }
+        if clean {
+            StoreCache::write(&cache, stamp, remembered);
         }
     }
 
@@ -266,10 +298,7 @@ impl Catalog {
 /// Returns the manifest of an installed plugin from its `plugin.toml`, loading nothing.
 fn check_installed(plugin: &launcher_registry::InstalledPlugin) -> Result<Manifest, String> {
     if plugin.library_changed() {
-        return Err(format!(
-            "its library {} changed or vanished since it was installed; reinstall it",
-            plugin.library_path.display()
-        ));
+        return Err(changed_reason(plugin));
     }
     let toml = plugin.plugin_toml().map_err(|e| e.to_string())?;
     if toml.manifest.name != plugin.entry.name {
@@ -280,6 +309,89 @@ fn check_installed(plugin: &launcher_registry::InstalledPlugin) -> Result<Manife
     }
     loader::check_manifest(&toml.manifest)?;
     Ok(toml.manifest)
+}
+
+fn changed_reason(plugin: &launcher_registry::InstalledPlugin) -> String {
+    format!(
+        "its library {} changed or vanished since it was installed; reinstall it",
+        plugin.library_path.display()
+    )
+}
+
+fn changed_library(plugin: &launcher_registry::InstalledPlugin) -> String {
+    format!(
+        "skipping installed plugin `{}` {}: {}",
+        plugin.entry.name,
+        plugin.entry.version,
+        changed_reason(plugin)
+    )
+}
+
+/// Identifies one version of a file that is only ever replaced by rename (the lockfile): a
+/// replacement has a new inode and change time even when size and modification time match.
+fn file_stamp(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "{} {mtime} {} {} {}.{}",
+            meta.len(),
+            meta.dev(),
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    }
+    #[cfg(not(unix))]
+    format!("{} {mtime}", meta.len())
+}
+
+/// The installed plugins as the last clean read of the store found them: lockfile entries and
+/// the manifests of their `plugin.toml`, in one file (`cache/store.json`) keyed on the
+/// lockfile's identity and this launcher's version.
+///
+/// Every change to the store rewrites the lockfile by rename, and a version directory never
+/// changes once installed, so while the lockfile is the same file the answer is too; listing
+/// 100 plugins then reads one file instead of the lockfile and 100 `plugin.toml`s.
+#[derive(Serialize, Deserialize)]
+struct StoreCache {
+    key: String,
+    plugins: Vec<(launcher_registry::LockEntry, Manifest)>,
+}
+
+impl StoreCache {
+    fn path(home: &Home) -> PathBuf {
+        home.cache_dir().join("store.json")
+    }
+
+    fn key(stamp: &str) -> String {
+        format!(
+            "store cache 1; launcher {}; plugins.lock {stamp}",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    fn read(path: &Path, stamp: &str) -> Option<StoreCache> {
+        let bytes = std::fs::read(path).ok()?;
+        let cache: StoreCache = serde_json::from_slice(&bytes).ok()?;
+        (cache.key == Self::key(stamp)).then_some(cache)
+    }
+
+    fn write(path: &Path, stamp: String, plugins: Vec<(launcher_registry::LockEntry, Manifest)>) {
+        let cache = StoreCache {
+            key: Self::key(&stamp),
+            plugins,
+        };
+        // A cache that cannot be written only costs the next listing a full read.
+        if let Ok(bytes) = serde_json::to_vec(&cache) {
+            let _ = write_atomic(path, &bytes);
+        }
+    }
 }
 
 /// Returns the plugin name encoded in a library's file name, if it is a plugin library.

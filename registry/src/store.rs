@@ -148,7 +148,9 @@ pub struct InstalledPlugin {
 }
 
 impl InstalledPlugin {
-    pub(crate) fn new(home: &Path, entry: LockEntry) -> InstalledPlugin {
+    /// Describes the plugin `entry` records, in the store whose home is `home`, as
+    /// [`Store::installed`] does.
+    pub fn new(home: &Path, entry: LockEntry) -> InstalledPlugin {
         let dir = home.join(&entry.dir);
         let library_path = dir.join(&entry.library);
         InstalledPlugin {

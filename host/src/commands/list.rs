@@ -1,5 +1,7 @@
 //! `launcher list`: the installed tools, by category.
 
+use std::io::Write;
+
 use anyhow::Result;
 use launcher_sdk::ContentKind;
 use launcher_sdk::serde_json::{self, json};
@@ -99,6 +101,8 @@ pub(crate) fn run(
             }
         }
     }
+    // One write for the whole listing, not one per line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for kind in kinds {
         if category.as_ref().is_some_and(|c| c != &kind) {
             continue;
@@ -111,9 +115,9 @@ pub(crate) fn run(
             continue;
         }
         if ContentKind::ALL.contains(&kind) {
-            println!("{kind}");
+            writeln!(out, "{kind}")?;
         } else {
-            println!("{kind} (a kind this launcher does not know)");
+            writeln!(out, "{kind} (a kind this launcher does not know)")?;
         }
         for t in in_kind {
             let missing = settings::missing(&t.spec, &[], &config);
@@ -122,13 +126,15 @@ pub(crate) fn run(
                 Some(group) => format!("not ready: {}", settings::describe_missing(group)),
             };
             let plugin = format!("{} {}", t.plugin, t.version);
-            println!(
+            writeln!(
+                out,
                 "  {:<id_width$}  {:<task_width$}  {:<plugin_width$}  {status}",
                 t.spec.id,
                 t.spec.tasks.join(", "),
                 plugin,
-            );
+            )?;
         }
     }
+    out.flush()?;
     Ok(())
 }

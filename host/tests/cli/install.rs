@@ -73,6 +73,10 @@ fn a_library_changed_after_install_is_skipped_with_a_warning() {
     let library = ctx.built_library("launcher_fixture_panicky");
     ctx.run(["install", "--path", library.to_str().unwrap()])
         .success();
+    // Listed once, so the next listing answers from the store cache: the check of the library
+    // must hold there too.
+    assert!(ctx.run(["list"]).stdout.contains("panicky"));
+    assert!(ctx.home.path().join("cache/store.json").is_file());
     let installed = ctx
         .home
         .path()
@@ -93,4 +97,62 @@ fn a_library_changed_after_install_is_skipped_with_a_warning() {
         "others keep working: {}",
         out.stdout
     );
+}
+
+/// `list` reads installed plugins from one cache file while the lockfile is unchanged; every
+/// store change must show at once, and the cache must never add what the store does not have.
+#[test]
+fn listings_follow_every_change_of_the_store() {
+    let ctx = test_context!();
+    let cache = ctx.home.path().join("cache/store.json");
+    let listed = |ctx: &launcher_testkit::cli::TestContext| {
+        let list = ctx.run(["list", "--json"]).json();
+        let mut ids: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["origin"] == "store")
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let panicky = ctx.built_library("launcher_fixture_panicky");
+    ctx.run(["install", "--path", panicky.to_str().unwrap()])
+        .success();
+    assert_eq!(listed(&ctx), ["panicky"]);
+    assert!(cache.is_file());
+    assert_eq!(listed(&ctx), ["panicky"], "answered from the cache");
+
+    // What the cache says is what is listed while the lockfile stays the same file...
+    let text = std::fs::read_to_string(&cache).unwrap();
+    std::fs::write(&cache, text.replace("\"panicky\"", "\"ghostly\"")).unwrap();
+    assert!(
+        listed(&ctx).contains(&"ghostly".to_string()),
+        "the cache is read"
+    );
+    // ...and nothing of it survives a change of the store.
+    let remote = ctx.built_library("launcher_fixture_remote");
+    ctx.run(["install", "--path", remote.to_str().unwrap()])
+        .success();
+    let after_install = listed(&ctx);
+    assert!(
+        after_install.contains(&"panicky".to_string()),
+        "{after_install:?}"
+    );
+    assert!(
+        !after_install.contains(&"ghostly".to_string()),
+        "{after_install:?}"
+    );
+    ctx.run(["uninstall", "panicky"]).success();
+    let after_uninstall = listed(&ctx);
+    assert!(
+        !after_uninstall.contains(&"panicky".to_string()),
+        "{after_uninstall:?}"
+    );
+    assert!(!after_uninstall.is_empty());
+
+    // A damaged cache is as good as none.
+    std::fs::write(&cache, b"{ not json").unwrap();
+    assert_eq!(listed(&ctx), after_uninstall);
 }
