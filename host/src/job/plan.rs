@@ -20,8 +20,8 @@ use crate::settings;
 
 /// Host options of `run` that take a value; everything else that starts with `--` is a
 /// parameter of the task or tool.
-const VALUE_OPTIONS: [&str; 9] = [
-    "-o", "--output", "--tool", "--task", "--to", "--file", "--set", "--resume", "--cid",
+const VALUE_OPTIONS: [&str; 10] = [
+    "-o", "--output", "--tool", "--task", "--to", "--file", "--set", "--resume", "--cid", "--color",
 ];
 const FLAG_OPTIONS: [&str; 12] = [
     "--play",
@@ -590,7 +590,9 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .arg(Arg::new("cid").long("cid").value_name("ID").help("chat: continue this conversation").help_heading(heading))
         .arg(Arg::new("cancel-remote").long("cancel-remote").action(ArgAction::SetTrue).help("on Ctrl-C, cancel the remote job too instead of leaving it running").help_heading(heading))
         .arg(Arg::new("verbose").short('v').action(ArgAction::Count).hide(true))
-        .arg(Arg::new("quiet").short('q').action(ArgAction::SetTrue).hide(true));
+        .arg(Arg::new("quiet").short('q').action(ArgAction::SetTrue).hide(true))
+        // Read before parsing (style::from_args); accepted here so it may follow the target.
+        .arg(Arg::new("color").long("color").value_name("WHEN").value_parser(["auto", "always", "never"]).hide(true));
     if let Some(param) = primary {
         let value_name = match param.ty {
             ParamType::File => param.name.to_uppercase(),

@@ -55,6 +55,35 @@ fn errors_are_colored_only_when_asked_or_forced() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{1b}'));
+    // Like -q and --json, --color may follow the target of `run`: it is the launcher's, not
+    // a parameter of the tool.
+    let after = ctx.run([
+        "run",
+        "tts",
+        "--color",
+        "always",
+        "--text",
+        "hi",
+        "--no-such",
+    ]);
+    after.expect_code(2);
+    assert!(after.stderr.starts_with(RED_ERROR), "{:?}", after.stderr);
+    assert!(after.stderr.contains("--no-such"), "{}", after.stderr);
+    let out = ctx.work_file("colored.wav");
+    ctx.run([
+        "run",
+        "tts",
+        "--text",
+        "hi",
+        "--color=never",
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .success();
+    assert!(out.is_file());
+    let bad = ctx.run(["run", "tts", "--text", "hi", "--color", "sometimes"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("sometimes"), "{}", bad.stderr);
 }
 
 #[test]
