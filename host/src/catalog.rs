@@ -71,6 +71,9 @@ pub(crate) struct Catalog {
     pub(crate) warnings: Vec<String>,
     /// What discovery did, for `-v`.
     pub(crate) notes: Vec<String>,
+    /// Keeps the store's version directories in place while the catalog lives, so a library
+    /// it names can still be loaded after another launcher replaced it.
+    store_guard: launcher_registry::ReadGuard,
 }
 
 impl Catalog {
@@ -201,18 +204,22 @@ impl Catalog {
         {
             return;
         }
-        let installed =
-            launcher_registry::Store::open(home.data_dir()).and_then(|store| store.installed());
-        let (installed, warnings) = match installed {
-            Ok(found) => found,
+        let read = launcher_registry::Store::open(home.data_dir()).and_then(|store| store.read());
+        let launcher_registry::StoreRead {
+            plugins,
+            warnings,
+            guard,
+        } = match read {
+            Ok(read) => read,
             Err(err) => {
                 self.warnings
                     .push(format!("cannot read the plugin store: {err}"));
                 return;
             }
         };
+        self.store_guard = guard;
         self.warnings.extend(warnings);
-        for plugin in installed {
+        for plugin in plugins {
             match check_installed(&plugin) {
                 Ok(manifest) => self.add(Plugin {
                     library: plugin.library_path,
@@ -263,14 +270,9 @@ impl Catalog {
     }
 }
 
-/// Returns the manifest of an installed plugin from its `plugin.toml`, loading nothing.
+/// Returns the manifest of an installed plugin from its `plugin.toml`, loading nothing. The
+/// store checked its library against the lockfile already.
 fn check_installed(plugin: &launcher_registry::InstalledPlugin) -> Result<Manifest, String> {
-    if plugin.library_changed() {
-        return Err(format!(
-            "its library {} changed or vanished since it was installed; reinstall it",
-            plugin.library_path.display()
-        ));
-    }
     let toml = plugin.plugin_toml().map_err(|e| e.to_string())?;
     if toml.manifest.name != plugin.entry.name {
         return Err(format!(
