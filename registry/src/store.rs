@@ -142,9 +142,15 @@ impl Store {
                 touched = true;
                 usable.push(plugin);
             } else {
+                let repair = match &plugin.entry.source {
+                    Source::Registry { .. } => "`launcher sync` reinstalls it".to_string(),
+                    Source::Path { path } => {
+                        format!("`launcher install --path {}` reinstalls it", path.display())
+                    }
+                };
                 warnings.push(format!(
                     "skipping installed plugin `{}` {}: its library {} changed or vanished since \
-                     it was installed; `launcher sync` reinstalls it",
+                     it was installed; {repair}",
                     plugin.entry.name,
                     plugin.entry.version,
                     plugin.library_path.display()
@@ -978,7 +984,8 @@ mod tests {
         assert!(
             read.warnings[0].contains("`echo` 0.1.0")
                 && read.warnings[0].contains("changed or vanished")
-                && read.warnings[0].contains("`launcher sync` reinstalls it"),
+                && read.warnings[0].contains("`launcher install --path ")
+                && read.warnings[0].contains("libecho.so` reinstalls it"),
             "{:?}",
             read.warnings
         );
