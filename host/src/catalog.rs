@@ -72,7 +72,9 @@ pub(crate) struct Catalog {
     /// What discovery did, for `-v`.
     pub(crate) notes: Vec<String>,
     /// Keeps the store's version directories in place while the catalog lives, so a library
-    /// it names can still be loaded after another launcher replaced it.
+    /// it names can still be loaded after another launcher replaced it. A command that changes
+    /// the store should drop its catalog first: while held, even its own change leaves the
+    /// replaced directory for a later one to remove.
     store_guard: launcher_registry::ReadGuard,
 }
 
