@@ -71,6 +71,11 @@ pub(crate) struct Catalog {
     pub(crate) warnings: Vec<String>,
     /// What discovery did, for `-v`.
     pub(crate) notes: Vec<String>,
+    /// Keeps the store's version directories in place while the catalog lives, so a library
+    /// it names can still be loaded after another launcher replaced it. A command that changes
+    /// the store should drop its catalog first: while held, even its own change leaves the
+    /// replaced directory for a later one to remove.
+    store_guard: launcher_registry::ReadGuard,
 }
 
 impl Catalog {
@@ -195,47 +200,67 @@ impl Catalog {
 
     fn add_store(&mut self, home: &Home) {
         let lockfile = home.data_dir().join(launcher_registry::lockfile::LOCKFILE);
-        let Some(stamp) = std::fs::metadata(&lockfile)
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| file_stamp(&m))
-        else {
-            return;
-        };
-        let cache = StoreCache::path(home);
-        if let Some(cached) = StoreCache::read(&cache, &stamp) {
-            for (entry, manifest) in cached.plugins {
-                let plugin = launcher_registry::InstalledPlugin::new(home.data_dir(), entry);
-                // The one check per plugin kept: a library replaced or removed behind the
-                // store's back must not be listed as usable.
-                if plugin.library_changed() {
-                    self.warnings.push(changed_library(&plugin));
-                    continue;
-                }
-                self.add(Plugin {
-                    library: plugin.library_path,
-                    manifest,
-                    origin: Origin::Store,
-                });
-            }
+        if !lockfile.is_file() {
             return;
         }
-        let installed =
-            launcher_registry::Store::open(home.data_dir()).and_then(|store| store.installed());
-        let (installed, warnings) = match installed {
-            Ok(found) => found,
+        let store = match launcher_registry::Store::open(home.data_dir()) {
+            Ok(store) => store,
             Err(err) => {
                 self.warnings
                     .push(format!("cannot read the plugin store: {err}"));
                 return;
             }
         };
+        // The reader lock first, then the lockfile: what it names then stays in place.
+        let guard = store.reader_guard();
+        let stamp = std::fs::metadata(&lockfile).ok().map(|m| file_stamp(&m));
+        let cache = StoreCache::path(home);
+        if let Some(cached) = stamp.as_deref().and_then(|s| StoreCache::read(&cache, s)) {
+            let (entries, manifests): (Vec<_>, BTreeMap<_, _>) = cached
+                .plugins
+                .into_iter()
+                .map(|(entry, manifest)| {
+                    let name = entry.name.clone();
+                    (entry, (name, manifest))
+                })
+                .unzip();
+            let mut manifests = manifests;
+            let read = store.read_recorded(guard, entries);
+            self.store_guard = read.guard;
+            self.warnings.extend(read.warnings);
+            for plugin in read.plugins {
+                if let Some(manifest) = manifests.remove(&plugin.entry.name) {
+                    self.add(Plugin {
+                        library: plugin.library_path,
+                        manifest,
+                        origin: Origin::Store,
+                    });
+                }
+            }
+            return;
+        }
+        let launcher_registry::StoreRead {
+            plugins,
+            warnings,
+            guard,
+        } = match store.read() {
+            Ok(read) => {
+                drop(guard);
+                read
+            }
+            Err(err) => {
+                self.warnings
+                    .push(format!("cannot read the plugin store: {err}"));
+                return;
+            }
+        };
+        self.store_guard = guard;
         // Only a store read without a complaint is remembered, so every complaint is repeated
         // until it is dealt with.
         let mut clean = warnings.is_empty();
         self.warnings.extend(warnings);
-        let mut remembered = Vec::with_capacity(installed.len());
-        for plugin in installed {
+        let mut remembered = Vec::with_capacity(plugins.len());
+        for plugin in plugins {
             match check_installed(&plugin) {
                 Ok(manifest) => {
                     remembered.push((plugin.entry.clone(), manifest.clone()));
@@ -254,7 +279,7 @@ impl Catalog {
                 }
             }
         }
-        if clean {
+        if clean && let Some(stamp) = stamp {
             StoreCache::write(&cache, stamp, remembered);
         }
     }
@@ -295,11 +320,9 @@ impl Catalog {
     }
 }
 
-/// Returns the manifest of an installed plugin from its `plugin.toml`, loading nothing.
+/// Returns the manifest of an installed plugin from its `plugin.toml`, loading nothing. The
+/// store checked its library against the lockfile already.
 fn check_installed(plugin: &launcher_registry::InstalledPlugin) -> Result<Manifest, String> {
-    if plugin.library_changed() {
-        return Err(changed_reason(plugin));
-    }
     let toml = plugin.plugin_toml().map_err(|e| e.to_string())?;
     if toml.manifest.name != plugin.entry.name {
         return Err(format!(
@@ -309,22 +332,6 @@ fn check_installed(plugin: &launcher_registry::InstalledPlugin) -> Result<Manife
     }
     loader::check_manifest(&toml.manifest)?;
     Ok(toml.manifest)
-}
-
-fn changed_reason(plugin: &launcher_registry::InstalledPlugin) -> String {
-    format!(
-        "its library {} changed or vanished since it was installed; reinstall it",
-        plugin.library_path.display()
-    )
-}
-
-fn changed_library(plugin: &launcher_registry::InstalledPlugin) -> String {
-    format!(
-        "skipping installed plugin `{}` {}: {}",
-        plugin.entry.name,
-        plugin.entry.version,
-        changed_reason(plugin)
-    )
 }
 
 /// Identifies one version of a file that is only ever replaced by rename (the lockfile): a

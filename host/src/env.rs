@@ -9,6 +9,9 @@ pub(crate) const NO_PROGRESS: &str = "LAUNCHER_NO_PROGRESS";
 /// The command `--play` runs, the file appended; by default a player found on `PATH`.
 pub(crate) const PLAYER: &str = "LAUNCHER_PLAYER";
 
+// Debug builds also honour `LAUNCHER_TEST_KILL_AT` and `LAUNCHER_TEST_PAUSE_AT`, the plugin
+// store's test-only failpoints; launcher-registry reads them (see its `failpoint` module).
+
 /// The password of an encrypted minisign secret key, for `publish` and `registry keygen`.
 pub(crate) const KEY_PASSWORD: &str = "LAUNCHER_KEY_PASSWORD";
 

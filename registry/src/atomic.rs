@@ -23,6 +23,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     temp.write_all(bytes)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| Error::io("write", temp.path(), e))?;
+    crate::failpoint::before_replacing(&file_name);
     temp.persist(path)
         .map_err(|e| Error::io("replace", path, e.error))?;
     sync_dir(dir)

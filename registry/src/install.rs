@@ -198,7 +198,10 @@ impl StoreLock<'_> {
             pinned: Some(&current.version),
         };
         let line = resolve(&file.lines, &request, cx.host).map_err(|e| named(e, registry))?;
-        if line.vers <= current.version {
+        // Nothing newer: a damaged install of this version is still repaired.
+        let repair = line.vers == current.version
+            && !InstalledPlugin::new(self.store().home(), current.clone()).is_intact();
+        if line.vers <= current.version && !repair {
             return Ok(InstallOutcome {
                 entry: current.clone(),
                 previous: Some(current),
@@ -398,8 +401,7 @@ impl StoreLock<'_> {
             library_size: meta.len(),
             library_mtime: crate::store::mtime_nanos(&meta),
         };
-        self.commit(staged, entry.clone(), cx.reporter)?;
-        Ok(entry)
+        self.commit(staged, entry, cx.reporter)
     }
 }
 

@@ -43,6 +43,7 @@
 mod atomic;
 pub mod error;
 pub mod extract;
+mod failpoint;
 pub mod index;
 mod install;
 pub mod lockfile;
@@ -66,7 +67,7 @@ pub use report::{NoReporter, Reporter, Stage};
 pub use resolve::{HostInfo, PluginSpec, Request, ResolveError, resolve};
 pub use search::{SearchHit, SearchQuery, search};
 pub use source::{Registry, RegistryConfig};
-pub use store::{InstalledPlugin, Store, StoreLock, Validate};
+pub use store::{InstalledPlugin, ReadGuard, Store, StoreLock, StoreRead, Validate};
 pub use verify::TrustedKeys;
 
 /// Returns the target triple this launcher was built for, e.g. `x86_64-unknown-linux-gnu`:

@@ -76,7 +76,8 @@ pub struct LockEntry {
 }
 
 impl LockEntry {
-    /// Returns the version directory an entry for `name` at `version` must have.
+    /// Returns the usual version directory of `name` at `version`. A reinstall of an installed
+    /// version goes beside it, into `<dir>~<n>`, so that no directory a lockfile names changes.
     pub fn dir_for(name: &str, version: &Version) -> String {
         format!("plugins/{name}/{version}")
     }
@@ -86,8 +87,16 @@ impl LockEntry {
             return Err(format!("`{}` is not a valid plugin name", self.name));
         }
         let dir = LockEntry::dir_for(&self.name, &self.version);
-        if self.dir != dir {
-            return Err(format!("dir `{}` should be `{dir}`", self.dir));
+        let reinstalled = self
+            .dir
+            .strip_prefix(&dir)
+            .and_then(|rest| rest.strip_prefix('~'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if self.dir != dir && !reinstalled {
+            return Err(format!(
+                "dir `{}` should be `{dir}` or `{dir}~<n>`",
+                self.dir
+            ));
         }
         if !is_file_name(&self.library) {
             return Err(format!(
@@ -414,6 +423,29 @@ mod tests {
             warnings[0].contains("should be `plugins/evil/1.0.0`"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn a_reinstall_may_sit_beside_the_usual_directory_and_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCKFILE);
+        let mut lockfile = Lockfile::default();
+        for (name, dir) in [
+            ("good", "plugins/good/1.0.0~12"),
+            ("empty", "plugins/empty/1.0.0~"),
+            ("letters", "plugins/letters/1.0.0~a"),
+            ("escape", "plugins/escape/1.0.0~1/../../../etc"),
+            ("other", "plugins/other/1.0.1~1"),
+        ] {
+            let mut e = entry(name, "1.0.0");
+            e.dir = dir.to_string();
+            lockfile.plugins.push(e);
+        }
+        lockfile.write(&path).unwrap();
+        let (read, warnings) = Lockfile::read(&path).unwrap();
+        let names: Vec<&str> = read.plugins.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["good"]);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
     }
 
     #[test]

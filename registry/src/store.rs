@@ -5,26 +5,37 @@
 //! ├── plugins.lock                what is installed, from where, at which checksums
 //! ├── plugins/
 //! │   ├── .lock                   held exclusively while anything below changes
-//! │   ├── .staging/               downloads, extractions and replaced directories in flight
+//! │   ├── .readers                held shared by readers; exclusively to remove a directory
+//! │   ├── .staging/               downloads and extractions in flight
 //! │   └── azure-tts/
-//! │       └── 1.2.0/              plugin.toml, the library, README and LICENSE when packed
+//! │       ├── 1.2.0/              plugin.toml, the library, README and LICENSE when packed
+//! │       └── 1.2.0~1/            1.2.0 reinstalled: a new directory beside the named one
 //! └── cache/index/<registry>/     cached index files of HTTP registries
 //! ```
 //!
-//! The lockfile is the truth, and it names only complete directories: every change is staged
-//! in `.staging/` (on the same file system, so renames are atomic), renamed into its version
-//! directory, and only then recorded by an atomic rewrite of the lockfile. A failure or a kill
-//! at any point leaves the previous lockfile and every directory it names. Replacing a version
-//! directory moves the old one into `.staging/old-<name>@<version>-<n>` first, so it can be put
-//! back. Leftovers are cleaned up the next time the store is locked: staging entries are
-//! removed (or moved back, when the lockfile still names them), and version directories that no
-//! entry names are deleted. Deleting them later rather than at once means a library that a
-//! running launcher still has loaded is not pulled away mid-job on platforms that forbid it.
+//! The lockfile is the truth, and it names only complete directories that never change: every
+//! change is staged in `.staging/` (on the same file system, so renames are atomic), renamed
+//! into a version directory that no entry names, and only then recorded by an atomic rewrite of
+//! the lockfile, which is the one moment the change happens. A reinstall of an installed
+//! version goes into a fresh directory beside it (`1.2.0~1`) rather than moving the named one
+//! aside, so a kill at any step leaves either the previous lockfile or the new one, each with
+//! every directory it names in place: no command ever finds a plugin half-replaced, and none
+//! needs the lock to repair anything. What a killed change leaves (staging entries, directories
+//! no entry names, temporary lockfiles) is removed under the store lock, right after the next
+//! change and whenever the store is locked.
+//!
+//! Readers (listing, routing, loading a library) never wait for a change: they take no store
+//! lock, but hold `.readers` shared from reading the lockfile until they have loaded what they
+//! need ([`Store::read`]). A directory a lockfile named is removed only while `.readers` can be
+//! taken exclusively, otherwise it stays until a later change, so a reader that read the
+//! lockfile just before an upgrade still finds its library. We chose this over keeping only
+//! the previous version of each plugin: that would still fail a reader that started before two
+//! quick upgrades, and the lock costs a reader two system calls however many plugins there are.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use launcher_sdk::Manifest;
 use semver::Version;
@@ -33,6 +44,7 @@ use tempfile::TempDir;
 
 use crate::atomic;
 use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
 use crate::lockfile::{LOCKFILE, LockEntry, Lockfile, Source};
 use crate::plugin_toml::{PLUGIN_TOML, PLUGIN_TOML_SCHEMA, PluginToml};
 use crate::report::{Reporter, Stage};
@@ -44,7 +56,7 @@ pub type Validate = dyn Fn(&Path) -> std::result::Result<Manifest, String>;
 
 const STAGING: &str = ".staging";
 const LOCK_FILE: &str = ".lock";
-const OLD_PREFIX: &str = "old-";
+const READERS_FILE: &str = ".readers";
 
 /// The plugin store of one launcher home.
 #[derive(Debug, Clone)]
@@ -95,6 +107,8 @@ impl Store {
 
     /// Returns the installed plugins as the lockfile records them, with a warning for each
     /// entry that could not be read. Needs no lock: the lockfile is only ever replaced whole.
+    /// What it names may be removed once it is no longer installed; to use the files, see
+    /// [`read`](Self::read).
     pub fn installed(&self) -> Result<(Vec<InstalledPlugin>, Vec<String>)> {
         let (lockfile, warnings) = self.read_lockfile()?;
         let plugins = lockfile
@@ -105,17 +119,87 @@ impl Store {
         Ok((plugins, warnings))
     }
 
+    /// Returns the installed plugins whose files match the lockfile, for listing, routing and
+    /// loading, with the reader lock held: until the returned guard is dropped no directory
+    /// they name is removed, even if another launcher replaces or uninstalls them meanwhile.
+    ///
+    /// Costs one `stat` per plugin. A library whose size or modification time differ from the
+    /// lockfile's is hashed: if its content is the recorded one (a home copied without times,
+    /// a `touch`), it is used, and its new size and time are recorded under the store lock
+    /// when that is free right now; otherwise the plugin is left out with a warning saying how
+    /// to repair it.
+    pub fn read(&self) -> Result<StoreRead> {
+        let guard = self.reader_guard();
+        let (plugins, warnings) = self.installed()?;
+        Ok(self.checked(guard, plugins, warnings))
+    }
+
+    /// Takes the reader lock (see [`read`](Self::read)), for a reader that knows the lockfile's
+    /// entries already: take it before looking at the lockfile, then hand it to
+    /// [`read_recorded`](Self::read_recorded).
+    pub fn reader_guard(&self) -> ReadGuard {
+        ReadGuard {
+            _file: self.lock_readers(),
+        }
+    }
+
+    /// Like [`read`](Self::read), for lockfile entries the caller kept from an earlier read of
+    /// the same lockfile (a cache keyed on it): checks their libraries the same way.
+    pub fn read_recorded(&self, guard: ReadGuard, entries: Vec<LockEntry>) -> StoreRead {
+        let plugins = entries
+            .into_iter()
+            .map(|entry| InstalledPlugin::new(&self.home, entry))
+            .collect();
+        self.checked(guard, plugins, Vec::new())
+    }
+
+    fn checked(
+        &self,
+        guard: ReadGuard,
+        plugins: Vec<InstalledPlugin>,
+        mut warnings: Vec<String>,
+    ) -> StoreRead {
+        let mut usable = Vec::with_capacity(plugins.len());
+        let mut touched = false;
+        for plugin in plugins {
+            if !plugin.library_changed() {
+                usable.push(plugin);
+            } else if plugin.is_intact() {
+                touched = true;
+                usable.push(plugin);
+            } else {
+                let repair = match &plugin.entry.source {
+                    Source::Registry { .. } => "`launcher sync` reinstalls it".to_string(),
+                    Source::Path { path } => {
+                        format!("`launcher install --path {}` reinstalls it", path.display())
+                    }
+                };
+                warnings.push(format!(
+                    "skipping installed plugin `{}` {}: its library {} changed or vanished since \
+                     it was installed; {repair}",
+                    plugin.entry.name,
+                    plugin.entry.version,
+                    plugin.library_path.display()
+                ));
+            }
+        }
+        if touched {
+            // Taking the lock records the new times (see `refresh_touched`). Busy or refused
+            // (a read-only home), it is only a cost: the content was checked just now.
+            let _ = self.try_lock();
+        }
+        failpoint::hit("store-read");
+        StoreRead {
+            plugins: usable,
+            warnings,
+            guard,
+        }
+    }
+
     /// Takes the store lock, waiting (and telling `reporter`) while another process holds it,
     /// then cleans up what an interrupted change left behind.
     pub fn lock(&self, reporter: &dyn Reporter) -> Result<StoreLock<'_>> {
-        let path = self.plugins.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+        let (file, path) = self.open_lock_file(LOCK_FILE)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -124,6 +208,21 @@ impl Store {
             }
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
+        self.locked(file)
+    }
+
+    /// Takes the store lock if no other process holds it, then cleans up like
+    /// [`lock`](Self::lock); returns `None` when it is held.
+    pub fn try_lock(&self) -> Result<Option<StoreLock<'_>>> {
+        let (file, path) = self.open_lock_file(LOCK_FILE)?;
+        match file.try_lock() {
+            Ok(()) => self.locked(file).map(Some),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+
+    fn locked(&self, file: File) -> Result<StoreLock<'_>> {
         let (lockfile, warnings) = self.read_lockfile()?;
         let mut lock = StoreLock {
             store: self,
@@ -134,6 +233,55 @@ impl Store {
         lock.recover();
         Ok(lock)
     }
+
+    fn open_lock_file(&self, name: &str) -> Result<(File, PathBuf)> {
+        let path = self.plugins.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        Ok((file, path))
+    }
+
+    /// Returns the readers' lock held shared, waiting only while a change removes directories.
+    /// `None` when it cannot be had, as in a read-only home, which no change can touch either.
+    fn lock_readers(&self) -> Option<File> {
+        let file = match self.open_lock_file(READERS_FILE) {
+            Ok((file, _)) => file,
+            // A lock works on a file opened only for reading, too.
+            Err(_) => File::open(self.plugins.join(READERS_FILE)).ok()?,
+        };
+        file.lock_shared().ok()?;
+        Some(file)
+    }
+
+    /// Returns the readers' lock held exclusively, if no reader holds it now.
+    fn try_lock_readers_exclusive(&self) -> Option<File> {
+        let (file, _) = self.open_lock_file(READERS_FILE).ok()?;
+        file.try_lock().ok()?;
+        Some(file)
+    }
+}
+
+/// The installed plugins as a reader sees them; see [`Store::read`].
+#[derive(Debug)]
+pub struct StoreRead {
+    /// The installed plugins whose files match the lockfile.
+    pub plugins: Vec<InstalledPlugin>,
+    /// A warning for each lockfile entry that could not be read, and for each plugin left out.
+    pub warnings: Vec<String>,
+    /// Keeps the plugins' directories in place while held.
+    pub guard: ReadGuard,
+}
+
+/// Keeps every version directory in place while held: hold it from reading the lockfile until
+/// the libraries needed are loaded.
+#[derive(Debug, Default)]
+pub struct ReadGuard {
+    _file: Option<File>,
 }
 
 /// One installed plugin.
@@ -148,9 +296,7 @@ pub struct InstalledPlugin {
 }
 
 impl InstalledPlugin {
-    /// Describes the plugin `entry` records, in the store whose home is `home`, as
-    /// [`Store::installed`] does.
-    pub fn new(home: &Path, entry: LockEntry) -> InstalledPlugin {
+    pub(crate) fn new(home: &Path, entry: LockEntry) -> InstalledPlugin {
         let dir = home.join(&entry.dir);
         let library_path = dir.join(&entry.library);
         InstalledPlugin {
@@ -216,9 +362,8 @@ impl<'a> StoreLock<'a> {
     }
 
     /// Installs a locally built library (`launcher install --path`): copies it into staging,
-    /// validates the copy, writes its `plugin.toml` from the manifest, renames it into its
-    /// version directory, and records it. An installed version directory of the same name and
-    /// version is replaced.
+    /// validates the copy, writes its `plugin.toml` from the manifest, renames it into a new
+    /// version directory, and records it. An installed version of the same name is replaced.
     pub fn install_local(
         &mut self,
         library: &Path,
@@ -295,29 +440,19 @@ impl<'a> StoreLock<'a> {
             library_size: library_meta.len(),
             library_mtime: mtime_nanos(&library_meta),
         };
-        self.commit(staged, entry.clone(), reporter)?;
-        Ok(entry)
+        self.commit(staged, entry, reporter)
     }
 
-    /// Uninstalls `name`: removes its lockfile entry, then its directory. Returns the entry.
+    /// Uninstalls `name`: removes its lockfile entry, then its directory unless a reader may
+    /// still be using it (then a later change removes it). Returns the entry.
     pub fn uninstall(&mut self, name: &str) -> Result<LockEntry> {
         let mut next = self.lockfile.clone();
         let entry = next.remove(name).ok_or_else(|| ErrorKind::NotInstalled {
             name: name.to_string(),
         })?;
-        next.write(&self.store.lockfile_path())?;
-        self.lockfile = next;
-        // From here the plugin is uninstalled; a directory that cannot go now goes next time.
-        let dir = self.store.home.join(&entry.dir);
-        if let Err(e) = remove_all(&dir) {
-            self.warnings.push(format!(
-                "could not remove `{}` yet ({e}); it will be removed later",
-                dir.display()
-            ));
-        }
-        if let Some(parent) = dir.parent() {
-            let _ = fs::remove_dir(parent);
-        }
+        self.write_lockfile(next)?;
+        failpoint::hit("uninstall-recorded");
+        self.remove_unnamed();
         Ok(entry)
     }
 
@@ -329,86 +464,67 @@ impl<'a> StoreLock<'a> {
             .map_err(|e| Error::io("create a directory in", &self.store.staging, e))
     }
 
-    /// Moves a complete staged directory into `entry`'s version directory and records `entry`
-    /// in the lockfile. On failure the previous directory and lockfile are back in place.
+    /// Moves a complete staged directory into a new version directory for `entry` and records
+    /// `entry` there in the lockfile; returns it as recorded. The directory of the version it
+    /// replaces is removed afterwards unless a reader may still be using it. On failure, the
+    /// previous lockfile and every directory it names are as they were.
     pub(crate) fn commit(
         &mut self,
         staged: TempDir,
-        entry: LockEntry,
+        mut entry: LockEntry,
         reporter: &dyn Reporter,
-    ) -> Result<()> {
+    ) -> Result<LockEntry> {
         reporter.stage(&entry.name, &entry.version, Stage::Installing);
         atomic::sync_tree(staged.path())?;
+        entry.dir = self.free_dir(&entry.name, &entry.version);
         let target = self.store.home.join(&entry.dir);
         let parent = atomic::parent(&target).to_path_buf();
         fs::create_dir_all(&parent).map_err(|e| Error::io("create", &parent, e))?;
         atomic::sync_dir(&self.store.plugins)?;
 
-        let replaced = if target.exists() {
-            let old = self.store.staging.join(format!(
-                "{OLD_PREFIX}{}@{}-{}",
-                entry.name,
-                entry.version,
-                unique()
-            ));
-            fs::rename(&target, &old).map_err(|e| Error::io("move aside", &target, e))?;
-            if let Err(e) = fs::rename(staged.path(), &target) {
-                let _ = fs::rename(&old, &target);
-                return Err(Error::io("move into place", &target, e));
-            }
-            Some(old)
-        } else {
-            fs::rename(staged.path(), &target)
-                .map_err(|e| Error::io("move into place", &target, e))?;
-            None
-        };
+        failpoint::hit("commit-staged");
+        fs::rename(staged.path(), &target).map_err(|e| Error::io("move into place", &target, e))?;
         // The directory now lives at `target`; the guard must not delete anything.
         let _ = staged.keep();
-        atomic::sync_dir(&parent)?;
-
-        reporter.stage(&entry.name, &entry.version, Stage::Recording);
-        let mut next = self.lockfile.clone();
-        next.upsert(entry);
-        if let Err(e) = next.write(&self.store.lockfile_path()) {
-            self.undo_commit(&target, replaced.as_deref());
+        // Until the lockfile names it, `target` is a leftover that nothing reads.
+        let recorded = atomic::sync_dir(&parent).and_then(|()| {
+            failpoint::hit("commit-moved-in");
+            reporter.stage(&entry.name, &entry.version, Stage::Recording);
+            let mut next = self.lockfile.clone();
+            next.upsert(entry.clone());
+            self.write_lockfile(next)
+        });
+        if let Err(e) = recorded {
+            let _ = remove_all(&target);
             return Err(e);
         }
-        self.lockfile = next;
-        if let Some(old) = replaced {
-            let _ = remove_all(&old);
-        }
-        Ok(())
+        failpoint::hit("commit-recorded");
+        self.remove_unnamed();
+        Ok(entry)
     }
 
-    /// Puts back what [`commit`](Self::commit) moved, after the lockfile write failed.
-    fn undo_commit(&self, target: &Path, replaced: Option<&Path>) {
-        let trash = self.store.staging.join(format!("trash-{}", unique()));
-        match replaced {
-            Some(old) => {
-                if fs::rename(target, &trash).is_ok() {
-                    let _ = fs::rename(old, target);
-                }
-            }
-            None => {
-                let _ = fs::rename(target, &trash);
-            }
+    /// Returns the directory for a new install of `name` at `version`: the usual one, or when
+    /// that exists (the version is installed, or a leftover is still in use) the first free
+    /// `<version>~<n>` beside it.
+    fn free_dir(&self, name: &str, version: &Version) -> String {
+        let usual = LockEntry::dir_for(name, version);
+        let free = |dir: &String| fs::symlink_metadata(self.store.home.join(dir)).is_err();
+        if free(&usual) {
+            return usual;
         }
-        let _ = remove_all(&trash);
+        (1u32..)
+            .map(|n| format!("{usual}~{n}"))
+            .find(free)
+            .expect("an unbounded sequence of names has a free one")
     }
 
     /// Cleans up after interrupted changes; see the module docs. Best effort: what cannot be
     /// removed now is tried again next time.
     fn recover(&mut self) {
-        let Ok(entries) = fs::read_dir(&self.store.staging) else {
-            return;
-        };
-        for item in entries.flatten() {
-            let path = item.path();
-            let name = item.file_name().to_string_lossy().into_owned();
-            if let Some((plugin, version)) = parse_old(&name) {
-                self.recover_replaced(&path, plugin, &version);
-            } else {
-                let _ = remove_all(&path);
+        // Nothing in staging is named by a lockfile: it is what a killed change left.
+        if let Ok(entries) = fs::read_dir(&self.store.staging) {
+            for item in entries.flatten() {
+                let _ = remove_all(&item.path());
             }
         }
 
@@ -422,10 +538,44 @@ impl<'a> StoreLock<'a> {
             }
         }
 
+        self.refresh_touched();
+        self.remove_unnamed();
+    }
+
+    /// Records the size and modification time of libraries whose content is still the one the
+    /// lockfile records but whose size or time are not, so that readers need not hash them
+    /// again: a home copied without times, a `touch`.
+    fn refresh_touched(&mut self) {
+        let mut next = self.lockfile.clone();
+        let mut touched = false;
+        for entry in &mut next.plugins {
+            let plugin = InstalledPlugin::new(&self.store.home, entry.clone());
+            if plugin.library_changed()
+                && plugin.is_intact()
+                && let Ok(meta) = fs::metadata(&plugin.library_path)
+            {
+                entry.library_size = meta.len();
+                entry.library_mtime = mtime_nanos(&meta);
+                touched = true;
+            }
+        }
+        if touched && let Err(e) = self.write_lockfile(next) {
+            self.warnings.push(format!(
+                "could not record the new modification times of installed libraries: {e}"
+            ));
+        }
+    }
+
+    /// Removes the version directories no lockfile entry names, unless a reader may still be
+    /// using one (then they stay until a later change).
+    fn remove_unnamed(&mut self) {
         // An unreadable entry names a directory we cannot know, so keep every directory.
         if self.lockfile.has_unreadable() {
             return;
         }
+        let Some(_readers) = self.store.try_lock_readers_exclusive() else {
+            return;
+        };
         let Ok(names) = fs::read_dir(&self.store.plugins) else {
             return;
         };
@@ -438,58 +588,17 @@ impl<'a> StoreLock<'a> {
                 continue;
             };
             for version_dir in versions.flatten() {
-                let version = version_dir.file_name().to_string_lossy().into_owned();
-                let named = self
-                    .lockfile
-                    .get(&plugin)
-                    .is_some_and(|e| e.version.to_string() == version);
+                let dir = format!(
+                    "plugins/{plugin}/{}",
+                    version_dir.file_name().to_string_lossy()
+                );
+                let named = self.lockfile.get(&plugin).is_some_and(|e| e.dir == dir);
                 if !named {
                     let _ = remove_all(&version_dir.path());
                 }
             }
             // Succeeds only when empty.
             let _ = fs::remove_dir(plugin_dir.path());
-        }
-    }
-
-    /// Deals with a directory a replacement moved aside: puts it back if the replacement was
-    /// never recorded, otherwise removes it.
-    fn recover_replaced(&mut self, old: &Path, plugin: &str, version: &Version) {
-        let recorded = self
-            .lockfile
-            .get(plugin)
-            .filter(|e| &e.version == version)
-            .cloned();
-        let Some(entry) = recorded else {
-            let _ = remove_all(old);
-            return;
-        };
-        let target = self.store.home.join(&entry.dir);
-        let library_sha = |dir: &Path| {
-            PluginToml::read(&dir.join(PLUGIN_TOML))
-                .ok()
-                .map(|t| t.library_sha256)
-        };
-        if !target.exists() {
-            if fs::rename(old, &target).is_ok() {
-                self.warnings.push(format!(
-                    "restored `{}` after an interrupted install",
-                    target.display()
-                ));
-            }
-        } else if library_sha(&target).as_deref() == Some(entry.library_sha256.as_str()) {
-            let _ = remove_all(old);
-        } else if library_sha(old).as_deref() == Some(entry.library_sha256.as_str()) {
-            let trash = self.store.staging.join(format!("trash-{}", unique()));
-            if fs::rename(&target, &trash).is_ok() && fs::rename(old, &target).is_ok() {
-                self.warnings.push(format!(
-                    "restored `{}` after an interrupted install",
-                    target.display()
-                ));
-            }
-            let _ = remove_all(&trash);
-        } else {
-            let _ = remove_all(old);
         }
     }
 
@@ -578,22 +687,6 @@ pub(crate) fn mtime_nanos(meta: &fs::Metadata) -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// Parses `old-<name>@<version>-<n>`.
-fn parse_old(file_name: &str) -> Option<(&str, Version)> {
-    let rest = file_name.strip_prefix(OLD_PREFIX)?;
-    let (plugin, rest) = rest.split_once('@')?;
-    let (version, _) = rest.rsplit_once('-')?;
-    Some((plugin, Version::parse(version).ok()?))
-}
-
-/// Returns a name part that no other staging entry of this process or another has.
-fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{}{nanos}", std::process::id())
 }
 
 /// Removes a file or a directory tree; a missing one is fine.
@@ -749,7 +842,7 @@ mod tests {
     }
 
     #[test]
-    fn reinstalling_the_same_version_replaces_it() {
+    fn reinstalling_the_same_version_goes_into_a_new_directory_beside_it() {
         let home = tempfile::tempdir().unwrap();
         let src = tempfile::tempdir().unwrap();
         let store = Store::open(home.path()).unwrap();
@@ -757,6 +850,12 @@ mod tests {
         let first = library(src.path(), "libecho.so", "echo 0.1.0");
         lock.install_local(&first, &probe, &NoReporter).unwrap();
         let second = library(src.path(), "libecho.so", "echo 0.1.0 rebuilt");
+        let entry = lock.install_local(&second, &probe, &NoReporter).unwrap();
+        assert_eq!(entry.dir, "plugins/echo/0.1.0~1");
+        assert_eq!(listing(&store), ["echo/0.1.0~1"]);
+        // And back: the usual name is free again.
+        let third = lock.install_local(&first, &probe, &NoReporter).unwrap();
+        assert_eq!(third.dir, "plugins/echo/0.1.0");
         let entry = lock.install_local(&second, &probe, &NoReporter).unwrap();
         drop(lock);
         let (installed, _) = store.installed().unwrap();
@@ -766,11 +865,12 @@ mod tests {
             fs::read_to_string(&installed[0].library_path).unwrap(),
             "echo 0.1.0 rebuilt"
         );
+        assert_eq!(listing(&store), ["echo/0.1.0~1"]);
         assert!(staging_is_empty(&store));
     }
 
     #[test]
-    fn a_new_version_replaces_the_entry_and_the_old_directory_goes_later() {
+    fn a_new_version_replaces_the_entry_and_the_old_directory_goes_when_no_one_reads() {
         let home = tempfile::tempdir().unwrap();
         let src = tempfile::tempdir().unwrap();
         let store = Store::open(home.path()).unwrap();
@@ -788,10 +888,139 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lock.lockfile().plugins.len(), 1);
-        assert_eq!(listing(&store), ["echo/0.1.0", "echo/0.2.0"]);
-        drop(lock);
-        drop(store.lock(&NoReporter).unwrap());
         assert_eq!(listing(&store), ["echo/0.2.0"]);
+    }
+
+    #[test]
+    fn a_reader_keeps_every_directory_it_may_use_until_it_is_done() {
+        let home = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let install = |contents: &str| {
+            store
+                .lock(&NoReporter)
+                .unwrap()
+                .install_local(
+                    &library(src.path(), "libecho.so", contents),
+                    &probe,
+                    &NoReporter,
+                )
+                .unwrap()
+        };
+        install("echo 0.1.0");
+        // Another handle, as another launcher has: locks on separate opens exclude each other.
+        let reader = Store::open(home.path()).unwrap().read().unwrap();
+        let seen = reader.plugins[0].library_path.clone();
+
+        // Upgraded twice and reinstalled while the reader resolves: it still finds its library.
+        install("echo 0.2.0");
+        install("echo 0.3.0");
+        install("echo 0.3.0 rebuilt");
+        assert_eq!(fs::read_to_string(&seen).unwrap(), "echo 0.1.0");
+        let mut lock = store.lock(&NoReporter).unwrap();
+        lock.uninstall("echo").unwrap();
+        assert_eq!(fs::read_to_string(&seen).unwrap(), "echo 0.1.0");
+        assert!(store.installed().unwrap().0.is_empty());
+        drop(lock);
+        assert_eq!(
+            listing(&store),
+            ["echo/0.1.0", "echo/0.2.0", "echo/0.3.0", "echo/0.3.0~1"]
+        );
+
+        // Once it is done, the next change removes them all.
+        drop(reader);
+        install("echo 0.4.0");
+        assert_eq!(listing(&store), ["echo/0.4.0"]);
+        assert!(staging_is_empty(&store));
+    }
+
+    #[test]
+    fn a_touched_library_is_used_and_its_new_time_recorded() {
+        let home = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        store
+            .lock(&NoReporter)
+            .unwrap()
+            .install_local(
+                &library(src.path(), "libecho.so", "echo 0.1.0"),
+                &probe,
+                &NoReporter,
+            )
+            .unwrap();
+        let plugin = store.installed().unwrap().0.remove(0);
+        // Same bytes, another time: a home copied without keeping times, a `touch`.
+        let touch = |secs: u64| {
+            File::options()
+                .write(true)
+                .open(&plugin.library_path)
+                .unwrap()
+                .set_modified(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        touch(1_000_000);
+        assert!(plugin.library_changed());
+
+        let read = store.read().unwrap();
+        assert_eq!(read.plugins.len(), 1, "{:?}", read.warnings);
+        assert!(read.warnings.is_empty(), "{:?}", read.warnings);
+        drop(read);
+        let (installed, _) = store.installed().unwrap();
+        assert!(!installed[0].library_changed(), "recorded by the reader");
+
+        // While another process holds the store lock, the reader still uses it.
+        let held = Store::open(home.path()).unwrap();
+        let held = held.lock(&NoReporter).unwrap();
+        touch(2_000_000);
+        let read = store.read().unwrap();
+        assert_eq!(read.plugins.len(), 1, "{:?}", read.warnings);
+        drop(read);
+        assert!(store.installed().unwrap().0[0].library_changed());
+        drop(held);
+        // Any change records it too.
+        drop(store.lock(&NoReporter).unwrap());
+        assert!(!store.installed().unwrap().0[0].library_changed());
+    }
+
+    #[test]
+    fn a_changed_or_missing_library_is_left_out_saying_how_to_repair_it() {
+        let home = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let mut lock = store.lock(&NoReporter).unwrap();
+        for name in ["echo", "other"] {
+            lock.install_local(
+                &library(
+                    src.path(),
+                    &format!("lib{name}.so"),
+                    &format!("{name} 0.1.0"),
+                ),
+                &probe,
+                &NoReporter,
+            )
+            .unwrap();
+        }
+        drop(lock);
+        let (installed, _) = store.installed().unwrap();
+        fs::write(&installed[0].library_path, "echo 0.1.0 tampered").unwrap();
+        let read = store.read().unwrap();
+        let names: Vec<&str> = read.plugins.iter().map(|p| p.entry.name.as_str()).collect();
+        assert_eq!(names, ["other"]);
+        assert_eq!(read.warnings.len(), 1);
+        assert!(
+            read.warnings[0].contains("`echo` 0.1.0")
+                && read.warnings[0].contains("changed or vanished")
+                && read.warnings[0].contains("`launcher install --path ")
+                && read.warnings[0].contains("libecho.so` reinstalls it"),
+            "{:?}",
+            read.warnings
+        );
+        drop(read);
+
+        fs::remove_dir_all(&installed[1].dir).unwrap();
+        let read = store.read().unwrap();
+        assert!(read.plugins.is_empty());
+        assert_eq!(read.warnings.len(), 2, "{:?}", read.warnings);
     }
 
     #[test]
@@ -829,62 +1058,6 @@ mod tests {
             "echo 0.1.0"
         );
         assert_eq!(listing(&store), ["echo/0.1.0"]);
-        assert!(staging_is_empty(&store));
-    }
-
-    #[test]
-    fn recovery_puts_back_a_directory_moved_aside_by_a_killed_replacement() {
-        let home = tempfile::tempdir().unwrap();
-        let src = tempfile::tempdir().unwrap();
-        let store = Store::open(home.path()).unwrap();
-        store
-            .lock(&NoReporter)
-            .unwrap()
-            .install_local(
-                &library(src.path(), "libecho.so", "echo 0.1.0"),
-                &probe,
-                &NoReporter,
-            )
-            .unwrap();
-        let dir = home.path().join("plugins/echo/0.1.0");
-        let old = home.path().join("plugins/.staging/old-echo@0.1.0-123");
-
-        // Killed between moving the old directory aside and moving the new one in.
-        fs::rename(&dir, &old).unwrap();
-        let lock = store.lock(&NoReporter).unwrap();
-        assert!(
-            lock.warnings()[0].contains("restored"),
-            "{:?}",
-            lock.warnings()
-        );
-        drop(lock);
-        let (installed, _) = store.installed().unwrap();
-        assert!(installed[0].is_intact());
-
-        // Killed after moving the new one in, before the lockfile was rewritten.
-        fs::rename(&dir, &old).unwrap();
-        fs::create_dir(&dir).unwrap();
-        fs::write(dir.join("libecho.so"), "echo 0.1.0 rebuilt").unwrap();
-        let mut toml = PluginToml::read(&old.join(PLUGIN_TOML)).unwrap();
-        toml.library_sha256 = "ff".repeat(32);
-        toml.write(&dir.join(PLUGIN_TOML)).unwrap();
-        drop(store.lock(&NoReporter).unwrap());
-        let (installed, _) = store.installed().unwrap();
-        assert!(installed[0].is_intact());
-        assert_eq!(
-            fs::read_to_string(&installed[0].library_path).unwrap(),
-            "echo 0.1.0"
-        );
-
-        // Killed after the lockfile was rewritten, before the old directory was removed.
-        fs::create_dir(&old).unwrap();
-        fs::write(old.join("libecho.so"), "stale").unwrap();
-        drop(store.lock(&NoReporter).unwrap());
-        assert!(!old.exists());
-        assert_eq!(
-            fs::read_to_string(&installed[0].library_path).unwrap(),
-            "echo 0.1.0"
-        );
         assert!(staging_is_empty(&store));
     }
 
@@ -952,14 +1125,5 @@ mod tests {
         drop(held);
         assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap());
         waiter.join().unwrap();
-    }
-
-    #[test]
-    fn old_directory_names_parse() {
-        let (name, version) = parse_old("old-echo@1.0.0-beta.2-4242").unwrap();
-        assert_eq!(name, "echo");
-        assert_eq!(version, Version::parse("1.0.0-beta.2").unwrap());
-        assert!(parse_old("new-abc").is_none());
-        assert!(parse_old("old-echo@garbage-1").is_none());
     }
 }

@@ -278,7 +278,8 @@ fn snapshot(home: &Path) -> Snapshot {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            if relative == ".lock" {
+            // The store's lock files: empty, and there as soon as anyone locked.
+            if relative == ".lock" || relative == ".readers" {
                 continue;
             }
             if path.is_dir() {

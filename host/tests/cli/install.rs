@@ -97,6 +97,15 @@ fn a_library_changed_after_install_is_skipped_with_a_warning() {
         "others keep working: {}",
         out.stdout
     );
+
+    // The warning's advice repairs it from the library it was installed from.
+    let advice = format!("`launcher install --path {}`", library.display());
+    assert!(out.stderr.contains(&advice), "{}", out.stderr);
+    ctx.run(["install", "--path", library.to_str().unwrap()])
+        .success();
+    let out = ctx.run(["list"]);
+    assert!(out.stdout.contains("panicky"), "{}", out.stdout);
+    assert!(!out.stderr.contains("warning"), "{}", out.stderr);
 }
 
 /// `list` reads installed plugins from one cache file while the lockfile is unchanged; every

@@ -16,5 +16,8 @@ mod outputs;
 mod registry;
 mod run;
 mod shell;
+// Kills by signal and reads how a process ended: Unix only.
+#[cfg(unix)]
+mod store;
 mod template;
 mod text;

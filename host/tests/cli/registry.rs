@@ -10,7 +10,7 @@ use launcher_testkit::http::{Reply, Response, StaticServer};
 use launcher_testkit::test_context;
 
 /// A registry directory with a signing key, served over HTTP.
-struct Published {
+pub(super) struct Published {
     dir: tempfile::TempDir,
     server: StaticServer,
 }
@@ -29,7 +29,7 @@ impl Published {
     }
 
     /// Publishes the panicky fixture as `version`.
-    fn publish_panicky(&self, ctx: &TestContext, version: &str) {
+    pub(super) fn publish_panicky(&self, ctx: &TestContext, version: &str) {
         let library = ctx.built_library("launcher_fixture_panicky");
         ctx.run_with_env(
             [
@@ -62,7 +62,7 @@ impl Published {
 }
 
 /// Makes a key, publishes espeak and panicky 0.1.0, serves the registry and adds it.
-fn registry(ctx: &TestContext) -> Published {
+pub(super) fn registry(ctx: &TestContext) -> Published {
     let dir = tempfile::tempdir().unwrap();
     let index = dir.path().join("index");
     let published = Published {
@@ -94,7 +94,7 @@ fn registry(ctx: &TestContext) -> Published {
     published
 }
 
-fn installed_version(ctx: &TestContext, tool: &str) -> Option<String> {
+pub(super) fn installed_version(ctx: &TestContext, tool: &str) -> Option<String> {
     let list = ctx.run(["list", "--json"]).json();
     list.as_array()
         .unwrap()
