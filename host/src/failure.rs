@@ -8,6 +8,7 @@ use std::fmt;
 use launcher_sdk::ErrorKind;
 use launcher_sdk::serde_json::{Value, json};
 
+use crate::escape::printable;
 use crate::style;
 
 /// The class of a failure; each has a distinct, documented exit code.
@@ -176,15 +177,25 @@ impl Report {
     /// Returns the report as text for stderr: `error: …`, each cause on its own line, then
     /// the hint after a blank line; styled, for an anstream stream to keep or strip.
     pub(crate) fn text(&self) -> String {
-        let mut out = format!("{} {}\n", style::label(style::ERROR, "error"), self.message);
+        // Messages and hints relay what plugins, services and registries said.
+        let mut out = format!(
+            "{} {}\n",
+            style::label(style::ERROR, "error"),
+            printable(&self.message)
+        );
         for cause in &self.causes {
             out.push_str(&format!(
-                "  {} {cause}\n",
-                style::label(style::DIM, "caused by")
+                "  {} {}\n",
+                style::label(style::DIM, "caused by"),
+                printable(cause)
             ));
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("\n{} {hint}\n", style::label(style::HINT, "hint")));
+            out.push_str(&format!(
+                "\n{} {}\n",
+                style::label(style::HINT, "hint"),
+                printable(hint)
+            ));
         }
         out
     }

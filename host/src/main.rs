@@ -4,6 +4,7 @@ mod catalog;
 mod cli;
 mod commands;
 mod env;
+mod escape;
 mod failure;
 mod home;
 mod job;

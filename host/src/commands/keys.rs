@@ -302,7 +302,7 @@ fn list(catalog: &Catalog, config: &Config, as_json: bool) -> Result<()> {
             r.tool, r.setting
         ));
     }
-    print!("{out}");
+    print!("{}", crate::escape::printable(&out));
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use launcher_sdk::serde_json::{self, json};
 
 use crate::catalog::{Catalog, Tool};
 use crate::commands::Globals;
+use crate::escape::println_printable;
 use crate::home::{Config, Home};
 use crate::settings;
 
@@ -111,9 +112,9 @@ pub(crate) fn run(
             continue;
         }
         if ContentKind::ALL.contains(&kind) {
-            println!("{kind}");
+            println_printable!("{kind}");
         } else {
-            println!("{kind} (a kind this launcher does not know)");
+            println_printable!("{kind} (a kind this launcher does not know)");
         }
         for t in in_kind {
             let missing = settings::missing(&t.spec, &[], &config);
@@ -122,7 +123,7 @@ pub(crate) fn run(
                 Some(group) => format!("not ready: {}", settings::describe_missing(group)),
             };
             let plugin = format!("{} {}", t.plugin, t.version);
-            println!(
+            println_printable!(
                 "  {:<id_width$}  {:<task_width$}  {:<plugin_width$}  {status}",
                 t.spec.id,
                 t.spec.tasks.join(", "),

@@ -11,10 +11,10 @@ use launcher_sdk::serde_json::{self, Value};
 
 use crate::catalog::Catalog;
 use crate::commands::Globals;
+use crate::escape::printable;
 use crate::failure::{Class, Failure, fail};
 use crate::home::{Config, Home};
 use crate::job::plan::JobPlan;
-use crate::job::render::printable;
 use crate::job::store::{Entry, Filter, Store};
 use crate::job::{exec, new_id};
 use crate::{output, params, settings};

@@ -14,6 +14,7 @@ use semver::Version;
 
 use crate::commands::Globals;
 use crate::env;
+use crate::escape::printable;
 use crate::failure::{Class, Failure, fail};
 use crate::home::Home;
 use crate::loader;
@@ -253,15 +254,15 @@ pub(crate) fn search(
     let name_w = hits.iter().map(|h| h.name.len()).max().unwrap_or(4);
     let several = registries.len() > 1;
     for (h, [version, categories, tasks]) in hits.iter().zip(&rows) {
-        write!(
-            out,
+        let mut line = format!(
             "{:<name_w$}  {version:<ver_w$}  {categories:<cat_w$}  {tasks:<task_w$}  {}",
             h.name, h.description
-        )?;
+        );
         if several {
-            write!(out, "  [{}]", h.registry)?;
+            line.push_str(&format!("  [{}]", h.registry));
         }
-        writeln!(out)?;
+        // Every field comes from the registry's catalog or index.
+        writeln!(out, "{}", printable(&line))?;
     }
     out.flush()?;
     Ok(())
@@ -369,8 +370,9 @@ fn report_each(
                     );
                 } else {
                     anstream::eprintln!(
-                        "{} {name}: {failure}",
-                        crate::style::label(crate::style::ERROR, "error")
+                        "{} {}",
+                        crate::style::label(crate::style::ERROR, "error"),
+                        printable(&format!("{name}: {failure}"))
                     );
                 }
                 first_error.get_or_insert(failure);

@@ -216,7 +216,7 @@ fn dry_run_report(
         out.push_str(&format!(
             "  {name} = {}
 ",
-            render::printable(&crate::params::show_value(value))
+            crate::escape::printable(&crate::params::show_value(value))
         ));
     }
     if !settings.is_empty() {
@@ -229,7 +229,7 @@ fn dry_run_report(
                 "  {} = {}  (from {})
 ",
                 s["name"].as_str().unwrap_or_default(),
-                render::printable(s["value"].as_str().unwrap_or_default()),
+                crate::escape::printable(s["value"].as_str().unwrap_or_default()),
                 s["source"].as_str().unwrap_or_default()
             ));
         }
@@ -253,7 +253,8 @@ fn dry_run_report(
     Ok(out)
 }
 
+/// Prints help or a dry-run report, which quote the plugin's manifest.
 #[allow(clippy::print_stdout)]
 fn print(text: &str) {
-    print!("{text}");
+    print!("{}", crate::escape::printable(text));
 }
