@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::env;
 use crate::home::{Config, Home};
 use crate::loader;
+use crate::owners::{Owners, Provenance};
 
 /// Where a plugin was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,12 +43,25 @@ pub(crate) enum Origin {
     Bundled,
 }
 
+impl Origin {
+    /// Says where a plugin was found, for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Origin::Path => "on LAUNCHER_PLUGIN_PATH",
+            Origin::Store => "installed",
+            Origin::Bundled => "bundled",
+        }
+    }
+}
+
 /// One usable plugin library.
 #[derive(Debug, Clone)]
 pub(crate) struct Plugin {
     pub(crate) library: PathBuf,
     pub(crate) manifest: Manifest,
     pub(crate) origin: Origin,
+    /// Where it came from, as the settings bound to it record it.
+    pub(crate) provenance: Provenance,
 }
 
 /// One tool, with the plugin providing it.
@@ -58,8 +72,11 @@ pub(crate) struct Tool {
     pub(crate) version: String,
     pub(crate) library: PathBuf,
     pub(crate) origin: Origin,
+    pub(crate) provenance: Provenance,
     /// The order in which it was discovered; breaks ties in routing.
     pub(crate) rank: usize,
+    /// Other plugins that declare a tool with this id and were passed over.
+    pub(crate) shadows: Vec<String>,
 }
 
 /// Every plugin and tool found, and what was skipped along the way.
@@ -67,6 +84,8 @@ pub(crate) struct Tool {
 pub(crate) struct Catalog {
     pub(crate) plugins: Vec<Plugin>,
     pub(crate) tools: Vec<Tool>,
+    /// Tools whose id an earlier plugin declared too, until [`Catalog::settle`] decides.
+    contested: Vec<Tool>,
     /// One line per skipped library or entry, for `warning:` output.
     pub(crate) warnings: Vec<String>,
     /// What discovery did, for `-v`.
@@ -91,6 +110,7 @@ impl Catalog {
                 .push(format!("probed {} in a child process", library.display()));
         }
         cache.save_if_changed();
+        catalog.settle(&config.owners);
         if catalog.plugins.iter().any(|p| p.manifest.configured_tools) {
             let mut described = DescribeCache::load(home);
             catalog.add_configured_tools(config, &mut described);
@@ -152,7 +172,9 @@ impl Catalog {
                     version: plugin.manifest.version.clone(),
                     library: plugin.library.clone(),
                     origin: plugin.origin,
+                    provenance: plugin.provenance.clone(),
                     rank,
+                    shadows: Vec::new(),
                 });
             }
         }
@@ -182,6 +204,12 @@ impl Catalog {
         for library in libraries {
             match cache.manifest(&library) {
                 Ok(manifest) => self.add(Plugin {
+                    provenance: match origin {
+                        Origin::Bundled => Provenance::Bundled,
+                        _ => Provenance::Local {
+                            library: library.clone(),
+                        },
+                    },
                     library,
                     manifest,
                     origin,
@@ -213,11 +241,21 @@ impl Catalog {
         };
         self.warnings.extend(warnings);
         for plugin in installed {
+            let provenance = match &plugin.entry.source {
+                launcher_registry::Source::Registry { registry, index } => Provenance::Registry {
+                    registry: registry.clone(),
+                    index: index.clone(),
+                },
+                launcher_registry::Source::Path { path } => Provenance::Local {
+                    library: path.clone(),
+                },
+            };
             match check_installed(&plugin) {
                 Ok(manifest) => self.add(Plugin {
                     library: plugin.library_path,
                     manifest,
                     origin: Origin::Store,
+                    provenance,
                 }),
                 Err(reason) => self.warnings.push(format!(
                     "skipping installed plugin `{}` {}: {reason}",
@@ -242,24 +280,63 @@ impl Catalog {
             return;
         }
         for spec in &plugin.manifest.tools {
-            if let Some(existing) = self.tool(&spec.id) {
-                self.warnings.push(format!(
-                    "tool `{}` of plugin `{}` is ignored: plugin `{}` provides a tool with that id",
-                    spec.id, plugin.manifest.name, existing.plugin
-                ));
-                continue;
-            }
-            let rank = self.tools.len();
-            self.tools.push(Tool {
+            let tool = Tool {
                 spec: spec.clone(),
                 plugin: plugin.manifest.name.clone(),
                 version: plugin.manifest.version.clone(),
                 library: plugin.library.clone(),
                 origin: plugin.origin,
-                rank,
-            });
+                provenance: plugin.provenance.clone(),
+                rank: self.tools.len(),
+                shadows: Vec::new(),
+            };
+            if self.tool(&spec.id).is_some() {
+                self.contested.push(tool);
+            } else {
+                self.tools.push(tool);
+            }
         }
         self.plugins.push(plugin);
+    }
+
+    /// Decides who provides each tool id that several plugins declare: the plugin chosen by
+    /// `install --replace`, else the first found (LAUNCHER_PLUGIN_PATH, then the store, then
+    /// bundled plugins). Unless the user chose, every such case is a warning: a tool must
+    /// never quietly move to another plugin.
+    fn settle(&mut self, owners: &Owners) {
+        for other in std::mem::take(&mut self.contested) {
+            let id = other.spec.id.clone();
+            let Some(i) = self.tools.iter().position(|t| t.spec.id == id) else {
+                continue;
+            };
+            let chosen = owners.provider(&id);
+            let ignored = if chosen == Some(other.plugin.as_str()) {
+                let rank = self.tools[i].rank;
+                let mut other = other;
+                other.rank = rank;
+                std::mem::replace(&mut self.tools[i], other)
+            } else {
+                other
+            };
+            let used = &mut self.tools[i];
+            used.shadows.push(ignored.plugin.clone());
+            if chosen == Some(used.plugin.as_str()) {
+                self.notes.push(format!(
+                    "tool `{id}` comes from plugin `{}`, chosen with `install --replace`; plugin `{}` ({}) declares it too",
+                    used.plugin,
+                    ignored.plugin,
+                    ignored.origin.describe()
+                ));
+            } else {
+                self.warnings.push(format!(
+                    "tool `{id}` is declared by two plugins: `{}` ({}) is used and `{}` ({}) is ignored; uninstall the one you did not mean to have, or install it again with --replace to choose it",
+                    used.plugin,
+                    used.origin.describe(),
+                    ignored.plugin,
+                    ignored.origin.describe()
+                ));
+            }
+        }
     }
 }
 

@@ -45,6 +45,10 @@ pub(crate) enum Class {
     Signalled(i32),
     /// A signal stopped launcher while a remote job went on; it can be resumed.
     Detached,
+    /// A tool id, or the settings configured for it, belong to another plugin: an install
+    /// that would take a tool from another plugin, or a run that would hand a tool's settings
+    /// to a plugin they were not configured for.
+    Conflict,
 }
 
 impl Class {
@@ -66,6 +70,7 @@ impl Class {
             Class::Signalled(signal) => crate::signals::exit_code(signal),
             Class::Detached => 12,
             Class::Unwritable => 13,
+            Class::Conflict => 14,
         }
     }
 
@@ -87,6 +92,7 @@ impl Class {
             Class::Signalled(_) => "signalled",
             Class::Detached => "detached",
             Class::Unwritable => "unwritable",
+            Class::Conflict => "conflict",
         }
     }
 

@@ -361,6 +361,7 @@ fn plan_rerun(
         .iter()
         .any(|o| o.kind != launcher_sdk::ContentKind::Text);
     output::Outputs::precheck(&outputs, makes_files)?;
+    crate::owners::check_settings(tool, config)?;
     let resolved = settings::resolve(&tool.spec, &cli_settings, config, config_path)?;
     let secrets = settings::secrets(&resolved);
     Ok(JobPlan {

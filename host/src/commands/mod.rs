@@ -1,6 +1,7 @@
 //! One module per command; each takes its parsed arguments and does the work.
 
 pub(crate) mod chat;
+pub(crate) mod claims;
 pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod info;

@@ -13,6 +13,7 @@ use launcher_sdk::serde_json::{self, json};
 use semver::Version;
 
 use crate::commands::Globals;
+use crate::commands::claims::Claims;
 use crate::env;
 use crate::escape::printable;
 use crate::failure::{Class, Failure, fail};
@@ -273,6 +274,8 @@ pub(crate) struct InstallFlags {
     pub(crate) registry: Option<String>,
     pub(crate) allow_yanked: bool,
     pub(crate) reinstall: bool,
+    /// Install a plugin in place of the plugins whose tool ids it declares.
+    pub(crate) replace: bool,
     pub(crate) offline: bool,
     pub(crate) json: bool,
 }
@@ -292,10 +295,22 @@ pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags)
         reinstall: flags.reinstall,
     };
     let mut done = Vec::new();
+    let home = Home::locate()?;
+    let claims = Claims::new(&home, flags.replace)?;
     let result = with_registries(globals, flags.offline, |lock, cx| {
+        let validate = claims.validator();
+        let cx = InstallContext {
+            validate: &validate,
+            ..*cx
+        };
         for spec in &specs {
-            let outcome = lock.install(cx, spec, &options).map_err(registry_failure)?;
+            let outcome = lock
+                .install(&cx, spec, &options)
+                .map_err(|e| claims.refusal().unwrap_or_else(|| registry_failure(e)))?;
             report_outcome(globals, &outcome);
+            if outcome.changed {
+                claims.installed(globals, &outcome.entry.name)?;
+            }
             done.push(outcome_json(&outcome));
         }
         Ok(())
@@ -395,10 +410,25 @@ pub(crate) fn update(
     offline: bool,
     as_json: bool,
 ) -> Result<()> {
+    let home = Home::locate()?;
+    // An update may declare new tools: it must not take them from another plugin either.
+    let claims = Claims::new(&home, false)?;
     with_registries(globals, offline, |lock, cx| {
-        let results = lock.update(cx, name).map_err(registry_failure)?;
+        let validate = claims.validator();
+        let cx = InstallContext {
+            validate: &validate,
+            ..*cx
+        };
+        let results = lock.update(&cx, name).map_err(registry_failure)?;
         if results.is_empty() {
             globals.status("nothing installed from a registry");
+        }
+        for (_, outcome) in &results {
+            if let Ok(outcome) = outcome
+                && outcome.changed
+            {
+                claims.installed(globals, &outcome.entry.name)?;
+            }
         }
         report_each(globals, results, as_json)
     })

@@ -422,6 +422,7 @@ pub(crate) fn plan(
     let makes_files = task.outputs.iter().any(|o| o.kind != ContentKind::Text);
     output::Outputs::precheck(&outputs, makes_files)?;
 
+    crate::owners::check_settings(tool, config)?;
     let settings = settings::resolve(&tool.spec, &cli_settings, config, config_path)?;
     let secrets = settings::secrets(&settings);
     Ok(Planned::Job(Box::new(JobPlan {
@@ -796,6 +797,7 @@ pub(crate) fn plan_resume(
             ),
         )
     })?;
+    crate::owners::check_settings(tool, config)?;
     let settings = settings::resolve(&tool.spec, &[], config, config_path)?;
     let secrets = settings::secrets(&settings);
     let mut outputs = record.outputs;
