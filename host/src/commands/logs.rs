@@ -368,6 +368,7 @@ fn plan_rerun(
         id,
         tool: tool.clone(),
         reasons: vec![format!("rerunning job {} of `{}`", entry.id, entry.tool)],
+        picked: false,
         task,
         params: values,
         settings: resolved,

@@ -120,6 +120,8 @@ pub(crate) struct JobPlan {
     pub(crate) resume: Option<Value>,
     /// Why this tool was chosen, for `-v`.
     pub(crate) reasons: Vec<String>,
+    /// Whether launcher picked the tool for the task itself (see [`route::Route::picked`]).
+    pub(crate) picked: bool,
     /// For `chat`: the earlier turns of the conversation the job continues.
     pub(crate) history: Vec<Message>,
     /// For `chat`: the conversation the job continues, when it continues one.
@@ -439,6 +441,7 @@ pub(crate) fn plan(
         cancel_remote: matches.get_flag("cancel-remote"),
         resume: None,
         reasons: route.reasons,
+        picked: route.picked,
         history,
         conversation,
     })))
@@ -816,6 +819,7 @@ pub(crate) fn plan_resume(
         cancel_remote,
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],
+        picked: false,
         history: Vec::new(),
         conversation: None,
     })
