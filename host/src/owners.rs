@@ -153,6 +153,11 @@ impl Owners {
     /// launcher wrote meanwhile is kept, and writes it at once (records are few and rarely
     /// written: on a first use, a bind or a replacing install). This copy is left as read.
     pub(crate) fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<()> {
+        if self.path.as_os_str().is_empty() {
+            // Records made in code (or standing in for a file that did not parse) have no
+            // file to go to; an unreadable file was reported when it was read.
+            return Ok(());
+        }
         let mut current = Owners::load(&self.path)?;
         let record = current.tools.entry(id.to_string()).or_default();
         let before = record.clone();

@@ -261,10 +261,11 @@ pub(crate) fn plan(
         target.clone().unwrap_or_else(|| task.name.clone())
     );
     let cmd = params::add_args(host_command(&title, primary), &params, text_name.as_deref()).about(
-        format!(
+        crate::escape::printable(&format!(
             "{}: {} (tool `{}` from plugin {} {})",
             task.name, task.description, tool.spec.id, tool.plugin, tool.version
-        ),
+        ))
+        .into_owned(),
     );
     let matches = match cmd
         .try_get_matches_from(std::iter::once(title.clone()).chain(rest.iter().cloned()))
@@ -881,7 +882,9 @@ mod tests {
             version: "0.1.0".into(),
             library: PathBuf::from(format!("/plugins/lib{}.so", spec.id)),
             origin: Origin::Bundled,
+            provenance: crate::owners::Provenance::Bundled,
             rank: 0,
+            shadows: Vec::new(),
             spec,
         }
     }
