@@ -47,8 +47,9 @@ pub(crate) struct Claims {
 impl Claims {
     /// Takes stock of what is installed now; `replace` is the user's `--replace`. Shared
     /// (`Rc`) because the store's validator must not borrow.
-    pub(crate) fn new(home: &Home, replace: bool) -> Result<Rc<Claims>> {
-        let config = Config::load(home)?;
+    pub(crate) fn new(globals: &Globals, home: &Home, replace: bool) -> Result<Rc<Claims>> {
+        // A config file with a mistake must not stop an install; it is only warned about.
+        let config = Config::load_or_warn(home, &|w| globals.warn(w));
         let before = Catalog::discover(home, &config);
         Ok(Rc::new(Claims {
             home: home.clone(),
@@ -160,7 +161,7 @@ impl Claims {
                 globals.warn(&message);
             }
         }
-        let config = Config::load(&self.home)?;
+        let config = Config::load_or_warn(&self.home, &|_| {});
         let after = Catalog::discover(&self.home, &config);
         {
             let before = self.before.borrow();

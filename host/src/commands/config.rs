@@ -257,7 +257,7 @@ fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<()> {
     globals.status(&format!("Set `{key}` in {}.", path.display()));
     if let Key::Setting { tool, .. } = &parsed {
         // Setting a tool's value is a first use: it binds the tool's settings to its plugin.
-        let config = Config::load(home)?;
+        let config = Config::load_or_warn(home, &|w| globals.warn(w));
         let catalog = Catalog::discover(home, &config);
         crate::commands::keys::bind_first_use(globals, &catalog, &config, tool)?;
     }

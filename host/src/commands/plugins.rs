@@ -37,7 +37,7 @@ pub(crate) fn install_path(
         "validating {} in a child process",
         library.display()
     ));
-    let claims = Claims::new(&home, replace)?;
+    let claims = Claims::new(globals, &home, replace)?;
     let store = Store::open(home.data_dir())?;
     let reporter = Quiet(*globals);
     let mut lock = store.lock(&reporter)?;

@@ -296,7 +296,7 @@ pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags)
     };
     let mut done = Vec::new();
     let home = Home::locate()?;
-    let claims = Claims::new(&home, flags.replace)?;
+    let claims = Claims::new(globals, &home, flags.replace)?;
     let result = with_registries(globals, flags.offline, |lock, cx| {
         let validate = claims.validator();
         let cx = InstallContext {
@@ -412,7 +412,7 @@ pub(crate) fn update(
 ) -> Result<()> {
     let home = Home::locate()?;
     // An update may declare new tools: it must not take them from another plugin either.
-    let claims = Claims::new(&home, false)?;
+    let claims = Claims::new(globals, &home, false)?;
     with_registries(globals, offline, |lock, cx| {
         let validate = claims.validator();
         let cx = InstallContext {

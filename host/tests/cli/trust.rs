@@ -8,13 +8,18 @@ use std::path::PathBuf;
 use launcher_testkit::cli::TestContext;
 use launcher_testkit::test_context;
 
-/// A local registry directory with a signing key, added to the context as `test`.
+/// A local registry directory with a signing key, added to the context.
 struct LocalRegistry {
     dir: tempfile::TempDir,
 }
 
 impl LocalRegistry {
+    /// Makes a registry and adds it as `test`.
     fn new(ctx: &TestContext) -> LocalRegistry {
+        LocalRegistry::named(ctx, "test")
+    }
+
+    fn named(ctx: &TestContext, name: &str) -> LocalRegistry {
         let registry = LocalRegistry {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -24,7 +29,7 @@ impl LocalRegistry {
         ctx.run([
             "registry",
             "add",
-            "test",
+            name,
             registry.index().to_str().unwrap(),
             "--trust",
             registry.key().with_extension("pub").to_str().unwrap(),
@@ -277,4 +282,49 @@ fn hostile_descriptions_reach_the_terminal_escaped_and_json_exact() {
     list.success();
     assert!(list.stdout.contains("hostile"), "{list:#?}");
     assert!(!list.stdout.contains('\u{1b}') && !list.stderr.contains('\u{1b}'));
+}
+
+#[test]
+fn two_registries_offering_a_name_are_named_and_the_installed_one_is_kept() {
+    let mut ctx = test_context!();
+    impostor(&mut ctx, "twin", "twin");
+    let first = LocalRegistry::named(&ctx, "first");
+    let second = LocalRegistry::named(&ctx, "second");
+    first.publish_impostor(&ctx);
+    second.publish_impostor(&ctx);
+    ctx.config("[tools.twin]\nkey = \"sekrit-for-first\"\n");
+
+    let install = ctx.run(["install", "twin"]);
+    install.success();
+    assert!(
+        install.stderr.contains(
+            "`twin` is offered by registries `first`, `second`; using `first`, the first of them in the order they were added"
+        ),
+        "{install:#?}"
+    );
+    // The first run binds the settings to the copy from `first`.
+    ctx.run(["run", "twin", "--text", "hi", "-o", "a.wav"])
+        .success();
+    assert_eq!(received(&ctx, "a.wav")["key"], "sekrit-for-first");
+
+    // Only an explicit --registry moves the plugin to another registry...
+    ctx.run(["install", "twin", "--registry", "second", "--reinstall"])
+        .success();
+    let again = ctx.run(["install", "twin"]);
+    again.success();
+    assert!(
+        again
+            .stderr
+            .contains("using `second`, the registry it is installed from"),
+        "{again:#?}"
+    );
+    // ...and the copy from another registry is another plugin as far as settings go.
+    let run = ctx.run(["run", "twin", "--text", "hi", "-o", "b.wav"]);
+    run.expect_code(14);
+    assert!(
+        run.stderr.contains(
+            "configured for plugin `twin` (registry `first`), and `twin` is now provided by plugin `twin` (registry `second`)"
+        ),
+        "{run:#?}"
+    );
 }
