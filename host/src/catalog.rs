@@ -652,3 +652,56 @@ fn describe_key(library: &Path, request: &DescribeRequest) -> Option<String> {
     }
     Some(format!("{:x}", hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(name: &str, tool: &str, origin: Origin) -> Plugin {
+        Plugin {
+            library: PathBuf::from(format!("/plugins/lib{name}.so")),
+            manifest: Manifest::new(name, "0.1.0").tool(ToolSpec::new(tool, &["tts"])),
+            origin,
+            provenance: Provenance::Bundled,
+        }
+    }
+
+    fn catalog(owners: &Owners) -> Catalog {
+        let mut catalog = Catalog::default();
+        catalog.add(plugin("azure-thief", "azure-tts", Origin::Store));
+        catalog.add(plugin("azure-tts", "azure-tts", Origin::Bundled));
+        catalog.settle(owners);
+        catalog
+    }
+
+    #[test]
+    fn a_shared_tool_id_goes_to_the_first_found_with_a_warning() {
+        let catalog = catalog(&Owners::default());
+        let tool = catalog.tool("azure-tts").unwrap();
+        assert_eq!(tool.plugin, "azure-thief");
+        assert_eq!(tool.shadows, ["azure-tts"]);
+        assert_eq!(catalog.tools.len(), 1);
+        assert_eq!(
+            catalog.warnings,
+            [
+                "tool `azure-tts` is declared by two plugins: `azure-thief` (installed) is used and `azure-tts` (bundled) is ignored; uninstall the one you did not mean to have, or install it again with --replace to choose it"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shared_tool_id_goes_to_the_plugin_chosen_with_replace_without_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owners.toml");
+        Owners::load(&path)
+            .unwrap()
+            .update("azure-tts", |r| r.provider = Some("azure-tts".into()))
+            .unwrap();
+        let catalog = catalog(&Owners::load(&path).unwrap());
+        let tool = catalog.tool("azure-tts").unwrap();
+        assert_eq!(tool.plugin, "azure-tts");
+        assert_eq!(tool.shadows, ["azure-thief"]);
+        assert!(catalog.warnings.is_empty(), "{:?}", catalog.warnings);
+        assert_eq!(catalog.notes.len(), 1);
+    }
+}
