@@ -29,8 +29,6 @@ use crate::route;
 struct Taken {
     /// The tool as another plugin provides it now.
     from: Tool,
-    /// The plugin that declares it too.
-    by: String,
 }
 
 /// The install-time check of one command, across the plugins it installs.
@@ -40,8 +38,10 @@ pub(crate) struct Claims {
     config: RefCell<Config>,
     /// What is installed and bundled before the current plugin is committed.
     before: RefCell<Catalog>,
-    /// What the last validated library takes from other plugins.
+    /// What the last validated library takes from other plugins, with `--replace`.
     taken: RefCell<Vec<Taken>>,
+    /// The plugins refused for taking tool ids: name, message, hint.
+    refused: RefCell<Vec<(String, String, String)>>,
 }
 
 impl Claims {
@@ -57,6 +57,7 @@ impl Claims {
             config: RefCell::new(config),
             before: RefCell::new(before),
             taken: RefCell::new(Vec::new()),
+            refused: RefCell::new(Vec::new()),
         }))
     }
 
@@ -78,58 +79,43 @@ impl Claims {
             .iter()
             .filter_map(|spec| before.tool(&spec.id))
             .filter(|tool| tool.plugin != manifest.name)
-            .map(|tool| Taken {
-                from: tool.clone(),
-                by: manifest.name.clone(),
-            })
+            .map(|tool| Taken { from: tool.clone() })
             .collect();
-        let refused = !taken.is_empty() && !self.replace;
-        *self.taken.borrow_mut() = taken;
-        if refused {
-            // The host reports this as a conflict (see `refusal`); the message is a fallback.
-            return Err(format!(
-                "it declares tools that other plugins provide: {}",
-                self.describe_taken()
-            ));
+        if !taken.is_empty() && !self.replace {
+            let message = format!(
+                "plugin `{}` was not installed: a tool id belongs to one plugin, and it declares {}",
+                manifest.name,
+                describe(&taken)
+            );
+            let hint = format!(
+                "`launcher install {} --replace` installs it in place of {}; the settings configured for those tools stay with the plugin they were set for until `launcher keys bind <tool>`",
+                manifest.name,
+                plugins_of(&taken)
+            );
+            self.refused
+                .borrow_mut()
+                .push((manifest.name.clone(), message.clone(), hint));
+            self.taken.borrow_mut().clear();
+            // The host reports the refusal itself (see `refusal`); this is for the record.
+            return Err(message);
         }
+        *self.taken.borrow_mut() = taken;
         Ok(manifest)
     }
 
-    /// Returns the failure to report when the last library was refused for taking tool ids.
-    pub(crate) fn refusal(&self) -> Option<anyhow::Error> {
-        let taken = self.taken.borrow();
-        let first = taken.first().filter(|_| !self.replace)?;
+    /// Returns the conflict to report instead of the store's error when plugin `name` (or,
+    /// with `None`, the last library validated) was refused for taking tool ids.
+    pub(crate) fn refusal(&self, name: Option<&str>) -> Option<anyhow::Error> {
+        let refused = self.refused.borrow();
+        let (_, message, hint) = match name {
+            Some(name) => refused.iter().rev().find(|(n, _, _)| n == name)?,
+            None => refused.last()?,
+        };
         Some(
-            Failure::new(
-                Class::Conflict,
-                format!(
-                    "plugin `{}` was not installed: a tool id belongs to one plugin, and it declares {}",
-                    first.by,
-                    self.describe_taken()
-                ),
-            )
-            .hint(format!(
-                "pass --replace to install it in place of {}; the settings configured for those tools stay with the plugin they were set for until `launcher keys bind <tool>`",
-                plugins_of(&taken)
-            ))
-            .into(),
+            Failure::new(Class::Conflict, message.clone())
+                .hint(hint.clone())
+                .into(),
         )
-    }
-
-    fn describe_taken(&self) -> String {
-        self.taken
-            .borrow()
-            .iter()
-            .map(|t| {
-                format!(
-                    "`{}`, which plugin `{}` ({}) provides",
-                    t.from.spec.id,
-                    t.from.plugin,
-                    t.from.origin.describe()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 
     /// After plugin `name` was committed: records it as the provider of the tools it
@@ -186,6 +172,22 @@ impl Claims {
         *self.config.borrow_mut() = config;
         Ok(())
     }
+}
+
+/// Says which tool ids `taken` holds and which plugins provide them now.
+fn describe(taken: &[Taken]) -> String {
+    taken
+        .iter()
+        .map(|t| {
+            format!(
+                "`{}`, which plugin `{}` ({}) provides",
+                t.from.spec.id,
+                t.from.plugin,
+                t.from.origin.describe()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Returns the plugins the tools in `taken` come from, for a hint.

@@ -43,7 +43,7 @@ pub(crate) fn install_path(
     let mut lock = store.lock(&reporter)?;
     let entry = lock
         .install_local(&library, &claims.validator(), &reporter)
-        .map_err(|e| match claims.refusal() {
+        .map_err(|e| match claims.refusal(None) {
             Some(refusal) => refusal,
             None => Failure::new(
                 Class::InvalidInput,

@@ -304,9 +304,11 @@ pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags)
             ..*cx
         };
         for spec in &specs {
-            let outcome = lock
-                .install(&cx, spec, &options)
-                .map_err(|e| claims.refusal().unwrap_or_else(|| registry_failure(e)))?;
+            let outcome = lock.install(&cx, spec, &options).map_err(|e| {
+                claims
+                    .refusal(Some(&spec.name))
+                    .unwrap_or_else(|| registry_failure(e))
+            })?;
             report_outcome(globals, &outcome);
             if outcome.changed {
                 claims.installed(globals, &outcome.entry.name)?;
@@ -363,9 +365,12 @@ fn report_outcome(globals: &Globals, outcome: &InstallOutcome) {
     globals.status(&message);
 }
 
+/// Reports the result of each plugin; `refusal` gives the failure to show instead of the
+/// store's error for a plugin refused for taking another plugin's tool ids.
 fn report_each(
     globals: &Globals,
     results: Vec<(String, launcher_registry::Result<InstallOutcome>)>,
+    refusal: &dyn Fn(&str) -> Option<anyhow::Error>,
     as_json: bool,
 ) -> Result<()> {
     let mut first_error = None;
@@ -377,7 +382,7 @@ fn report_each(
                 done.push(outcome_json(&outcome));
             }
             Err(err) => {
-                let failure = registry_failure(err);
+                let failure = refusal(&name).unwrap_or_else(|| registry_failure(err));
                 let report = crate::failure::Report::of(&failure);
                 if as_json {
                     done.push(
@@ -430,7 +435,12 @@ pub(crate) fn update(
                 claims.installed(globals, &outcome.entry.name)?;
             }
         }
-        report_each(globals, results, as_json)
+        report_each(
+            globals,
+            results,
+            &|name| claims.refusal(Some(name)),
+            as_json,
+        )
     })
 }
 
@@ -441,7 +451,7 @@ pub(crate) fn sync(globals: &Globals, offline: bool, as_json: bool) -> Result<()
         if results.is_empty() {
             globals.status("the lockfile records no plugins");
         }
-        report_each(globals, results, as_json)
+        report_each(globals, results, &|_| None, as_json)
     })
 }
 

@@ -100,7 +100,9 @@ fn a_plugin_taking_a_bundled_tool_id_is_refused_and_never_gets_its_secret_unaske
         refused
             .stderr
             .contains("it declares `azure-tts`, which plugin `azure-tts` (bundled) provides")
-            && refused.stderr.contains("pass --replace"),
+            && refused.stderr.contains(
+                "`launcher install azure-thief --replace` installs it in place of `azure-tts`"
+            ),
         "{refused:#?}"
     );
     assert_eq!(provider(&ctx, "azure-tts"), "azure-tts");
@@ -327,4 +329,27 @@ fn two_registries_offering_a_name_are_named_and_the_installed_one_is_kept() {
         ),
         "{run:#?}"
     );
+}
+
+#[test]
+fn an_update_that_would_take_another_plugins_tool_id_is_refused() {
+    let mut ctx = test_context!();
+    impostor(&mut ctx, "grower", "grower");
+    let registry = LocalRegistry::new(&ctx);
+    registry.publish_impostor(&ctx);
+    ctx.run(["install", "grower"]).success();
+    // Its next version declares the bundled Azure tool's id instead.
+    ctx.env("LAUNCHER_FIXTURE_TOOL", "azure-tts");
+    ctx.env("LAUNCHER_FIXTURE_VERSION", "0.2.0");
+    registry.publish_impostor(&ctx);
+    let update = ctx.run(["update", "grower"]);
+    update.expect_code(14);
+    assert!(
+        update.stderr.contains(
+            "plugin `grower` was not installed: a tool id belongs to one plugin, and it declares `azure-tts`, which plugin `azure-tts` (bundled) provides"
+        ),
+        "{update:#?}"
+    );
+    assert_eq!(provider(&ctx, "azure-tts"), "azure-tts");
+    assert_eq!(provider(&ctx, "grower"), "grower");
 }
