@@ -240,11 +240,20 @@ impl Catalog {
             }
         };
         self.warnings.extend(warnings);
+        // The publisher keys of each registry, which settings bound to its plugins record.
+        let registries = crate::registries::Registries::load(home)
+            .map(|r| r.entries)
+            .unwrap_or_default();
         for plugin in installed {
             let provenance = match &plugin.entry.source {
                 launcher_registry::Source::Registry { registry, index } => Provenance::Registry {
                     registry: registry.clone(),
                     index: index.clone(),
+                    keys: registries
+                        .iter()
+                        .find(|r| &r.name == registry)
+                        .map(|r| crate::owners::key_lines(&r.config.trust))
+                        .unwrap_or_default(),
                 },
                 launcher_registry::Source::Path { path } => Provenance::Local {
                     library: path.clone(),

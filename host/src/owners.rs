@@ -10,9 +10,10 @@
 //! - The first use binds silently: the first `run` of a tool with configured settings, or the
 //!   first `keys set` / `config set` for it, records the plugin that provides it then.
 //! - The same plugin keeps them: the same name, bundled or installed, updated or
-//!   reinstalled, or built locally. Only a copy of that name from another registry counts as
-//!   another plugin (the registry a name was installed from is pinned in the lockfile, so
-//!   this takes an explicit `install --registry`).
+//!   reinstalled, or built locally. Only a copy of that name from another registry, or from a
+//!   registry now trusted with none of the publisher keys it had, counts as another plugin
+//!   (the registry a name was installed from is pinned in the lockfile, so this takes an
+//!   explicit `install --registry` or `registry add`).
 //! - Another plugin gets nothing without consent: `launcher run` refuses, and
 //!   `launcher keys bind <tool>` hands the settings over.
 //!
@@ -46,7 +47,24 @@ pub(crate) enum Provenance {
     /// A library the user chose: `install --path`, or a `LAUNCHER_PLUGIN_PATH` directory.
     Local { library: PathBuf },
     /// Installed from a registry, whose trusted keys signed it.
-    Registry { registry: String, index: String },
+    Registry {
+        registry: String,
+        index: String,
+        /// The publisher keys the registry was trusted with (minisign public key lines);
+        /// empty when the registry is no longer configured.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<String>,
+    },
+}
+
+/// Returns the key lines of a registry's trusted keys (each a base64 line, or a whole `.pub`
+/// file whose last line is the key).
+pub(crate) fn key_lines(trust: &[String]) -> Vec<String> {
+    trust
+        .iter()
+        .filter_map(|k| k.lines().map(str::trim).rfind(|l| !l.is_empty()))
+        .map(str::to_string)
+        .collect()
 }
 
 /// One plugin, as settings are bound to it.
@@ -67,16 +85,30 @@ impl PluginId {
     }
 
     /// Returns whether settings bound to `self` may go to `other` without asking: the same
-    /// plugin name, and not a copy from another registry.
+    /// plugin name, and not a copy from another registry or another publisher (no key in
+    /// common, when both registries' keys are known).
     pub(crate) fn accepts(&self, other: &PluginId) -> bool {
         if self.plugin != other.plugin {
             return false;
         }
         match (&self.provenance, &other.provenance) {
             (
-                Provenance::Registry { registry: a, .. },
-                Provenance::Registry { registry: b, .. },
-            ) => a == b,
+                Provenance::Registry {
+                    registry: a,
+                    keys: a_keys,
+                    ..
+                },
+                Provenance::Registry {
+                    registry: b,
+                    keys: b_keys,
+                    ..
+                },
+            ) => {
+                a == b
+                    && (a_keys.is_empty()
+                        || b_keys.is_empty()
+                        || a_keys.iter().any(|k| b_keys.contains(k)))
+            }
             _ => true,
         }
     }
@@ -244,6 +276,7 @@ mod tests {
         Provenance::Registry {
             registry: name.to_string(),
             index: format!("https://{name}.example/index"),
+            keys: vec![format!("key-of-{name}")],
         }
     }
 
@@ -255,6 +288,13 @@ mod tests {
         assert!(id("azure-tts", registry("main")).accepts(&id("azure-tts", registry("main"))));
         assert!(!id("azure-tts", registry("main")).accepts(&id("azure-tts", registry("other"))));
         assert!(!bundled.accepts(&id("azure-thief", registry("main"))));
+        // The same registry name trusted with another publisher's key is another publisher.
+        let rekeyed = Provenance::Registry {
+            registry: "main".into(),
+            index: "https://elsewhere.example/index".into(),
+            keys: vec!["another-key".into()],
+        };
+        assert!(!id("azure-tts", registry("main")).accepts(&id("azure-tts", rekeyed)));
         assert!(!bundled.accepts(&id(
             "azure-thief",
             Provenance::Local {
