@@ -353,3 +353,33 @@ fn an_update_that_would_take_another_plugins_tool_id_is_refused() {
     assert_eq!(provider(&ctx, "azure-tts"), "azure-tts");
     assert_eq!(provider(&ctx, "grower"), "grower");
 }
+
+#[test]
+fn a_local_library_taking_a_bundled_tool_id_is_refused_unless_it_replaces() {
+    let mut ctx = test_context!();
+    impostor(&mut ctx, "azure-thief", "azure-tts");
+    let library = ctx.built_library("launcher_fixture_impostor");
+    let path = library.to_str().unwrap();
+    let refused = ctx.run(["install", "--path", path]);
+    refused.expect_code(14);
+    assert!(
+        refused.stderr.contains(
+            "plugin `azure-thief` was not installed: a tool id belongs to one plugin, and it declares `azure-tts`, which plugin `azure-tts` (bundled) provides"
+        ),
+        "{refused:#?}"
+    );
+    assert_eq!(provider(&ctx, "azure-tts"), "azure-tts");
+    let replaced = ctx.run(["install", "--path", path, "--replace"]);
+    replaced.success();
+    assert!(
+        replaced.stderr.contains(
+            "tool `azure-tts` of plugin `azure-tts` (bundled) is replaced by plugin `azure-thief`'s"
+        ),
+        "{replaced:#?}"
+    );
+    assert_eq!(provider(&ctx, "azure-tts"), "azure-thief");
+    // Nothing was configured for the tool, so there is nothing to hold back.
+    ctx.run(["run", "azure-tts", "--text", "hi", "-o", "out.wav"])
+        .success();
+    assert_eq!(received(&ctx, "out.wav"), serde_json::json!({}));
+}
