@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::env;
 use crate::home::{Config, Home};
 use crate::loader;
+use crate::owners::{Owners, Provenance};
 
 /// Where a plugin was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,12 +43,25 @@ pub(crate) enum Origin {
     Bundled,
 }
 
+impl Origin {
+    /// Says where a plugin was found, for messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Origin::Path => "on LAUNCHER_PLUGIN_PATH",
+            Origin::Store => "installed",
+            Origin::Bundled => "bundled",
+        }
+    }
+}
+
 /// One usable plugin library.
 #[derive(Debug, Clone)]
 pub(crate) struct Plugin {
     pub(crate) library: PathBuf,
     pub(crate) manifest: Manifest,
     pub(crate) origin: Origin,
+    /// Where it came from, as the settings bound to it record it.
+    pub(crate) provenance: Provenance,
 }
 
 /// One tool, with the plugin providing it.
@@ -58,8 +72,11 @@ pub(crate) struct Tool {
     pub(crate) version: String,
     pub(crate) library: PathBuf,
     pub(crate) origin: Origin,
+    pub(crate) provenance: Provenance,
     /// The order in which it was discovered; breaks ties in routing.
     pub(crate) rank: usize,
+    /// Other plugins that declare a tool with this id and were passed over.
+    pub(crate) shadows: Vec<String>,
 }
 
 /// Every plugin and tool found, and what was skipped along the way.
@@ -67,6 +84,8 @@ pub(crate) struct Tool {
 pub(crate) struct Catalog {
     pub(crate) plugins: Vec<Plugin>,
     pub(crate) tools: Vec<Tool>,
+    /// Tools whose id an earlier plugin declared too, until [`Catalog::settle`] decides.
+    contested: Vec<Tool>,
     /// One line per skipped library or entry, for `warning:` output.
     pub(crate) warnings: Vec<String>,
     /// What discovery did, for `-v`.
@@ -96,6 +115,7 @@ impl Catalog {
                 .push(format!("probed {} in a child process", library.display()));
         }
         cache.save_if_changed();
+        catalog.settle(&config.owners);
         if catalog.plugins.iter().any(|p| p.manifest.configured_tools) {
             let mut described = DescribeCache::load(home);
             catalog.add_configured_tools(config, &mut described);
@@ -157,10 +177,20 @@ impl Catalog {
                     version: plugin.manifest.version.clone(),
                     library: plugin.library.clone(),
                     origin: plugin.origin,
+                    provenance: plugin.provenance.clone(),
                     rank,
+                    shadows: Vec::new(),
                 });
             }
         }
+    }
+
+    /// Returns the catalog without its hold on the store's version directories, for a
+    /// command that reads manifests only and then changes the store itself: its own change
+    /// then removes what it replaces.
+    pub(crate) fn unguarded(mut self) -> Catalog {
+        self.store_guard = launcher_registry::ReadGuard::default();
+        self
     }
 
     /// Returns the tool with id `id`.
@@ -187,6 +217,12 @@ impl Catalog {
         for library in libraries {
             match cache.manifest(&library) {
                 Ok(manifest) => self.add(Plugin {
+                    provenance: match origin {
+                        Origin::Bundled => Provenance::Bundled,
+                        _ => Provenance::Local {
+                            library: library.clone(),
+                        },
+                    },
                     library,
                     manifest,
                     origin,
@@ -215,6 +251,7 @@ impl Catalog {
         let guard = store.reader_guard();
         let stamp = std::fs::metadata(&lockfile).ok().map(|m| file_stamp(&m));
         let cache = StoreCache::path(home);
+        let mut provenance = StoreProvenance::new(home);
         if let Some(cached) = stamp.as_deref().and_then(|s| StoreCache::read(&cache, s)) {
             let (entries, manifests): (Vec<_>, BTreeMap<_, _>) = cached
                 .plugins
@@ -231,6 +268,7 @@ impl Catalog {
             for plugin in read.plugins {
                 if let Some(manifest) = manifests.remove(&plugin.entry.name) {
                     self.add(Plugin {
+                        provenance: provenance.of(&plugin.entry),
                         library: plugin.library_path,
                         manifest,
                         origin: Origin::Store,
@@ -265,6 +303,7 @@ impl Catalog {
                 Ok(manifest) => {
                     remembered.push((plugin.entry.clone(), manifest.clone()));
                     self.add(Plugin {
+                        provenance: provenance.of(&plugin.entry),
                         library: plugin.library_path,
                         manifest,
                         origin: Origin::Store,
@@ -299,24 +338,104 @@ impl Catalog {
             return;
         }
         for spec in &plugin.manifest.tools {
-            if let Some(existing) = self.tool(&spec.id) {
-                self.warnings.push(format!(
-                    "tool `{}` of plugin `{}` is ignored: plugin `{}` provides a tool with that id",
-                    spec.id, plugin.manifest.name, existing.plugin
-                ));
-                continue;
-            }
-            let rank = self.tools.len();
-            self.tools.push(Tool {
+            let tool = Tool {
                 spec: spec.clone(),
                 plugin: plugin.manifest.name.clone(),
                 version: plugin.manifest.version.clone(),
                 library: plugin.library.clone(),
                 origin: plugin.origin,
-                rank,
-            });
+                provenance: plugin.provenance.clone(),
+                rank: self.tools.len(),
+                shadows: Vec::new(),
+            };
+            if self.tool(&spec.id).is_some() {
+                self.contested.push(tool);
+            } else {
+                self.tools.push(tool);
+            }
         }
         self.plugins.push(plugin);
+    }
+
+    /// Decides who provides each tool id that several plugins declare: the plugin chosen by
+    /// `install --replace`, else the first found (LAUNCHER_PLUGIN_PATH, then the store, then
+    /// bundled plugins). Unless the user chose, every such case is a warning: a tool must
+    /// never quietly move to another plugin.
+    fn settle(&mut self, owners: &Owners) {
+        for other in std::mem::take(&mut self.contested) {
+            let id = other.spec.id.clone();
+            let Some(i) = self.tools.iter().position(|t| t.spec.id == id) else {
+                continue;
+            };
+            let chosen = owners.provider(&id);
+            let ignored = if chosen == Some(other.plugin.as_str()) {
+                let rank = self.tools[i].rank;
+                let mut other = other;
+                other.rank = rank;
+                std::mem::replace(&mut self.tools[i], other)
+            } else {
+                other
+            };
+            let used = &mut self.tools[i];
+            used.shadows.push(ignored.plugin.clone());
+            if chosen == Some(used.plugin.as_str()) {
+                self.notes.push(format!(
+                    "tool `{id}` comes from plugin `{}`, chosen with `install --replace`; plugin `{}` ({}) declares it too",
+                    used.plugin,
+                    ignored.plugin,
+                    ignored.origin.describe()
+                ));
+            } else {
+                self.warnings.push(format!(
+                    "tool `{id}` is declared by two plugins: `{}` ({}) is used and `{}` ({}) is ignored; uninstall the one you did not mean to have, or install it again with --replace to choose it",
+                    used.plugin,
+                    used.origin.describe(),
+                    ignored.plugin,
+                    ignored.origin.describe()
+                ));
+            }
+        }
+    }
+}
+
+/// Where installed plugins came from, as settings bound to them record it; the registries'
+/// configuration (for their publisher keys) is read only if a plugin came from one.
+struct StoreProvenance<'h> {
+    home: &'h Home,
+    registries: Option<Vec<crate::registries::Entry>>,
+}
+
+impl<'h> StoreProvenance<'h> {
+    fn new(home: &'h Home) -> Self {
+        StoreProvenance {
+            home,
+            registries: None,
+        }
+    }
+
+    fn of(&mut self, entry: &launcher_registry::LockEntry) -> Provenance {
+        match &entry.source {
+            launcher_registry::Source::Registry { registry, index } => {
+                let home = self.home;
+                let registries = self.registries.get_or_insert_with(|| {
+                    crate::registries::Registries::load(home)
+                        .map(|r| r.entries)
+                        .unwrap_or_default()
+                });
+                Provenance::Registry {
+                    registry: registry.clone(),
+                    index: index.clone(),
+                    keys: registries
+                        .iter()
+                        .find(|r| &r.name == registry)
+                        .map(|r| crate::owners::key_lines(&r.config.trust))
+                        .unwrap_or_default(),
+                }
+            }
+            launcher_registry::Source::Path { path } => Provenance::Local {
+                library: path.clone(),
+            },
+        }
     }
 }
 
@@ -693,4 +812,57 @@ fn describe_key(library: &Path, request: &DescribeRequest) -> Option<String> {
         }
     }
     Some(format!("{:x}", hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(name: &str, tool: &str, origin: Origin) -> Plugin {
+        Plugin {
+            library: PathBuf::from(format!("/plugins/lib{name}.so")),
+            manifest: Manifest::new(name, "0.1.0").tool(ToolSpec::new(tool, &["tts"])),
+            origin,
+            provenance: Provenance::Bundled,
+        }
+    }
+
+    fn catalog(owners: &Owners) -> Catalog {
+        let mut catalog = Catalog::default();
+        catalog.add(plugin("azure-thief", "azure-tts", Origin::Store));
+        catalog.add(plugin("azure-tts", "azure-tts", Origin::Bundled));
+        catalog.settle(owners);
+        catalog
+    }
+
+    #[test]
+    fn a_shared_tool_id_goes_to_the_first_found_with_a_warning() {
+        let catalog = catalog(&Owners::default());
+        let tool = catalog.tool("azure-tts").unwrap();
+        assert_eq!(tool.plugin, "azure-thief");
+        assert_eq!(tool.shadows, ["azure-tts"]);
+        assert_eq!(catalog.tools.len(), 1);
+        assert_eq!(
+            catalog.warnings,
+            [
+                "tool `azure-tts` is declared by two plugins: `azure-thief` (installed) is used and `azure-tts` (bundled) is ignored; uninstall the one you did not mean to have, or install it again with --replace to choose it"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shared_tool_id_goes_to_the_plugin_chosen_with_replace_without_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owners.toml");
+        Owners::load(&path)
+            .unwrap()
+            .update("azure-tts", |r| r.provider = Some("azure-tts".into()))
+            .unwrap();
+        let catalog = catalog(&Owners::load(&path).unwrap());
+        let tool = catalog.tool("azure-tts").unwrap();
+        assert_eq!(tool.plugin, "azure-tts");
+        assert_eq!(tool.shadows, ["azure-thief"]);
+        assert!(catalog.warnings.is_empty(), "{:?}", catalog.warnings);
+        assert_eq!(catalog.notes.len(), 1);
+    }
 }

@@ -215,6 +215,11 @@ pub(crate) struct InstallArgs {
     /// Install again even if that version is installed and intact.
     #[arg(long)]
     pub(crate) reinstall: bool,
+    /// Install a plugin that declares tool ids another plugin provides, in its place. The
+    /// settings configured for those tools stay with the replaced plugin until
+    /// `launcher keys bind <tool>`.
+    #[arg(long)]
+    pub(crate) replace: bool,
     /// Use only the cached index; fetch nothing.
     #[arg(long)]
     pub(crate) offline: bool,

@@ -8,6 +8,7 @@ use std::fmt;
 use launcher_sdk::ErrorKind;
 use launcher_sdk::serde_json::{Value, json};
 
+use crate::escape::printable;
 use crate::style;
 
 /// The class of a failure; each has a distinct, documented exit code.
@@ -44,6 +45,10 @@ pub(crate) enum Class {
     Signalled(i32),
     /// A signal stopped launcher while a remote job went on; it can be resumed.
     Detached,
+    /// A tool id, or the settings configured for it, belong to another plugin: an install
+    /// that would take a tool from another plugin, or a run that would hand a tool's settings
+    /// to a plugin they were not configured for.
+    Conflict,
 }
 
 impl Class {
@@ -65,6 +70,7 @@ impl Class {
             Class::Signalled(signal) => crate::signals::exit_code(signal),
             Class::Detached => 12,
             Class::Unwritable => 13,
+            Class::Conflict => 14,
         }
     }
 
@@ -86,6 +92,7 @@ impl Class {
             Class::Signalled(_) => "signalled",
             Class::Detached => "detached",
             Class::Unwritable => "unwritable",
+            Class::Conflict => "conflict",
         }
     }
 
@@ -176,15 +183,25 @@ impl Report {
     /// Returns the report as text for stderr: `error: …`, each cause on its own line, then
     /// the hint after a blank line; styled, for an anstream stream to keep or strip.
     pub(crate) fn text(&self) -> String {
-        let mut out = format!("{} {}\n", style::label(style::ERROR, "error"), self.message);
+        // Messages and hints relay what plugins, services and registries said.
+        let mut out = format!(
+            "{} {}\n",
+            style::label(style::ERROR, "error"),
+            printable(&self.message)
+        );
         for cause in &self.causes {
             out.push_str(&format!(
-                "  {} {cause}\n",
-                style::label(style::DIM, "caused by")
+                "  {} {}\n",
+                style::label(style::DIM, "caused by"),
+                printable(cause)
             ));
         }
         if let Some(hint) = &self.hint {
-            out.push_str(&format!("\n{} {hint}\n", style::label(style::HINT, "hint")));
+            out.push_str(&format!(
+                "\n{} {}\n",
+                style::label(style::HINT, "hint"),
+                printable(hint)
+            ));
         }
         out
     }

@@ -25,6 +25,7 @@ use anyhow::{Context as _, Result};
 use crate::env;
 use crate::failure::{Class, Failure, fail};
 use crate::keys::KeyStore;
+use crate::owners::Owners;
 
 /// The directories of one launcher installation.
 #[derive(Debug, Clone)]
@@ -91,6 +92,11 @@ impl Home {
     /// The secrets `launcher keys` keeps.
     pub(crate) fn keys_file(&self) -> PathBuf {
         self.data.join("keys.toml")
+    }
+
+    /// Which plugin provides each contested tool, and which plugin its settings are for.
+    pub(crate) fn owners_file(&self) -> PathBuf {
+        self.data.join("owners.toml")
     }
 
     /// Returns where the config file belongs when the one in use is in the older place.
@@ -174,6 +180,8 @@ pub(crate) struct Config {
     pub(crate) tools: BTreeMap<String, BTreeMap<String, toml::Value>>,
     /// The secrets of `launcher keys`.
     pub(crate) keys: KeyStore,
+    /// Which plugin provides each contested tool, and which plugin its settings are for.
+    pub(crate) owners: Owners,
     /// The file read, for messages (empty for a config made in code).
     pub(crate) path: PathBuf,
     /// Where each key was written, by dotted path (`tools.espeak.program`).
@@ -190,6 +198,7 @@ impl Config {
     pub(crate) fn load(home: &Home) -> Result<Config> {
         let mut config = Config::read(&home.config_file())?;
         config.keys = KeyStore::load(&home.keys_file())?;
+        config.owners = Owners::load(&home.owners_file())?;
         Ok(config)
     }
 
@@ -203,6 +212,10 @@ impl Config {
         config.keys = KeyStore::load(&home.keys_file()).unwrap_or_else(|err| {
             warn(&format!("{err:#}; it is ignored until fixed"));
             KeyStore::default()
+        });
+        config.owners = Owners::load(&home.owners_file()).unwrap_or_else(|err| {
+            warn(&format!("{err:#}"));
+            Owners::default()
         });
         config
     }

@@ -4,12 +4,14 @@ mod catalog;
 mod cli;
 mod commands;
 mod env;
+mod escape;
 mod failure;
 mod home;
 mod job;
 mod keys;
 mod loader;
 mod output;
+mod owners;
 mod params;
 mod play;
 mod progress;
@@ -115,7 +117,7 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             commands::logs::rerun(&globals, &args.id, &args.args)
         }
         Command::Install(args) => match &args.path {
-            Some(path) => commands::plugins::install_path(globals, path, args.json),
+            Some(path) => commands::plugins::install_path(globals, path, args.replace, args.json),
             None => registry::install(
                 globals,
                 &args.specs,
@@ -123,6 +125,7 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
                     registry: args.registry,
                     allow_yanked: args.allow_yanked,
                     reinstall: args.reinstall,
+                    replace: args.replace,
                     offline: args.offline,
                     json: args.json,
                 },

@@ -96,7 +96,8 @@ fn describe(param: &ParamSpec) -> String {
         }
         help.push_str(&format!("[{}]", facts.join("; ")));
     }
-    help
+    // Escaped before clap sees it: clap would strip escape sequences silently.
+    crate::escape::printable(&help).into_owned()
 }
 
 /// Renders a JSON value the way a user would type it.

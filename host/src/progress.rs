@@ -87,6 +87,11 @@ impl Reporter for Progress {
         self.finish_bar();
         self.globals.warn(message);
     }
+
+    fn note(&self, message: &str) {
+        self.finish_bar();
+        self.globals.status(message);
+    }
 }
 
 /// A running job's progress on stderr: a bar when the plugin knows how far along it is, a

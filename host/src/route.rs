@@ -18,6 +18,9 @@ pub(crate) struct Route<'c> {
     pub(crate) task: TaskSpec,
     /// Why this tool was chosen, for `-v`.
     pub(crate) reasons: Vec<String>,
+    /// Whether launcher picked the tool for a task itself (no `--tool`, no configured
+    /// default), so a change of pick is worth telling.
+    pub(crate) picked: bool,
 }
 
 /// Returns the tasks `tool` performs, with their specs.
@@ -91,6 +94,7 @@ pub(crate) fn resolve<'c>(
                     tool,
                     task,
                     reasons,
+                    picked: false,
                 });
             }
             if !is_task(catalog, target) {
@@ -155,6 +159,7 @@ pub(crate) fn resolve<'c>(
         )
         .hint(format!("launcher run {} ...", ids[0])));
     }
+    let picked = req.tool.is_none() && !config.defaults.contains_key(&task_name);
     let chosen: &Tool = if let Some(id) = req.tool {
         let Some(tool) = candidates.iter().find(|t| t.spec.id == id) else {
             let ids: Vec<&str> = candidates.iter().map(|t| t.spec.id.as_str()).collect();
@@ -247,6 +252,7 @@ pub(crate) fn resolve<'c>(
         tool: chosen,
         task,
         reasons,
+        picked,
     })
 }
 

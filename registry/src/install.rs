@@ -83,19 +83,50 @@ impl StoreLock<'_> {
         options: &InstallOptions,
     ) -> Result<InstallOutcome> {
         let searched = select(cx.registries, options.registry.as_deref())?;
+        let current = self.lockfile().get(&spec.name).cloned();
+        // A plugin installed from a registry stays with it: a registry configured later
+        // that offers the same name cannot take it over unless `--registry` names it.
+        let recorded = current
+            .as_ref()
+            .and_then(from_registry)
+            .filter(|_| options.registry.is_none());
+        let mut order = searched.clone();
+        order.sort_by_key(|r| Some(r.name()) != recorded);
         let mut found = None;
-        for registry in &searched {
-            if let Some(file) = registry.versions(&spec.name)? {
-                found = Some((*registry, file));
-                break;
+        let mut offering = Vec::new();
+        for registry in &order {
+            if found.is_none() {
+                if let Some(file) = registry.versions(&spec.name)? {
+                    found = Some((*registry, file));
+                    offering.push(registry.name());
+                }
+            } else if let Ok(Some(_)) = registry.versions(&spec.name) {
+                // Only to say that there was a choice; another registry's failure is not ours.
+                offering.push(registry.name());
             }
         }
         let Some((registry, file)) = found else {
             return Err(no_such_plugin(&spec.name, &searched));
         };
+        if offering.len() > 1 {
+            let why = if recorded == Some(registry.name()) {
+                "the registry it is installed from"
+            } else {
+                "the first of them in the order they were added"
+            };
+            cx.reporter.note(&format!(
+                "`{}` is offered by registries {}; using `{}`, {why} (--registry chooses another)",
+                spec.name,
+                offering
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                registry.name()
+            ));
+        }
         warn_skipped(cx.reporter, registry, &spec.name, &file);
 
-        let current = self.lockfile().get(&spec.name).cloned();
         let pinned = current
             .as_ref()
             .filter(|e| from_registry(e) == Some(registry.name()))

@@ -51,6 +51,12 @@ pub trait Reporter {
     fn warning(&self, message: &str) {
         let _ = message;
     }
+
+    /// A choice made for the user that they should know about (which of several registries
+    /// offering a plugin an install uses, and why).
+    fn note(&self, message: &str) {
+        let _ = message;
+    }
 }
 
 /// A [`Reporter`] that ignores everything.

@@ -18,9 +18,9 @@ use crate::catalog::Catalog;
 use crate::commands::Globals;
 use crate::failure::{Class, Failure};
 use crate::home::{Config, Home};
+use crate::job::exec;
 use crate::job::plan::{self, Planned, ProcessInputs};
 use crate::job::store::Store;
-use crate::job::{exec, render};
 
 /// Runs an interactive chat; `args` are `run chat` options given to every turn.
 pub(crate) fn run(globals: &Globals, args: Vec<String>) -> Result<()> {
@@ -201,7 +201,7 @@ pub(crate) fn conversations(id: Option<&str>, limit: usize, as_json: bool) -> Re
                     c.id,
                     c.tool,
                     c.messages / 2,
-                    render::printable(&c.title)
+                    crate::escape::printable(&c.title)
                 ));
             }
             print(&out);
@@ -239,7 +239,7 @@ pub(crate) fn conversations(id: Option<&str>, limit: usize, as_json: bool) -> Re
         out.push_str(&format!(
             "\n{}:\n{}\n",
             message.role,
-            render::printable(&message.content)
+            crate::escape::printable(&message.content)
         ));
     }
     print(&out);

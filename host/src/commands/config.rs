@@ -255,6 +255,12 @@ fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<()> {
     let path = home.config_file();
     update(&path, |doc| set_in(doc, &parsed.path(), value))?;
     globals.status(&format!("Set `{key}` in {}.", path.display()));
+    if let Key::Setting { tool, .. } = &parsed {
+        // Setting a tool's value is a first use: it binds the tool's settings to its plugin.
+        let config = Config::load_or_warn(home, &|w| globals.warn(w));
+        let catalog = Catalog::discover(home, &config);
+        crate::commands::keys::bind_first_use(globals, &catalog, &config, tool)?;
+    }
     Ok(())
 }
 

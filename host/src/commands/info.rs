@@ -7,6 +7,7 @@ use launcher_sdk::{ParamSpec, Slot, TaskSpec};
 
 use crate::catalog::Catalog;
 use crate::commands::Globals;
+use crate::escape::println_printable;
 use crate::home::{Config, Home};
 use crate::params::{flag_name, params_of, show_value};
 use crate::route;
@@ -72,15 +73,15 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
         return Ok(());
     }
 
-    println!("{} — {}", tool.spec.id, tool.spec.description);
+    println_printable!("{} — {}", tool.spec.id, tool.spec.description);
     let categories: Vec<String> = tool
         .spec
         .categories()
         .iter()
         .map(|k| k.to_string())
         .collect();
-    println!("  category  {}", categories.join(", "));
-    println!(
+    println_printable!("  category  {}", categories.join(", "));
+    println_printable!(
         "  runs      {}",
         if tool.spec.cloud {
             "on a remote service"
@@ -88,20 +89,23 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
             "on this machine"
         }
     );
-    println!(
+    println_printable!(
         "  plugin    {} {} ({})",
         tool.plugin,
         tool.version,
         tool.library.display()
     );
-    println!("  priority  {}", tool.spec.priority);
+    println_printable!("  priority  {}", tool.spec.priority);
     for task in &tasks {
-        println!("\ntask {}: {}", task.name, task.description);
+        println_printable!("\ntask {}: {}", task.name, task.description);
         print_params(&params_of(task, &tool.spec));
     }
     if !tool.spec.settings.is_empty() {
-        println!("\nsettings:");
-        print!("{}", settings_table(&tool.spec, &config));
+        println_printable!("\nsettings:");
+        print!(
+            "{}",
+            crate::escape::printable(&settings_table(&tool.spec, &config))
+        );
     }
     Ok(())
 }
@@ -125,7 +129,7 @@ fn print_params(params: &[ParamSpec]) {
         if p.multiple {
             facts.push("repeatable".into());
         }
-        println!(
+        println_printable!(
             "  --{:<14} {}  [{}]",
             flag_name(&p.name),
             p.description,
@@ -203,7 +207,7 @@ fn describe_task(
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("task {} — {}", spec.name, spec.description);
+    println_printable!("task {} — {}", spec.name, spec.description);
     let slots = |slots: &[Slot]| -> String {
         if slots.is_empty() {
             return "nothing".to_string();
@@ -224,21 +228,21 @@ fn describe_task(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("  takes     {}", slots(&spec.inputs));
-    println!("  makes     {}", slots(&spec.outputs));
+    println_printable!("  takes     {}", slots(&spec.inputs));
+    println_printable!("  makes     {}", slots(&spec.outputs));
     if !spec.params.is_empty() {
-        println!(
+        println_printable!(
             "
 parameters (every tool takes these; `launcher info <tool>` shows its own):"
         );
         print_params(&spec.params);
     }
-    println!(
+    println_printable!(
         "
 tools:"
     );
     if tools.is_empty() {
-        println!(
+        println_printable!(
             "  none installed; {}",
             crate::registries::find_more_hint(&format!(
                 "`launcher search --task {name}` finds plugins that do it"
@@ -247,7 +251,7 @@ tools:"
     }
     let width = tools.iter().map(|t| t.spec.id.len()).max().unwrap_or(0);
     for tool in &tools {
-        println!(
+        println_printable!(
             "  {:<width$}  {:<8} priority {:<4} {}",
             tool.spec.id,
             if tool.spec.cloud { "cloud" } else { "offline" },
@@ -258,7 +262,7 @@ tools:"
     if let (None, Some(why)) = (&chosen_id, why_none)
         && !tools.is_empty()
     {
-        println!(
+        println_printable!(
             "
 `launcher run {name}` would not run now: {why}"
         );

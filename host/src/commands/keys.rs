@@ -17,6 +17,7 @@ use crate::commands::Globals;
 use crate::failure::{Class, Failure};
 use crate::home::{Config, Home, suggest};
 use crate::keys::KeyStore;
+use crate::owners::PluginId;
 use crate::settings::{self, SettingSource};
 
 #[derive(Debug, Args)]
@@ -39,6 +40,15 @@ pub(crate) enum KeysCommand {
         /// Print a JSON array.
         #[arg(long)]
         json: bool,
+    },
+    /// Hand a tool's settings and secrets to the plugin that provides the tool now.
+    ///
+    /// Settings are bound to the plugin they were configured for; when another plugin
+    /// provides the tool (after `install --replace`, say), `launcher run` refuses to hand
+    /// them over until this command says so.
+    Bind {
+        /// The tool id.
+        tool: String,
     },
     /// Remove a stored secret.
     Remove {
@@ -65,6 +75,7 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
             let value = read_secret(&format!("{} for {}: ", setting.name, spec.id))?;
             config.keys.set(&spec.id, &setting.name, value);
             config.keys.save()?;
+            bind_first_use(globals, &catalog, &config, &spec.id)?;
             globals.status(&format!(
                 "Stored setting `{}` of `{}` in {}.",
                 setting.name,
@@ -80,6 +91,30 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
                     "${var} is set and is used before the keys store; unset it to use the stored value"
                 ));
             }
+            Ok(())
+        }
+        KeysCommand::Bind { tool } => {
+            let catalog = Catalog::discover(&home, &config);
+            let spec = find_tool(&catalog, &tool)?;
+            let tool = catalog.tool(&spec.id).expect("found just now");
+            let now = PluginId::of(tool);
+            let before = config.owners.settings_owner(&tool.spec.id).cloned();
+            config
+                .owners
+                .update(&tool.spec.id, |r| r.settings = Some(now.clone()))?;
+            globals.status(&match before {
+                Some(before) if before == now => {
+                    format!(
+                        "The settings of `{}` were already bound to {now}.",
+                        tool.spec.id
+                    )
+                }
+                Some(before) => format!(
+                    "The settings of `{}` now go to {now}; they went to {before}.",
+                    tool.spec.id
+                ),
+                None => format!("The settings of `{}` now go to {now}.", tool.spec.id),
+            });
             Ok(())
         }
         KeysCommand::List { json } => {
@@ -123,6 +158,31 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Binds the settings of `tool` to the plugin providing it, when they are bound to none yet:
+/// storing a setting is a first use. Says so when they are bound to another plugin.
+pub(crate) fn bind_first_use(
+    globals: &Globals,
+    catalog: &Catalog,
+    config: &Config,
+    tool: &str,
+) -> Result<()> {
+    let Some(tool) = catalog.tool(tool) else {
+        return Ok(());
+    };
+    let now = PluginId::of(tool);
+    match config.owners.settings_owner(&tool.spec.id) {
+        None => config
+            .owners
+            .update(&tool.spec.id, |r| r.settings = Some(now))?,
+        Some(bound) if !bound.accepts(&now) => globals.warn(&format!(
+            "the settings of `{id}` are bound to {bound}, not to {now}, which provides `{id}` now; `launcher keys bind {id}` hands them over",
+            id = tool.spec.id
+        )),
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 fn not_stored(tool: &str, setting: Option<&str>) -> Failure {
@@ -302,7 +362,7 @@ fn list(catalog: &Catalog, config: &Config, as_json: bool) -> Result<()> {
             r.tool, r.setting
         ));
     }
-    print!("{out}");
+    print!("{}", crate::escape::printable(&out));
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use launcher_sdk::serde_json::{self, json};
 
 use crate::catalog::{Catalog, Tool};
 use crate::commands::Globals;
+use crate::escape::printable;
 use crate::home::{Config, Home};
 use crate::settings;
 
@@ -115,9 +116,10 @@ pub(crate) fn run(
             continue;
         }
         if ContentKind::ALL.contains(&kind) {
-            writeln!(out, "{kind}")?;
+            writeln!(out, "{}", printable(&kind.to_string()))?;
         } else {
-            writeln!(out, "{kind} (a kind this launcher does not know)")?;
+            let line = format!("{kind} (a kind this launcher does not know)");
+            writeln!(out, "{}", printable(&line))?;
         }
         for t in in_kind {
             let missing = settings::missing(&t.spec, &[], &config);
@@ -126,13 +128,13 @@ pub(crate) fn run(
                 Some(group) => format!("not ready: {}", settings::describe_missing(group)),
             };
             let plugin = format!("{} {}", t.plugin, t.version);
-            writeln!(
-                out,
+            let line = format!(
                 "  {:<id_width$}  {:<task_width$}  {:<plugin_width$}  {status}",
                 t.spec.id,
                 t.spec.tasks.join(", "),
                 plugin,
-            )?;
+            );
+            writeln!(out, "{}", printable(&line))?;
         }
     }
     out.flush()?;

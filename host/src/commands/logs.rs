@@ -11,10 +11,10 @@ use launcher_sdk::serde_json::{self, Value};
 
 use crate::catalog::Catalog;
 use crate::commands::Globals;
+use crate::escape::printable;
 use crate::failure::{Class, Failure, fail};
 use crate::home::{Config, Home};
 use crate::job::plan::JobPlan;
-use crate::job::render::printable;
 use crate::job::store::{Entry, Filter, Store};
 use crate::job::{exec, new_id};
 use crate::{output, params, settings};
@@ -361,12 +361,14 @@ fn plan_rerun(
         .iter()
         .any(|o| o.kind != launcher_sdk::ContentKind::Text);
     output::Outputs::precheck(&outputs, makes_files)?;
+    crate::owners::check_settings(tool, config)?;
     let resolved = settings::resolve(&tool.spec, &cli_settings, config, config_path)?;
     let secrets = settings::secrets(&resolved);
     Ok(JobPlan {
         id,
         tool: tool.clone(),
         reasons: vec![format!("rerunning job {} of `{}`", entry.id, entry.tool)],
+        picked: false,
         task,
         params: values,
         settings: resolved,

@@ -1,6 +1,7 @@
 //! One module per command; each takes its parsed arguments and does the work.
 
 pub(crate) mod chat;
+pub(crate) mod claims;
 pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod info;
@@ -18,6 +19,7 @@ use launcher_sdk::serde_json::{self, Value};
 
 use crate::catalog::Catalog;
 use crate::env;
+use crate::escape::printable;
 use crate::style;
 
 /// The version of the JSON documents launcher prints: objects carry it as a top-level
@@ -64,24 +66,33 @@ impl Globals {
         Ok(())
     }
 
-    /// Prints a line about what launcher is doing, with `-v`.
+    /// Prints a line about what launcher is doing, with `-v`. Messages from every printer
+    /// here may quote a plugin or a registry, so each is made [`printable`].
     pub(crate) fn info(&self, message: &str) {
         if self.verbose > 0 {
-            anstream::eprintln!("{} {message}", style::label(style::DIM, "launcher"));
+            anstream::eprintln!(
+                "{} {}",
+                style::label(style::DIM, "launcher"),
+                printable(message)
+            );
         }
     }
 
     /// Prints a status line (what was written), unless `-q`.
     pub(crate) fn status(&self, message: &str) {
         if !self.quiet {
-            eprintln!("{message}");
+            eprintln!("{}", printable(message));
         }
     }
 
     /// Prints a warning, unless `-q`.
     pub(crate) fn warn(&self, message: &str) {
         if !self.quiet {
-            anstream::eprintln!("{} {message}", style::label(style::WARNING, "warning"));
+            anstream::eprintln!(
+                "{} {}",
+                style::label(style::WARNING, "warning"),
+                printable(message)
+            );
         }
     }
 

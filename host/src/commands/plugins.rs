@@ -8,12 +8,17 @@ use launcher_registry::Store;
 use launcher_sdk::serde_json::json;
 
 use crate::commands::Globals;
+use crate::commands::claims::Claims;
 use crate::failure::{Class, Failure, fail};
 use crate::home::Home;
-use crate::loader;
 
 /// Installs a locally built plugin library after validating it in a child process.
-pub(crate) fn install_path(globals: &Globals, library: &Path, as_json: bool) -> Result<()> {
+pub(crate) fn install_path(
+    globals: &Globals,
+    library: &Path,
+    replace: bool,
+    as_json: bool,
+) -> Result<()> {
     let home = Home::locate()?;
     let meta = std::fs::metadata(library).map_err(|e| {
         fail(
@@ -32,26 +37,31 @@ pub(crate) fn install_path(globals: &Globals, library: &Path, as_json: bool) -> 
         "validating {} in a child process",
         library.display()
     ));
+    let claims = Claims::new(globals, &home, replace)?;
     let store = Store::open(home.data_dir())?;
     let reporter = Quiet(*globals);
     let mut lock = store.lock(&reporter)?;
     let entry = lock
-        .install_local(&library, &|path: &Path| loader::probe(path), &reporter)
-        .map_err(|e| {
-            Failure::new(
+        .install_local(&library, &claims.validator(), &reporter)
+        .map_err(|e| match claims.refusal(None) {
+            Some(refusal) => refusal,
+            None => Failure::new(
                 Class::InvalidInput,
                 format!("{} was not installed: {e}", library.display()),
             )
+            .into(),
         })?;
     for warning in lock.warnings() {
         globals.warn(warning);
     }
+    drop(lock);
     globals.status(&format!(
         "installed {} {} from {}",
         entry.name,
         entry.version,
         library.display()
     ));
+    claims.installed(globals, &entry.name)?;
     if as_json {
         crate::commands::print_json(json!({
             "plugins": [{

@@ -13,7 +13,9 @@ use launcher_sdk::serde_json::{self, json};
 use semver::Version;
 
 use crate::commands::Globals;
+use crate::commands::claims::Claims;
 use crate::env;
+use crate::escape::printable;
 use crate::failure::{Class, Failure, fail};
 use crate::home::Home;
 use crate::loader;
@@ -253,15 +255,15 @@ pub(crate) fn search(
     let name_w = hits.iter().map(|h| h.name.len()).max().unwrap_or(4);
     let several = registries.len() > 1;
     for (h, [version, categories, tasks]) in hits.iter().zip(&rows) {
-        write!(
-            out,
+        let mut line = format!(
             "{:<name_w$}  {version:<ver_w$}  {categories:<cat_w$}  {tasks:<task_w$}  {}",
             h.name, h.description
-        )?;
+        );
         if several {
-            write!(out, "  [{}]", h.registry)?;
+            line.push_str(&format!("  [{}]", h.registry));
         }
-        writeln!(out)?;
+        // Every field comes from the registry's catalog or index.
+        writeln!(out, "{}", printable(&line))?;
     }
     out.flush()?;
     Ok(())
@@ -272,6 +274,8 @@ pub(crate) struct InstallFlags {
     pub(crate) registry: Option<String>,
     pub(crate) allow_yanked: bool,
     pub(crate) reinstall: bool,
+    /// Install a plugin in place of the plugins whose tool ids it declares.
+    pub(crate) replace: bool,
     pub(crate) offline: bool,
     pub(crate) json: bool,
 }
@@ -291,10 +295,24 @@ pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags)
         reinstall: flags.reinstall,
     };
     let mut done = Vec::new();
+    let home = Home::locate()?;
+    let claims = Claims::new(globals, &home, flags.replace)?;
     let result = with_registries(globals, flags.offline, |lock, cx| {
+        let validate = claims.validator();
+        let cx = InstallContext {
+            validate: &validate,
+            ..*cx
+        };
         for spec in &specs {
-            let outcome = lock.install(cx, spec, &options).map_err(registry_failure)?;
+            let outcome = lock.install(&cx, spec, &options).map_err(|e| {
+                claims
+                    .refusal(Some(&spec.name))
+                    .unwrap_or_else(|| registry_failure(e))
+            })?;
             report_outcome(globals, &outcome);
+            if outcome.changed {
+                claims.installed(globals, &outcome.entry.name)?;
+            }
             done.push(outcome_json(&outcome));
         }
         Ok(())
@@ -347,9 +365,12 @@ fn report_outcome(globals: &Globals, outcome: &InstallOutcome) {
     globals.status(&message);
 }
 
+/// Reports the result of each plugin; `refusal` gives the failure to show instead of the
+/// store's error for a plugin refused for taking another plugin's tool ids.
 fn report_each(
     globals: &Globals,
     results: Vec<(String, launcher_registry::Result<InstallOutcome>)>,
+    refusal: &dyn Fn(&str) -> Option<anyhow::Error>,
     as_json: bool,
 ) -> Result<()> {
     let mut first_error = None;
@@ -361,7 +382,7 @@ fn report_each(
                 done.push(outcome_json(&outcome));
             }
             Err(err) => {
-                let failure = registry_failure(err);
+                let failure = refusal(&name).unwrap_or_else(|| registry_failure(err));
                 let report = crate::failure::Report::of(&failure);
                 if as_json {
                     done.push(
@@ -369,8 +390,9 @@ fn report_each(
                     );
                 } else {
                     anstream::eprintln!(
-                        "{} {name}: {failure}",
-                        crate::style::label(crate::style::ERROR, "error")
+                        "{} {}",
+                        crate::style::label(crate::style::ERROR, "error"),
+                        printable(&format!("{name}: {failure}"))
                     );
                 }
                 first_error.get_or_insert(failure);
@@ -393,12 +415,32 @@ pub(crate) fn update(
     offline: bool,
     as_json: bool,
 ) -> Result<()> {
+    let home = Home::locate()?;
+    // An update may declare new tools: it must not take them from another plugin either.
+    let claims = Claims::new(globals, &home, false)?;
     with_registries(globals, offline, |lock, cx| {
-        let results = lock.update(cx, name).map_err(registry_failure)?;
+        let validate = claims.validator();
+        let cx = InstallContext {
+            validate: &validate,
+            ..*cx
+        };
+        let results = lock.update(&cx, name).map_err(registry_failure)?;
         if results.is_empty() {
             globals.status("nothing installed from a registry");
         }
-        report_each(globals, results, as_json)
+        for (_, outcome) in &results {
+            if let Ok(outcome) = outcome
+                && outcome.changed
+            {
+                claims.installed(globals, &outcome.entry.name)?;
+            }
+        }
+        report_each(
+            globals,
+            results,
+            &|name| claims.refusal(Some(name)),
+            as_json,
+        )
     })
 }
 
@@ -409,7 +451,7 @@ pub(crate) fn sync(globals: &Globals, offline: bool, as_json: bool) -> Result<()
         if results.is_empty() {
             globals.status("the lockfile records no plugins");
         }
-        report_each(globals, results, as_json)
+        report_each(globals, results, &|_| None, as_json)
     })
 }
 

@@ -29,6 +29,7 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
             print(&dry_run_report(&plan, &cli_settings(&raw), &config)?);
         }
         Planned::Job(plan) => {
+            warn_if_pick_changed(globals, &home, &plan);
             let play = plan.play;
             let report = exec::execute(*plan, home.data_dir(), globals)?;
             if play {
@@ -90,6 +91,36 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Warns when launcher picked another tool for a task than the one the last job of that task
+/// in the history ran with: a newly installed plugin may win a task, and that must not go
+/// unnoticed. Without history (none yet, or `launcher logs off`) there is nothing to compare.
+fn warn_if_pick_changed(globals: &Globals, home: &Home, plan: &plan::JobPlan) {
+    let dir = home.data_dir();
+    if !plan.picked || !Store::path(dir).exists() || !Store::logging(dir) {
+        return;
+    }
+    let filter = crate::job::store::Filter {
+        limit: 1,
+        task: Some(plan.task.name.clone()),
+        ..Default::default()
+    };
+    // The history only informs this warning; a history that cannot be read changes nothing.
+    let Ok(last) = Store::open(dir).and_then(|store| store.history(&filter)) else {
+        return;
+    };
+    if let Some(last) = last.first()
+        && last.tool != plan.tool.spec.id
+    {
+        globals.warn(&format!(
+            "`launcher run {task}` now picks tool `{now}` (plugin `{plugin}`); the last `{task}` job ran with `{was}`; `launcher default {task} {was}` keeps `{was}`",
+            task = plan.task.name,
+            now = plan.tool.spec.id,
+            plugin = plan.tool.plugin,
+            was = last.tool,
+        ));
+    }
 }
 
 /// Takes `--dry-run` out of `run`'s arguments (before a `--`); returns whether it was there.
@@ -216,7 +247,7 @@ fn dry_run_report(
         out.push_str(&format!(
             "  {name} = {}
 ",
-            render::printable(&crate::params::show_value(value))
+            crate::escape::printable(&crate::params::show_value(value))
         ));
     }
     if !settings.is_empty() {
@@ -229,7 +260,7 @@ fn dry_run_report(
                 "  {} = {}  (from {})
 ",
                 s["name"].as_str().unwrap_or_default(),
-                render::printable(s["value"].as_str().unwrap_or_default()),
+                crate::escape::printable(s["value"].as_str().unwrap_or_default()),
                 s["source"].as_str().unwrap_or_default()
             ));
         }
@@ -253,7 +284,8 @@ fn dry_run_report(
     Ok(out)
 }
 
+/// Prints help or a dry-run report, which quote the plugin's manifest.
 #[allow(clippy::print_stdout)]
 fn print(text: &str) {
-    print!("{text}");
+    print!("{}", crate::escape::printable(text));
 }

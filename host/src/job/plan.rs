@@ -120,6 +120,8 @@ pub(crate) struct JobPlan {
     pub(crate) resume: Option<Value>,
     /// Why this tool was chosen, for `-v`.
     pub(crate) reasons: Vec<String>,
+    /// Whether launcher picked the tool for the task itself (see [`route::Route::picked`]).
+    pub(crate) picked: bool,
     /// For `chat`: the earlier turns of the conversation the job continues.
     pub(crate) history: Vec<Message>,
     /// For `chat`: the conversation the job continues, when it continues one.
@@ -259,10 +261,11 @@ pub(crate) fn plan(
         target.clone().unwrap_or_else(|| task.name.clone())
     );
     let cmd = params::add_args(host_command(&title, primary), &params, text_name.as_deref()).about(
-        format!(
+        crate::escape::printable(&format!(
             "{}: {} (tool `{}` from plugin {} {})",
             task.name, task.description, tool.spec.id, tool.plugin, tool.version
-        ),
+        ))
+        .into_owned(),
     );
     let matches = match cmd
         .try_get_matches_from(std::iter::once(title.clone()).chain(rest.iter().cloned()))
@@ -422,6 +425,7 @@ pub(crate) fn plan(
     let makes_files = task.outputs.iter().any(|o| o.kind != ContentKind::Text);
     output::Outputs::precheck(&outputs, makes_files)?;
 
+    crate::owners::check_settings(tool, config)?;
     let settings = settings::resolve(&tool.spec, &cli_settings, config, config_path)?;
     let secrets = settings::secrets(&settings);
     Ok(Planned::Job(Box::new(JobPlan {
@@ -438,6 +442,7 @@ pub(crate) fn plan(
         cancel_remote: matches.get_flag("cancel-remote"),
         resume: None,
         reasons: route.reasons,
+        picked: route.picked,
         history,
         conversation,
     })))
@@ -798,6 +803,7 @@ pub(crate) fn plan_resume(
             ),
         )
     })?;
+    crate::owners::check_settings(tool, config)?;
     let settings = settings::resolve(&tool.spec, &[], config, config_path)?;
     let secrets = settings::secrets(&settings);
     let mut outputs = record.outputs;
@@ -816,6 +822,7 @@ pub(crate) fn plan_resume(
         cancel_remote,
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],
+        picked: false,
         history: Vec::new(),
         conversation: None,
     })
@@ -877,7 +884,9 @@ mod tests {
             version: "0.1.0".into(),
             library: PathBuf::from(format!("/plugins/lib{}.so", spec.id)),
             origin: Origin::Bundled,
+            provenance: crate::owners::Provenance::Bundled,
             rank: 0,
+            shadows: Vec::new(),
             spec,
         }
     }

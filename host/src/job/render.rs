@@ -9,6 +9,7 @@ use launcher_sdk::{ContentKind, JobResult, LISTING_TASKS, LogLevel, LogLine, Pro
 
 use crate::catalog::Catalog;
 use crate::commands::Globals;
+use crate::escape::printable;
 use crate::job::plan::JobPlan;
 use crate::output::Written;
 use crate::progress::JobBar;
@@ -40,7 +41,7 @@ impl Render {
         if !self.globals.show_progress() {
             return;
         }
-        let message = self.scrub(&progress.message);
+        let message = printable(&self.scrub(&progress.message)).into_owned();
         self.bar
             .get_or_insert_with(JobBar::new)
             .update(progress.fraction, message);
@@ -59,10 +60,12 @@ impl Render {
         }
     }
 
-    /// Prints a line on stderr without tearing the progress bar.
+    /// Prints a line on stderr without tearing the progress bar; the line may quote the
+    /// plugin, so it is made [`printable`].
     pub(crate) fn say(&self, text: &str) {
+        let text = printable(text);
         match &self.bar {
-            Some(bar) => bar.println(text),
+            Some(bar) => bar.println(&text),
             None => eprintln!("{text}"),
         }
     }
@@ -235,18 +238,4 @@ pub(crate) fn general_help(catalog: &Catalog) -> String {
     }
     out.push_str("\n`launcher run <tool|task> --help` shows its parameters.\n");
     out
-}
-
-/// Returns `text` safe to print on a terminal: control characters (escape sequences among
-/// them) shown as `\u{..}` escapes, line breaks and tabs kept.
-pub(crate) fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }

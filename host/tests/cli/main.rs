@@ -21,3 +21,4 @@ mod shell;
 mod store;
 mod template;
 mod text;
+mod trust;
