@@ -321,7 +321,18 @@ impl Body {
 
 type ErrorReader = dyn Fn(&ErrorReply<'_>) -> Verdict + Send + Sync;
 
-type AnswerChecker = dyn Fn(&Fetched) -> Result<(), PluginError> + Send + Sync;
+type AnswerChecker = dyn Fn(&Fetched) -> Result<(), Refusal> + Send + Sync;
+
+/// What a [`Request::check_answers`] checker found wrong in a 2xx answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// End the request with this error at once. Secrets are scrubbed from it.
+    Fail(PluginError),
+    /// The service refused without acting on the request (a rate limit), so send it again,
+    /// even if it is not idempotent: after the error's `retry_after`, else the usual backoff,
+    /// within the client's retry count. The error is returned when the retries run out.
+    Resend(PluginError),
+}
 
 /// An answer that is not 2xx, as a [`Request::read_errors`] reader sees it.
 #[derive(Debug, Clone, Copy)]
@@ -492,14 +503,11 @@ impl Request {
     /// Lets `checker` read a 2xx answer that [`Client::fetch`] read whole, for services that
     /// report failures inside a successful HTTP answer (MiniMax's `base_resp`).
     ///
-    /// An error it returns ends the request, except a
-    /// [`RateLimited`](ErrorKind::RateLimited) one: the service refused without acting, so
-    /// the request is sent again like after a 429, after the error's `retry_after` or the
-    /// usual backoff, within the client's retry count. [`Client::send`] does not read the
-    /// body, so it does not call `checker`.
+    /// A [`Refusal`] it returns ends the request or resends it. [`Client::send`] does not
+    /// read the body, so it does not call `checker`.
     pub fn check_answers(
         mut self,
-        checker: impl Fn(&Fetched) -> Result<(), PluginError> + Send + Sync + 'static,
+        checker: impl Fn(&Fetched) -> Result<(), Refusal> + Send + Sync + 'static,
     ) -> Self {
         self.answer_checker = Some(Arc::new(checker));
         self
@@ -696,8 +704,9 @@ enum Failure {
     Unsendable(String),
     /// The host cancelled the job.
     Cancelled,
-    /// A 2xx answer whose body carries this error ([`Request::check_answers`]).
-    Refused(PluginError),
+    /// A 2xx answer whose body carries this error ([`Request::check_answers`]); resendable
+    /// when the flag is set.
+    Refused(PluginError, bool),
 }
 
 impl Failure {
@@ -708,7 +717,7 @@ impl Failure {
                 *kind != ErrorKind::Timeout || retry_timeouts
             }
             Failure::Unsendable(_) | Failure::Cancelled => false,
-            Failure::Refused(err) => err.kind == ErrorKind::RateLimited,
+            Failure::Refused(_, resend) => *resend,
         }
     }
 
@@ -720,7 +729,7 @@ impl Failure {
             Failure::Status { status: 429, .. } => false,
             Failure::Transport { sent, .. } => *sent,
             Failure::Unsendable(_) => false,
-            Failure::Refused(err) => err.kind != ErrorKind::RateLimited,
+            Failure::Refused(_, resend) => !resend,
             Failure::Status { .. } | Failure::Body { .. } | Failure::Cancelled => true,
         }
     }
@@ -733,7 +742,7 @@ impl Failure {
                 retry_after,
                 ..
             } => *retry_after,
-            Failure::Refused(err) => err.retry_after_secs.map(Duration::from_secs_f64),
+            Failure::Refused(err, _) => err.retry_after_secs.map(Duration::from_secs_f64),
             _ => None,
         }
     }
@@ -750,10 +759,10 @@ impl Failure {
             Failure::Body { .. } => format!("the response from {origin} broke off"),
             Failure::Unsendable(_) => "the request cannot be sent".to_string(),
             Failure::Cancelled => "cancelled".to_string(),
-            Failure::Refused(err) if err.kind == ErrorKind::RateLimited => {
+            Failure::Refused(err, _) if err.kind == ErrorKind::RateLimited => {
                 format!("{origin} is rate limiting requests")
             }
-            Failure::Refused(_) => format!("{origin} refused the request"),
+            Failure::Refused(..) => format!("{origin} refused the request"),
         }
     }
 
@@ -771,7 +780,7 @@ impl Failure {
         };
         let err = match self {
             Failure::Cancelled => return PluginError::cancelled(),
-            Failure::Refused(mut err) => {
+            Failure::Refused(mut err, _) => {
                 err.message.push_str(&tried);
                 err
             }
@@ -1059,7 +1068,8 @@ impl Client {
                 Ok(Outcome::Buffered(fetched)) => match &request.answer_checker {
                     Some(check) => match check(&fetched) {
                         Ok(()) => return Ok(Outcome::Buffered(fetched)),
-                        Err(err) => Failure::Refused(err),
+                        Err(Refusal::Fail(err)) => Failure::Refused(err, false),
+                        Err(Refusal::Resend(err)) => Failure::Refused(err, true),
                     },
                     None => return Ok(Outcome::Buffered(fetched)),
                 },
@@ -2147,22 +2157,25 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_checker_resends_a_rate_limited_200_and_fails_on_other_errors() {
+    fn an_answer_checker_resends_a_refused_200_and_fails_on_others() {
         let limited = r#"{"base_resp":{"status_code":1002}}"#;
         let server = scripted(vec![ok(limited), ok(limited), ok("fine"), ok("refused")]);
         let client = fast_client().build().unwrap();
         let mut host = Host::default();
         let mut cx = Context::new(&mut host);
-        let request = Request::post(server.url()).body("speak").check_answers(|answer| {
-            match answer.body.as_slice() {
-                b"fine" => Ok(()),
-                b"refused" => Err(PluginError::invalid_input("sensitive content")),
-                _ => Err(PluginError::rate_limited(
-                    "too many requests",
-                    Some(Duration::from_millis(1)),
-                )),
-            }
-        });
+        let request =
+            Request::post(server.url())
+                .body("speak")
+                .check_answers(|answer| match answer.body.as_slice() {
+                    b"fine" => Ok(()),
+                    b"refused" => Err(Refusal::Fail(PluginError::invalid_input(
+                        "sensitive content",
+                    ))),
+                    _ => Err(Refusal::Resend(PluginError::rate_limited(
+                        "too many requests",
+                        Some(Duration::from_millis(1)),
+                    ))),
+                });
         // A rate limit in a 200 is resent, although POST is not idempotent.
         assert_eq!(client.fetch(&request, &mut cx).unwrap().body, b"fine");
         assert_eq!(posts(&server), 3);
@@ -2174,15 +2187,27 @@ mod tests {
         // Retries stay bounded.
         let server = scripted(vec![ok(limited)]);
         let request = Request::post(server.url()).check_answers(|_| {
-            Err(PluginError::rate_limited("too many requests", None))
+            Err(Refusal::Resend(PluginError::rate_limited(
+                "too many requests",
+                None,
+            )))
         });
         let err = client.fetch(&request, &mut cx).unwrap_err();
         assert_eq!(err.kind, ErrorKind::RateLimited);
-        assert!(err.message.contains("gave up after 4 attempts"), "{}", err.message);
+        assert!(
+            err.message.contains("gave up after 4 attempts"),
+            "{}",
+            err.message
+        );
         drop(cx);
         let retries: Vec<&str> = host.logs.iter().map(|l| l.message.as_str()).collect();
         assert_eq!(retries.len(), 2 + 3, "{retries:?}");
-        assert!(retries.iter().all(|m| m.contains("is rate limiting requests")), "{retries:?}");
+        assert!(
+            retries
+                .iter()
+                .all(|m| m.contains("is rate limiting requests")),
+            "{retries:?}"
+        );
     }
 
     #[test]
