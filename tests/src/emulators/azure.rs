@@ -609,7 +609,7 @@ fn ogg_page(out: &mut Vec<u8>, flags: u8, granule: u64, serial: u32, seq: u32, p
 }
 
 /// Ogg Opus: headers, then one zero-length 20 ms frame (a bare TOC byte) per packet.
-fn ogg_opus(input_rate: u32, millis: u64) -> Vec<u8> {
+pub(crate) fn ogg_opus(input_rate: u32, millis: u64) -> Vec<u8> {
     const PRE_SKIP: u16 = 312;
     const PACKETS_PER_PAGE: usize = 50;
     // Each emulator response is its own logical stream, as separate Azure responses are.
