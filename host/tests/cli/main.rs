@@ -18,3 +18,4 @@ mod run;
 mod shell;
 mod template;
 mod text;
+mod voices;

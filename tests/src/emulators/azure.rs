@@ -356,7 +356,7 @@ fn synthesize(req: &Request) -> Reply {
 }
 
 /// Checks the SSML and returns how long speaking it takes, in milliseconds.
-fn spoken_millis(ssml: &str) -> Result<u64, String> {
+pub fn spoken_millis(ssml: &str) -> Result<u64, String> {
     let doc =
         roxmltree::Document::parse(ssml).map_err(|e| format!("SSML is not valid XML: {e}"))?;
     let root = doc.root_element();
