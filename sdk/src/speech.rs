@@ -227,6 +227,21 @@ pub struct Spoken {
     pub encoded: bool,
 }
 
+impl Spoken {
+    /// Adds what a job's result reports about the speech to `info`: `requests`, `bytes`
+    /// and, when known, `duration_secs` (to the millisecond).
+    pub fn add_to(&self, info: &mut serde_json::Map<String, serde_json::Value>) {
+        info.insert("requests".into(), self.pieces.into());
+        info.insert("bytes".into(), self.bytes.into());
+        if let Some(secs) = self.duration_secs {
+            info.insert(
+                "duration_secs".into(),
+                ((secs * 1000.0).round() / 1000.0).into(),
+            );
+        }
+    }
+}
+
 /// Speaks long text as one file; see the [module documentation](self).
 #[derive(Debug, Clone)]
 pub struct Speaker {

@@ -45,7 +45,10 @@ const T2A_PATH: &str = "/v1/t2a_v2";
 pub const MAX_PIECE_CHARS: usize = 3000;
 
 /// Per-attempt timeout when the `timeout` setting is absent: long pieces take a while.
-const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest the `timeout` setting may be.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The plugin: one configured connection to MiniMax.
 pub struct MiniMax {
@@ -74,16 +77,11 @@ struct Speak {
 /// Returns the synthesis URL for `settings`: the base URL if given, else the region's host,
 /// with the group id when there is one.
 fn synthesis_url(settings: &Settings) -> Result<String, PluginError> {
-    let base = match settings.get("base_url").map(str::trim) {
-        Some(url) => {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(PluginError::invalid_input(
-                    "setting `base_url` must be an http or https URL",
-                )
-                .with_hint("e.g. MINIMAX_BASE_URL=https://api.minimax.io"));
-            }
-            url.trim_end_matches('/').to_string()
-        }
+    let base_url = settings
+        .base_url("base_url")
+        .map_err(|e| e.with_hint("e.g. MINIMAX_BASE_URL=https://api.minimax.io"))?;
+    let base = match base_url {
+        Some(url) => url,
         None => match settings
             .get("region")
             .map(|r| r.trim().to_ascii_lowercase())
@@ -113,22 +111,6 @@ fn synthesis_url(settings: &Settings) -> Result<String, PluginError> {
         url.push_str(&format!("?GroupId={group}"));
     }
     Ok(url)
-}
-
-fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
-            ))
-        })
 }
 
 /// Returns the format MiniMax makes for an output format, if it makes it.
@@ -236,7 +218,7 @@ impl Plugin for MiniMax {
             .to_string();
         let url = synthesis_url(settings)?;
         let client = Client::builder(format!("launcher-minimax/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout(settings)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
             .secrets_from(settings)
             .secret(key.as_str())
             .build()?;
@@ -328,15 +310,8 @@ impl MiniMax {
         info.insert("voice".into(), Value::from(voice));
         info.insert("model".into(), Value::from(speech.model));
         info.insert("format".into(), Value::from(format.extension));
-        info.insert("requests".into(), Value::from(spoken.pieces));
         info.insert("characters".into(), Value::from(text.chars().count()));
-        info.insert("bytes".into(), Value::from(spoken.bytes));
-        if let Some(secs) = spoken.duration_secs {
-            info.insert(
-                "duration_secs".into(),
-                Value::from((secs * 1000.0).round() / 1000.0),
-            );
-        }
+        spoken.add_to(info);
         Ok(result)
     }
 

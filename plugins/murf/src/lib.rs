@@ -67,7 +67,10 @@ pub const MAX_PIECE_CHARS: usize = 3000;
 /// Sample rates generate offers; stream also offers 16000.
 const SAMPLE_RATES: &[u32] = &[8000, 24_000, 44_100, 48_000];
 
-const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest the `timeout` setting may be.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The plugin: one configured connection to Murf.
 pub struct Murf {
@@ -128,14 +131,11 @@ fn native_format(format: &AudioFormat) -> Option<&'static str> {
 
 /// Returns the base URL for `settings`: the base URL if given, else the region's host.
 fn base_url(settings: &Settings) -> Result<String, PluginError> {
-    if let Some(url) = settings.get("base_url").map(str::trim) {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(PluginError::invalid_input(
-                "setting `base_url` must be an http or https URL",
-            )
-            .with_hint("e.g. MURF_BASE_URL=https://api.murf.ai"));
-        }
-        return Ok(url.trim_end_matches('/').to_string());
+    let base_url = settings
+        .base_url("base_url")
+        .map_err(|e| e.with_hint("e.g. MURF_BASE_URL=https://api.murf.ai"))?;
+    if let Some(url) = base_url {
+        return Ok(url);
     }
     match settings
         .get("region")
@@ -151,22 +151,6 @@ fn base_url(settings: &Settings) -> Result<String, PluginError> {
         ))
         .with_hint(format!("use one of {}", REGIONS.join(", ")))),
     }
-}
-
-fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
-            ))
-        })
 }
 
 /// Reads Murf's error answers: a 402 means the character quota is spent, which waiting
@@ -301,7 +285,7 @@ impl Plugin for Murf {
             .to_string();
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-murf/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout(settings)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
             .secrets_from(settings)
             .secret(key.as_str())
             .build()?;
@@ -408,15 +392,8 @@ impl Murf {
         let info = &mut result.info;
         info.insert("voice".into(), Value::from(speech.voice));
         info.insert("format".into(), Value::from(format.extension));
-        info.insert("requests".into(), Value::from(spoken.pieces));
         info.insert("characters".into(), Value::from(text.chars().count()));
-        info.insert("bytes".into(), Value::from(spoken.bytes));
-        if let Some(secs) = spoken.duration_secs {
-            info.insert(
-                "duration_secs".into(),
-                Value::from((secs * 1000.0).round() / 1000.0),
-            );
-        }
+        spoken.add_to(info);
         Ok(result)
     }
 
