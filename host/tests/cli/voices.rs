@@ -7,21 +7,13 @@ use launcher_testkit::emulators::minimax::{self, MiniMaxEmulator};
 use launcher_testkit::emulators::murf::{self, MurfEmulator};
 use launcher_testkit::media::{parse_wav, probe_duration};
 use launcher_testkit::test_context;
+use launcher_testkit::text::mixed_chinese_english;
 
 const KEY: &str = "e2e-voice-key-0123456789";
 
-/// About 20,000 characters of mixed Chinese and English, no spaces between Chinese sentences.
+/// About 20,000 characters of mixed Chinese and English sentences.
 fn long_mixed() -> String {
-    let mut text = String::new();
-    let mut i = 0;
-    while text.chars().count() < 20_000 {
-        i += 1;
-        text.push_str(&format!(
-            "This is English sentence number {i}, spoken at length. "
-        ));
-        text.push_str("这是一个很长的中文句子，用来测试长文本的分段与合并。");
-    }
-    text
+    mixed_chinese_english(20_000)
 }
 
 #[track_caller]

@@ -240,10 +240,7 @@ impl MiniMax {
         let params: Speak = job.params()?;
         let text = params.text.as_str();
         let requested = params.format.as_deref().unwrap_or("wav");
-        let format = AudioFormat::named(requested).ok_or_else(|| {
-            PluginError::invalid_input(format!("unknown audio format `{requested}`"))
-                .with_hint("use wav, mp3, flac, pcm, ogg, opus or m4a")
-        })?;
+        let format = AudioFormat::parse(requested)?;
         let sample_rate = params.sample_rate.unwrap_or(32_000);
         if !api::SAMPLE_RATES.contains(&sample_rate) {
             return Err(PluginError::invalid_input(format!(
@@ -276,13 +273,8 @@ impl MiniMax {
         };
         let speaker =
             Speaker::new(format.clone(), Limit::chars(MAX_PIECE_CHARS)).work_dir(job.work_dir());
-        if params.stream && speaker.split(text).len() > 1 {
-            return Err(PluginError::invalid_input(format!(
-                "--stream writes the audio of one request as it comes, and this text needs {} \
-                 requests",
-                speaker.split(text).len()
-            ))
-            .with_hint("leave out --stream: long text is spoken piece by piece into one file"));
+        if params.stream {
+            speaker.require_one_request(text, "--stream")?;
         }
         let streamable = native_format(&format).filter(|f| *f != "wav");
         if params.stream && streamable.is_none() {
@@ -296,11 +288,7 @@ impl MiniMax {
             match (piece.is_direct(), native_format(piece.format())) {
                 (true, Some(native)) if params.stream => self.stream(&speech, piece, native, cx),
                 (true, Some(native)) => {
-                    let audio = self.synthesize(&speech, piece.text, native, cx)?;
-                    let mut out = piece.output(cx)?;
-                    out.write_all(&audio)?;
-                    out.finish()?;
-                    Ok(Audio::Written(audio.len() as u64))
+                    piece.write(&self.synthesize(&speech, piece.text, native, cx)?, cx)
                 }
                 _ => Ok(Audio::Wav(self.synthesize(&speech, piece.text, "wav", cx)?)),
             }

@@ -8,6 +8,7 @@ use launcher_sdk::testing::{self, Run};
 use launcher_sdk::{ContentKind, ErrorKind, PluginError, Settings};
 use launcher_testkit::emulators::minimax::{MiniMaxEmulator, spoken_millis};
 use launcher_testkit::media::{mp3_silence, probe_duration};
+use launcher_testkit::text::mixed_chinese_english;
 
 const KEY: &str = "mm-0123456789abcdef-emulated-key";
 
@@ -54,19 +55,9 @@ fn texts(emulator: &MiniMaxEmulator) -> Vec<String> {
         .collect()
 }
 
-/// About 20,000 characters of mixed Chinese and English sentences, with no spaces between
-/// Chinese sentences.
+/// About 20,000 characters of mixed Chinese and English sentences.
 fn long_mixed() -> String {
-    let mut text = String::new();
-    let mut i = 0;
-    while text.chars().count() < 20_000 {
-        i += 1;
-        text.push_str(&format!(
-            "This is English sentence number {i}, spoken at length. "
-        ));
-        text.push_str("这是一个很长的中文句子，用来测试长文本的分段与合并。");
-    }
-    text
+    mixed_chinese_english(20_000)
 }
 
 #[test]

@@ -17,7 +17,6 @@
 //! service is never resent, and a 402 (the character quota is spent) ends the job at once
 //! with a hint: waiting does not help.
 
-use std::io::Write;
 use std::time::Duration;
 
 use base64::Engine;
@@ -321,10 +320,7 @@ impl Murf {
         let params: Speak = job.params()?;
         let text = params.text.as_str();
         let requested = params.format.as_deref().unwrap_or("wav");
-        let format = AudioFormat::named(requested).ok_or_else(|| {
-            PluginError::invalid_input(format!("unknown audio format `{requested}`"))
-                .with_hint("use wav, mp3, flac, pcm, ogg or m4a")
-        })?;
+        let format = AudioFormat::parse(requested)?;
         let sample_rate = params.sample_rate.unwrap_or(24_000);
         let rate_ok =
             SAMPLE_RATES.contains(&sample_rate) || (params.stream && sample_rate == 16_000);
@@ -357,13 +353,8 @@ impl Murf {
         };
         let speaker =
             Speaker::new(format.clone(), Limit::chars(MAX_PIECE_CHARS)).work_dir(job.work_dir());
-        let pieces = speaker.split(text).len();
-        if params.stream && pieces > 1 {
-            return Err(PluginError::invalid_input(format!(
-                "--stream writes the audio of one request as it comes, and this text needs \
-                 {pieces} requests"
-            ))
-            .with_hint("leave out --stream: long text is spoken piece by piece into one file"));
+        if params.stream {
+            speaker.require_one_request(text, "--stream")?;
         }
         if params.stream && native_format(&format).is_none() {
             return Err(PluginError::invalid_input(format!(
@@ -376,13 +367,10 @@ impl Murf {
         let spoken = speaker.speak(text, cx, |piece, cx| {
             match (piece.is_direct(), native_format(piece.format())) {
                 (true, Some(native)) if params.stream => self.stream(&speech, piece, native, cx),
-                (true, Some(native)) => {
-                    let audio = self.generate(&speech, piece.text, native, retention, cx)?;
-                    let mut out = piece.output(cx)?;
-                    out.write_all(&audio)?;
-                    out.finish()?;
-                    Ok(Audio::Written(audio.len() as u64))
-                }
+                (true, Some(native)) => piece.write(
+                    &self.generate(&speech, piece.text, native, retention, cx)?,
+                    cx,
+                ),
                 _ => Ok(Audio::Wav(
                     self.generate(&speech, piece.text, "WAV", retention, cx)?,
                 )),

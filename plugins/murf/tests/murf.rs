@@ -10,6 +10,7 @@ use launcher_testkit::emulators::murf::{
     AUDIO_PREFIX, GENERATE_PATH, MurfEmulator, STREAM_PATH, spoken_millis,
 };
 use launcher_testkit::media::{mp3_silence, probe_duration};
+use launcher_testkit::text::mixed_chinese_english;
 
 const KEY: &str = "murf-0123456789abcdef-emulated-key";
 
@@ -49,16 +50,7 @@ fn error(run: &Run) -> &PluginError {
 
 /// About 20,000 characters of mixed Chinese and English sentences.
 fn long_mixed() -> String {
-    let mut text = String::new();
-    let mut i = 0;
-    while text.chars().count() < 20_000 {
-        i += 1;
-        text.push_str(&format!(
-            "This is English sentence number {i}, spoken at length. "
-        ));
-        text.push_str("这是一个很长的中文句子，用来测试长文本的分段与合并。");
-    }
-    text
+    mixed_chinese_english(20_000)
 }
 
 #[test]
