@@ -951,6 +951,44 @@ impl Settings {
             .ok_or_else(|| PluginError::invalid_input(format!("setting `{name}` is missing")))
     }
 
+    /// Returns setting `name` as a number of seconds, above 0 and at most `max`, or
+    /// `default` when it is not given (a `timeout` setting, say).
+    pub fn seconds(
+        &self,
+        name: &str,
+        default: std::time::Duration,
+        max: std::time::Duration,
+    ) -> Result<std::time::Duration, PluginError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        raw.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= max.as_secs_f64())
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                PluginError::invalid_input(format!(
+                    "setting `{name}` is `{raw}`, not a number of seconds between 0 and {}",
+                    max.as_secs_f64()
+                ))
+            })
+    }
+
+    /// Returns setting `name` as the base URL of a service: an `http` or `https` URL, trimmed
+    /// and without a trailing slash, so paths can be appended; `None` when it is not given.
+    pub fn base_url(&self, name: &str) -> Result<Option<String>, PluginError> {
+        let Some(url) = self.get(name).map(str::trim) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(PluginError::invalid_input(format!(
+                "setting `{name}` must be an http or https URL"
+            )));
+        }
+        Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
     /// Returns the values of the secret settings, to keep out of every message.
     pub fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secret.iter().filter_map(|name| self.get(name))
@@ -1181,6 +1219,35 @@ pub struct JobResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_read_seconds_and_base_urls() {
+        use std::time::Duration;
+        let s = Settings::from_values([
+            ("timeout", "1.5"),
+            ("bad", "soon"),
+            ("url", " https://api.example.com/ "),
+            ("ftp", "ftp://x"),
+        ]);
+        let (default, max) = (Duration::from_secs(60), Duration::from_secs(3600));
+        assert_eq!(
+            s.seconds("timeout", default, max).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(s.seconds("missing", default, max).unwrap(), default);
+        for raw in ["0", "-1", "NaN", "3601", "soon"] {
+            let s = Settings::from_values([("t", raw)]);
+            let err = s.seconds("t", default, max).unwrap_err();
+            assert!(err.message.contains("between 0 and 3600"), "{raw}: {err}");
+        }
+        assert!(s.seconds("bad", default, max).is_err());
+        assert_eq!(
+            s.base_url("url").unwrap().as_deref(),
+            Some("https://api.example.com")
+        );
+        assert_eq!(s.base_url("missing").unwrap(), None);
+        assert!(s.base_url("ftp").unwrap_err().message.contains("`ftp`"));
+    }
 
     #[test]
     fn unknown_enumerations_are_kept_not_fatal() {

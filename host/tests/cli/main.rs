@@ -22,3 +22,4 @@ mod store;
 mod template;
 mod text;
 mod trust;
+mod voices;

@@ -3,8 +3,8 @@
 //! Tool `azure-tts` performs `tts` (text to audio in any of the service's output formats)
 //! and `voices` (lists the voices the service offers, as the standard JSON array). Settings
 //! come from `AZURE_SPEECH_KEY`, `AZURE_SPEECH_REGION` or `AZURE_SPEECH_ENDPOINT`, and
-//! `AZURE_SPEECH_TIMEOUT`. Long text is split at sentence boundaries ([`text::split_text`])
-//! and the audio joined into one file (see [`api`]).
+//! `AZURE_SPEECH_TIMEOUT`. Long text is split at sentence boundaries and spoken as one file by
+//! the SDK's [`Speaker`] (see [`api`] for how each format is joined).
 //!
 //! The service bills every character it synthesizes and takes no idempotency key, so a
 //! synthesis request that may have reached it (an answer of 5xx, a timeout, a connection that
@@ -12,21 +12,21 @@
 //! told it is idempotent, and this one is not. A 429 or a connection that was never made is
 //! still retried, since the service did not act on it.
 
-use std::io::Write;
 use std::time::Duration;
 
 use launcher_sdk::http::{Client, Request};
 use launcher_sdk::serde_json::Value;
+use launcher_sdk::speech::{Audio, AudioFormat, Speaker};
 use launcher_sdk::text::{self, Limit};
 use launcher_sdk::{
     Context, ErrorKind, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError,
-    SettingSpec, Settings, ToolSpec, export_plugin, media,
+    SettingSpec, Settings, ToolSpec, export_plugin,
 };
 use serde::{Deserialize, Serialize};
 
 pub mod api;
 
-use api::{Container, Format, OggChain, Speech};
+use api::{Format, Speech};
 
 /// The tool id.
 pub const TOOL: &str = "azure-tts";
@@ -35,7 +35,10 @@ const SYNTHESIZE_PATH: &str = "/cognitiveservices/v1";
 const VOICES_PATH: &str = "/cognitiveservices/voices/list";
 
 /// Per-attempt timeout when the `timeout` setting is absent.
-const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest the `timeout` setting may be.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The plugin: one configured connection to a Speech resource.
 pub struct AzureTts {
@@ -52,15 +55,11 @@ impl AzureTts {
 
 /// Returns `settings`' base URL: the endpoint if given, else the region's.
 fn base_url(settings: &Settings) -> Result<String, PluginError> {
-    if let Some(endpoint) = settings.get("endpoint") {
-        let endpoint = endpoint.trim().trim_end_matches('/');
-        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(PluginError::invalid_input(
-                "setting `endpoint` must be an http or https URL",
-            )
-            .with_hint("e.g. AZURE_SPEECH_ENDPOINT=https://eastus.tts.speech.microsoft.com"));
-        }
-        return Ok(endpoint.to_string());
+    let endpoint = settings.base_url("endpoint").map_err(|e| {
+        e.with_hint("e.g. AZURE_SPEECH_ENDPOINT=https://eastus.tts.speech.microsoft.com")
+    })?;
+    if let Some(endpoint) = endpoint {
+        return Ok(endpoint);
     }
     let Some(region) = settings.get("region") else {
         return Err(
@@ -78,22 +77,6 @@ fn base_url(settings: &Settings) -> Result<String, PluginError> {
         .with_hint("region names look like eastus or westeurope"));
     }
     Ok(format!("https://{region}.tts.speech.microsoft.com"))
-}
-
-fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
-            ))
-        })
 }
 
 /// Adds what the user can do to errors the service caused.
@@ -209,7 +192,7 @@ impl Plugin for AzureTts {
             .to_string();
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-azure-tts/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout(settings)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
             .secrets_from(settings)
             // What is sent is the trimmed key, which the setting's value may only contain.
             .secret(key.as_str())
@@ -250,108 +233,63 @@ impl AzureTts {
             style_degree: params.style_degree,
         };
         let format = api::resolve_format(params.format.as_deref().unwrap_or("wav"))?;
-        let parts = text::split_text(text, Limit::bytes(api::MAX_PART_BYTES));
-        if parts.len() > 1 && format.container == Container::Unjoinable {
-            return Err(PluginError::invalid_input(format!(
-                "this text needs {} requests, and {} audio cannot be joined into one file",
-                parts.len(),
-                format.name
-            ))
-            .with_hint("use --format wav, mp3 or ogg, or shorten the text"));
-        }
+        let limit = Limit::bytes(api::MAX_PART_BYTES);
+        let parts = text::split_text(text, limit);
+        let joined = format.pieces();
+        // A single part is streamed in the requested format itself, whatever it is.
+        let (part_format, output) = match joined {
+            Some(joined) => joined,
+            None if parts.len() == 1 => (format, AudioFormat::named("wav").expect("wav is known")),
+            None => {
+                return Err(PluginError::invalid_input(format!(
+                    "this text needs {} requests, and {} audio cannot be joined into one file",
+                    parts.len(),
+                    format.name
+                ))
+                .with_hint("use --format wav, mp3 or ogg, or shorten the text"));
+            }
+        };
         // Build every document first, so a bad voice fails before anything is sent.
         let documents = parts
             .iter()
             .map(|part| api::ssml(&speech, part))
             .collect::<Result<Vec<_>, _>>()?;
-        // Left as POST's default, not idempotent: see the crate documentation.
-        let requests: Vec<Request> = documents
-            .into_iter()
-            .map(|ssml| {
-                self.request(Request::post(format!("{}{SYNTHESIZE_PATH}", self.base)))
-                    .header("Content-Type", "application/ssml+xml")
-                    .header("X-Microsoft-OutputFormat", format.name)
-                    .body(ssml)
-            })
-            .collect();
-        let bytes = if let [request] = requests.as_slice() {
-            self.stream_part(request, format, cx)?
-        } else {
-            self.join_parts(&requests, format, cx)?
+        let synthesize = |ssml: &str, format: &Format| {
+            // Left as POST's default, not idempotent: see the crate documentation.
+            self.request(Request::post(format!("{}{SYNTHESIZE_PATH}", self.base)))
+                .header("Content-Type", "application/ssml+xml")
+                .header("X-Microsoft-OutputFormat", format.name)
+                .body(ssml.to_string())
         };
+        let spoken =
+            Speaker::new(output, limit)
+                .work_dir(job.work_dir())
+                .speak(text, cx, |piece, cx| {
+                    let ssml = &documents[piece.index];
+                    if piece.is_direct() {
+                        let mut response = self.client.send(&synthesize(ssml, format), cx)?;
+                        let mut out = cx.output("audio", format.media_type, format.extension)?;
+                        let written = response.copy_to(&mut out)?;
+                        out.finish()?;
+                        return Ok(Audio::Written(written));
+                    }
+                    let body = self.client.fetch(&synthesize(ssml, part_format), cx)?.body;
+                    Ok(Audio::Wav(match part_format.raw_spec() {
+                        Some(spec) => {
+                            let mut wav = spec.header(body.len() as u64)?;
+                            wav.extend_from_slice(&body);
+                            wav
+                        }
+                        None => body,
+                    }))
+                })?;
         let mut result = JobResult::default();
         let info = &mut result.info;
         info.insert("voice".into(), Value::from(voice));
         info.insert("format".into(), Value::from(format.name));
-        info.insert("requests".into(), Value::from(requests.len()));
         info.insert("characters".into(), Value::from(text.chars().count()));
-        info.insert("bytes".into(), Value::from(bytes));
+        spoken.add_to(info);
         Ok(result)
-    }
-
-    /// Sends one synthesis request and streams its audio to the output as it arrives.
-    ///
-    /// The output is opened only once the service has accepted the request, so a refused job
-    /// leaves no empty file behind.
-    fn stream_part(
-        &self,
-        request: &Request,
-        format: &Format,
-        cx: &mut Context<'_>,
-    ) -> Result<u64, PluginError> {
-        let mut response = self.client.send(request, cx)?;
-        let mut out = cx.output("audio", format.media_type, format.extension)?;
-        let written = response.copy_to(&mut out)?;
-        out.finish()?;
-        Ok(written)
-    }
-
-    /// Synthesizes every part, then writes them to the output as one file.
-    ///
-    /// The parts are held until all have arrived: the client needs the context while the
-    /// output would be borrowing it, and a part that fails must leave no output behind.
-    fn join_parts(
-        &self,
-        requests: &[Request],
-        format: &Format,
-        cx: &mut Context<'_>,
-    ) -> Result<u64, PluginError> {
-        let mut parts = Vec::with_capacity(requests.len());
-        let mut chain = OggChain::default();
-        for (i, request) in requests.iter().enumerate() {
-            report(cx, i, requests.len())?;
-            let body = self.client.fetch(request, cx)?.body;
-            parts.push(match format.container {
-                Container::Ogg => chain.link(body)?,
-                _ => body,
-            });
-        }
-        let mut out = cx.output("audio", format.media_type, format.extension)?;
-        let written = match format.container {
-            Container::Riff => {
-                let (spec, data_len) = media::join_wav(&parts, &mut out).map_err(|err| {
-                    if err.kind == ErrorKind::InvalidInput {
-                        PluginError::unavailable(format!(
-                            "the service sent WAV parts that cannot be joined: {}",
-                            err.message
-                        ))
-                    } else {
-                        err
-                    }
-                })?;
-                spec.header_len() as u64 + data_len + (data_len & 1)
-            }
-            // MP3 frames, raw samples and chained Ogg links follow one another as they are;
-            // unjoinable formats with several parts were refused before any request.
-            _ => {
-                for part in &parts {
-                    out.write_all(part)?;
-                }
-                parts.iter().map(|p| p.len() as u64).sum()
-            }
-        };
-        out.finish()?;
-        Ok(written)
     }
 
     fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
@@ -447,14 +385,6 @@ impl From<ServiceVoice> for Voice {
     }
 }
 
-/// Reports which part is being synthesized.
-fn report(cx: &mut Context<'_>, index: usize, total: usize) -> Result<(), PluginError> {
-    cx.progress(
-        Some(index as f64 / total as f64),
-        &format!("synthesizing part {} of {total}", index + 1),
-    )
-}
-
 export_plugin!(AzureTts);
 
 #[cfg(test)]
@@ -485,18 +415,6 @@ mod tests {
         assert!(err.message.contains("`region` or `endpoint`"));
         assert!(base_url(&settings(&[("region", "east.us/evil")])).is_err());
         assert!(base_url(&settings(&[("endpoint", "ftp://x")])).is_err());
-    }
-
-    #[test]
-    fn the_timeout_setting_is_seconds() {
-        assert_eq!(timeout(&settings(&[])).unwrap(), Duration::from_secs(60));
-        assert_eq!(
-            timeout(&settings(&[("timeout", "1.5")])).unwrap(),
-            Duration::from_millis(1500)
-        );
-        for bad in ["0", "-1", "soon", "NaN"] {
-            assert!(timeout(&settings(&[("timeout", bad)])).is_err(), "{bad}");
-        }
     }
 
     #[test]
