@@ -1,0 +1,507 @@
+//! Offline neural text-to-speech through the Piper HTTP server.
+//!
+//! Tool `piper` performs `tts` (text to WAV) and `voices` (the voices the server has). It
+//! talks to a running server at setting `url` (`PIPER_URL`, default `http://127.0.0.1:5000`),
+//! or, with setting `model` (`PIPER_MODEL`, a `.onnx` voice), starts one itself for the job
+//! and stops it afterwards (see [`server`]). Either setting makes the tool ready; then it
+//! outranks espeak as the offline default for `tts` (priority 50 against espeak's 0): a
+//! neural voice sounds far better, and a user who set one up wants it.
+//!
+//! `--rate` becomes Piper's `length_scale` (the voice's own divided by the rate); `speaker`,
+//! `length_scale`, `noise_scale` and `noise_w_scale` go to the server as they are. The server
+//! labels its WAV `text/html`, so the body is checked to be WAV by its bytes. Long text is
+//! split at sentence boundaries ([`text::split_text`]) into pieces, each one a request with
+//! its own progress step, and the pieces joined into one WAV ([`media::join_wav`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use launcher_sdk::http::{Client, Request};
+use launcher_sdk::media::{self, Wav};
+use launcher_sdk::serde_json::Value;
+use launcher_sdk::text::{self, Limit};
+use launcher_sdk::{
+    Context, ErrorKind, Job, JobResult, LogLevel, Manifest, ParamSpec, ParamType, Plugin,
+    PluginError, SettingSpec, Settings, ToolSpec, export_plugin,
+};
+use serde::Deserialize;
+
+pub mod api;
+pub mod server;
+
+use api::{Info, Synthesize, VoiceConfig};
+
+/// The tool id, which is also the plugin name.
+pub const TOOL: &str = "piper";
+
+/// Where a Piper server listens unless told otherwise (`python -m piper.http_server`).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:5000";
+
+/// The priority that puts Piper before espeak (0) among ready offline voices.
+pub const PRIORITY: i32 = 50;
+
+/// The most characters one request carries. Piper speaks about 15 characters a second, so a
+/// piece is about a minute of speech: seconds to synthesize, and a progress step the user sees.
+pub const PIECE_CHARS: usize = 1000;
+
+/// Per-request timeout when the `timeout` setting is absent: a long piece on a busy machine.
+const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
+
+/// The plugin: how to reach a Piper server, or how to start one.
+pub struct Piper {
+    target: Target,
+    client: Client,
+    /// Asks a starting server whether it is up: one quick try, no retries.
+    probe: Client,
+}
+
+/// Where the server is.
+enum Target {
+    /// A server someone else runs.
+    Url(String),
+    /// A voice file to start a server for, with the Python to run it.
+    Model {
+        model: std::path::PathBuf,
+        python: std::path::PathBuf,
+    },
+}
+
+/// A server for one job: its root, and the child to stop when the job ends, if this job
+/// started it.
+struct Connection {
+    url: String,
+    _server: Option<launcher_sdk::process::Background>,
+}
+
+/// The parameters of a `tts` job (ranges are checked by the host).
+#[derive(Deserialize)]
+struct Speak {
+    text: String,
+    voice: Option<String>,
+    speaker: Option<String>,
+    rate: Option<f64>,
+    pitch: Option<f64>,
+    format: Option<String>,
+    length_scale: Option<f64>,
+    noise_scale: Option<f64>,
+    noise_w_scale: Option<f64>,
+}
+
+/// The parameters of a `voices` job.
+#[derive(Deserialize)]
+struct ListVoices {
+    language: Option<String>,
+}
+
+const DESCRIPTION: &str = "offline neural text-to-speech with Piper (WAV)";
+
+impl Plugin for Piper {
+    fn manifest() -> Manifest {
+        let tts = &["tts"];
+        let tool = ToolSpec::new(TOOL, &["tts", "voices"])
+            .description(DESCRIPTION)
+            .priority(PRIORITY)
+            .param(
+                ParamSpec::new(
+                    "speaker",
+                    ParamType::String,
+                    "the speaker of a multi-speaker voice: a name or a number",
+                )
+                .only_for(tts),
+            )
+            .param(
+                ParamSpec::new(
+                    "length_scale",
+                    ParamType::Number,
+                    "how long phonemes last, 1.0 is the voice's normal (--rate says it the other way round)",
+                )
+                .range(0.1, 10.0)
+                .only_for(tts),
+            )
+            .param(
+                ParamSpec::new("noise_scale", ParamType::Number, "generator noise (voice default about 0.667)")
+                    .range(0.0, 2.0)
+                    .only_for(tts),
+            )
+            .param(
+                ParamSpec::new(
+                    "noise_w_scale",
+                    ParamType::Number,
+                    "phoneme width noise (voice default about 0.8)",
+                )
+                .range(0.0, 2.0)
+                .only_for(tts),
+            )
+            .setting(SettingSpec::new(
+                "url",
+                "PIPER_URL",
+                "a running Piper server, e.g. http://127.0.0.1:5000 (python -m piper.http_server)",
+            ))
+            .setting(SettingSpec::new(
+                "model",
+                "PIPER_MODEL",
+                "a Piper voice (.onnx, with its .onnx.json beside it): the plugin starts a server for it for each job",
+            ))
+            .setting(SettingSpec::new(
+                "python",
+                "PIPER_PYTHON",
+                "the Python with piper-tts to start the server with (default: the one of `piper` on PATH, else python3)",
+            ))
+            .setting(SettingSpec::new(
+                "timeout",
+                "PIPER_TIMEOUT",
+                "seconds one request may take (default 300)",
+            ))
+            // A local server: ready once it is set up, not because a default address exists.
+            .require_one_of(&["url", "model"]);
+        Manifest::new(TOOL, env!("CARGO_PKG_VERSION"))
+            .description(DESCRIPTION)
+            .tool(tool)
+    }
+
+    fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
+        if tool != TOOL {
+            return Err(PluginError::internal(format!(
+                "this plugin provides `{TOOL}`, not `{tool}`"
+            )));
+        }
+        let target = match settings.get("model").filter(|m| !m.trim().is_empty()) {
+            Some(model) => Target::Model {
+                model: server::model_path(model)?,
+                python: server::python(settings.get("python")),
+            },
+            None => Target::Url(base_url(settings.get("url"))?),
+        };
+        let agent = concat!("launcher-piper/", env!("CARGO_PKG_VERSION"));
+        let client = Client::builder(agent)
+            .timeout(timeout(settings)?)
+            .secrets_from(settings)
+            .build()?;
+        let probe = Client::builder(agent)
+            .timeout(Duration::from_secs(2))
+            .retries(0)
+            .build()?;
+        Ok(Piper {
+            target,
+            client,
+            probe,
+        })
+    }
+
+    fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let result = match job.task.as_str() {
+            "tts" => self.speak(job, cx),
+            "voices" => self.voices(job, cx),
+            other => Err(PluginError::invalid_input(format!(
+                "the piper tool does not perform task `{other}`"
+            ))),
+        };
+        result.map_err(|err| self.with_advice(err))
+    }
+}
+
+export_plugin!(Piper);
+
+/// Returns the server root of setting `url`, or the default.
+fn base_url(setting: Option<&str>) -> Result<String, PluginError> {
+    let url = setting
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(DEFAULT_URL)
+        .trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(PluginError::invalid_input(format!(
+            "setting `url` is `{url}`, which is not an http or https URL"
+        ))
+        .with_hint("e.g. PIPER_URL=http://127.0.0.1:5000"));
+    }
+    Ok(url.to_string())
+}
+
+fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
+    let Some(raw) = settings.get("timeout") else {
+        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
+    };
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            PluginError::invalid_input(format!(
+                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
+            ))
+        })
+}
+
+impl Piper {
+    /// Returns a server for this job: the configured one, or one started now.
+    fn connect(&self, cx: &mut Context<'_>) -> Result<Connection, PluginError> {
+        match &self.target {
+            Target::Url(url) => Ok(Connection {
+                url: url.clone(),
+                _server: None,
+            }),
+            Target::Model { model, python } => {
+                let started = server::start(python, model, &self.probe, cx)?;
+                Ok(Connection {
+                    url: started.url,
+                    _server: Some(started.server),
+                })
+            }
+        }
+    }
+
+    /// Adds what the user can do to errors the server caused.
+    fn with_advice(&self, err: PluginError) -> PluginError {
+        if err.hint.is_some() {
+            return err;
+        }
+        match (&self.target, err.kind) {
+            (Target::Url(url), ErrorKind::Unavailable | ErrorKind::Timeout)
+                if err.message.contains("cannot reach") =>
+            {
+                err.with_hint(format!(
+                    "start Piper's server at {url} (python3 -m piper.http_server -m VOICE.onnx), \
+                     or set PIPER_MODEL to a voice file and the plugin starts one itself"
+                ))
+            }
+            (_, ErrorKind::Unavailable) => {
+                err.with_hint("Piper's server failed; its own log says why")
+            }
+            _ => err,
+        }
+    }
+
+    /// Asks the server which voice it loaded and which it has.
+    fn voice_table(
+        &self,
+        url: &str,
+        cx: &mut Context<'_>,
+    ) -> Result<(Info, BTreeMap<String, VoiceConfig>), PluginError> {
+        let info: Info = self
+            .client
+            .fetch(&Request::get(format!("{url}/info")), cx)?
+            .json()?;
+        // Older servers have no /voices; they have only the voice /info names.
+        let voices = match self
+            .client
+            .fetch(&Request::get(format!("{url}/voices")), cx)
+        {
+            Ok(reply) => reply.json()?,
+            Err(err) if err.message.contains("HTTP 404") => BTreeMap::new(),
+            Err(err) => return Err(err),
+        };
+        Ok((info, voices))
+    }
+
+    fn speak(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let params: Speak = job.params()?;
+        let text = params.text.trim();
+        // The server answers 500 to empty text; say what is wrong before starting anything.
+        if text.is_empty() {
+            return Err(PluginError::invalid_input("the text to speak is empty")
+                .with_hint("give the text as an argument, with --text or --file, or on stdin"));
+        }
+        if let Some(format) = params
+            .format
+            .as_deref()
+            .filter(|f| !f.trim().eq_ignore_ascii_case("wav"))
+        {
+            return Err(PluginError::invalid_input(format!(
+                "the piper tool cannot write `{format}` audio, only `wav`"
+            ))
+            .with_hint(
+                "leave out --format and name the output .wav; `launcher run ffmpeg` can convert it",
+            ));
+        }
+        if params.pitch.is_some_and(|p| p != 1.0) {
+            return Err(
+                PluginError::invalid_input("Piper voices cannot change their pitch")
+                    .with_hint("leave out --pitch, or use the espeak or azure-tts tool"),
+            );
+        }
+        let connection = self.connect(cx)?;
+        let url = connection.url.as_str();
+        let (info, voices) = self.voice_table(url, cx)?;
+        let voice = params
+            .voice
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        let voice_name = voice.unwrap_or(&info.voice.name);
+        let config = voices.get(voice_name);
+        if voice.is_some_and(|v| v != info.voice.name) && config.is_none() {
+            let known: Vec<&str> = voices.keys().map(String::as_str).collect();
+            return Err(PluginError::invalid_input(format!(
+                "the Piper server has no voice `{voice_name}`"
+            ))
+            .with_hint(if known.is_empty() {
+                format!("it speaks only `{}`", info.voice.name)
+            } else {
+                format!(
+                    "it has {}; put more voices (.onnx with .onnx.json) in its data directory",
+                    known.join(", ")
+                )
+            }));
+        }
+        let speaker_id = match params.speaker.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(speaker) => {
+                let fallback = VoiceConfig {
+                    num_speakers: info.voice.num_speakers,
+                    ..VoiceConfig::default()
+                };
+                Some(api::speaker_id(
+                    voice_name,
+                    config.unwrap_or(&fallback),
+                    speaker,
+                )?)
+            }
+            None => None,
+        };
+        let length_scale = api::length_scale(params.length_scale, params.rate, config)?;
+        let pieces = text::split_text(text, Limit::chars(PIECE_CHARS));
+        let mut wavs = Vec::with_capacity(pieces.len());
+        for (i, piece) in pieces.iter().enumerate() {
+            if pieces.len() > 1 {
+                cx.progress(
+                    Some(i as f64 / pieces.len() as f64),
+                    &format!("synthesizing piece {} of {}", i + 1, pieces.len()),
+                )?;
+            }
+            let body = Synthesize {
+                text: piece,
+                voice,
+                speaker_id,
+                length_scale,
+                noise_scale: params.noise_scale,
+                noise_w_scale: params.noise_w_scale,
+            };
+            // Synthesis changes nothing on the server, so a failed one may be sent again.
+            let request = Request::post(format!("{url}/synthesize"))
+                .json(&body)?
+                .idempotent(true);
+            let wav = self.client.fetch(&request, cx)?.body;
+            check_wav(&wav)?;
+            wavs.push(wav);
+        }
+        let mut out = cx.output("audio", "audio/wav", "wav")?;
+        let (spec, data_len) = media::join_wav(&wavs, &mut out).map_err(|err| {
+            PluginError::unavailable(format!(
+                "Piper's server sent WAV pieces that cannot be joined: {}",
+                err.message
+            ))
+        })?;
+        out.finish()?;
+        let seconds = spec.duration_secs(data_len);
+        cx.log(
+            LogLevel::Info,
+            format!(
+                "spoke {} characters as {seconds:.1} s of audio in {} request(s)",
+                text.chars().count(),
+                pieces.len()
+            ),
+        );
+        let mut result = JobResult::default();
+        let info_out = &mut result.info;
+        info_out.insert("voice".into(), Value::from(voice_name));
+        if let Some(id) = speaker_id {
+            info_out.insert("speaker_id".into(), Value::from(id));
+        }
+        if let Some(scale) = length_scale {
+            info_out.insert("length_scale".into(), Value::from(scale));
+        }
+        info_out.insert("requests".into(), Value::from(pieces.len()));
+        info_out.insert("sample_rate".into(), Value::from(spec.sample_rate));
+        info_out.insert(
+            "duration".into(),
+            Value::from((seconds * 1000.0).round() / 1000.0),
+        );
+        Ok(result)
+    }
+
+    fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
+        let params: ListVoices = job.params()?;
+        let wanted = params
+            .language
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        let connection = self.connect(cx)?;
+        let (info, voices) = self.voice_table(&connection.url, cx)?;
+        let listed: Vec<api::ListedVoice> = api::list_voices(&info, &voices)
+            .into_iter()
+            .filter(|v| wanted.is_none_or(|w| api::speaks(v, w)))
+            .collect();
+        if listed.is_empty() {
+            return Err(PluginError::invalid_input(format!(
+                "the Piper server has no voice for language `{}`",
+                wanted.unwrap_or_default()
+            ))
+            .with_hint("leave out --language to list every voice it has"));
+        }
+        cx.json("voices", &listed)?;
+        let mut result = JobResult::default();
+        result
+            .info
+            .insert("voices".into(), Value::from(listed.len()));
+        Ok(result)
+    }
+}
+
+/// Checks that the server's answer is WAV, whatever its `Content-Type` says.
+fn check_wav(body: &[u8]) -> Result<(), PluginError> {
+    Wav::parse(body).map(|_| ()).map_err(|err| {
+        let start: String = String::from_utf8_lossy(&body[..body.len().min(60)])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        PluginError::unavailable(format!(
+            "Piper's server answered something that is not WAV audio ({}; it starts `{start}`)",
+            err.message
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_defaults_to_the_servers_own() {
+        assert_eq!(base_url(None).unwrap(), DEFAULT_URL);
+        assert_eq!(
+            base_url(Some(" http://10.0.0.5:5000/ ")).unwrap(),
+            "http://10.0.0.5:5000"
+        );
+        assert!(base_url(Some("localhost:5000")).is_err());
+    }
+
+    #[test]
+    fn the_timeout_setting_is_seconds() {
+        let of = |v: &str| timeout(&Settings::from_values([("timeout", v)]));
+        assert_eq!(of("2.5").unwrap(), Duration::from_millis(2500));
+        assert!(of("0").is_err() && of("never").is_err());
+    }
+
+    #[test]
+    fn an_html_page_is_not_audio() {
+        let err =
+            check_wav(b"<!doctype html>\n<title>500 Internal Server Error</title>").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("not WAV audio"), "{}", err.message);
+        assert!(err.message.contains("<!doctype html>"), "{}", err.message);
+    }
+
+    #[test]
+    fn piper_outranks_espeak_and_is_offline() {
+        let manifest = Piper::manifest();
+        let tool = &manifest.tools[0];
+        assert!(!tool.cloud);
+        assert!(tool.priority > 0, "espeak has priority 0");
+        assert_eq!(
+            tool.require_one_of,
+            [vec!["url".to_string(), "model".to_string()]]
+        );
+    }
+}
