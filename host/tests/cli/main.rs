@@ -13,6 +13,7 @@ mod install;
 mod jobs;
 mod keys;
 mod outputs;
+mod piper;
 mod registry;
 mod run;
 mod shell;
