@@ -17,7 +17,9 @@
 //! the service and was not sent again, so the user checks before trying once more. A
 //! service whose error bodies say more than its status (a quota that waiting will not lift,
 //! a model still loading) gets a reader with [`Request::read_errors`], which may end the
-//! request at once or declare it refused and safe to resend. Values marked secret (keys in headers, tokens in URLs) are scrubbed from every
+//! request at once or declare it refused and safe to resend. A service that reports
+//! failures inside a 2xx answer (MiniMax's `base_resp`) gets a checker with
+//! [`Request::check_answers`], whose rate-limit errors are resent the same way. Values marked secret (keys in headers, tokens in URLs) are scrubbed from every
 //! error message, and messages name only the scheme, host and port of a URL, never its path or
 //! query.
 //!
@@ -297,6 +299,8 @@ pub struct Request {
     idempotent: Option<bool>,
     /// Set by [`Request::read_errors`].
     error_reader: Option<Arc<ErrorReader>>,
+    /// Set by [`Request::check_answers`].
+    answer_checker: Option<Arc<AnswerChecker>>,
 }
 
 /// What a request sends: bytes in memory, or a form read while it is sent.
@@ -316,6 +320,19 @@ impl Body {
 }
 
 type ErrorReader = dyn Fn(&ErrorReply<'_>) -> Verdict + Send + Sync;
+
+type AnswerChecker = dyn Fn(&Fetched) -> Result<(), Refusal> + Send + Sync;
+
+/// What a [`Request::check_answers`] checker found wrong in a 2xx answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// End the request with this error at once. Secrets are scrubbed from it.
+    Fail(PluginError),
+    /// The service refused without acting on the request (a rate limit), so send it again,
+    /// even if it is not idempotent: after the error's `retry_after`, else the usual backoff,
+    /// within the client's retry count. The error is returned when the retries run out.
+    Resend(PluginError),
+}
 
 /// An answer that is not 2xx, as a [`Request::read_errors`] reader sees it.
 #[derive(Debug, Clone, Copy)]
@@ -385,6 +402,7 @@ impl Request {
             secrets: Vec::new(),
             idempotent: None,
             error_reader: None,
+            answer_checker: None,
         }
     }
 
@@ -479,6 +497,19 @@ impl Request {
         reader: impl Fn(&ErrorReply<'_>) -> Verdict + Send + Sync + 'static,
     ) -> Self {
         self.error_reader = Some(Arc::new(reader));
+        self
+    }
+
+    /// Lets `checker` read a 2xx answer that [`Client::fetch`] read whole, for services that
+    /// report failures inside a successful HTTP answer (MiniMax's `base_resp`).
+    ///
+    /// A [`Refusal`] it returns ends the request or resends it. [`Client::send`] does not
+    /// read the body, so it does not call `checker`.
+    pub fn check_answers(
+        mut self,
+        checker: impl Fn(&Fetched) -> Result<(), Refusal> + Send + Sync + 'static,
+    ) -> Self {
+        self.answer_checker = Some(Arc::new(checker));
         self
     }
 
@@ -673,6 +704,9 @@ enum Failure {
     Unsendable(String),
     /// The host cancelled the job.
     Cancelled,
+    /// A 2xx answer whose body carries this error ([`Request::check_answers`]); resendable
+    /// when the flag is set.
+    Refused(PluginError, bool),
 }
 
 impl Failure {
@@ -683,6 +717,7 @@ impl Failure {
                 *kind != ErrorKind::Timeout || retry_timeouts
             }
             Failure::Unsendable(_) | Failure::Cancelled => false,
+            Failure::Refused(_, resend) => *resend,
         }
     }
 
@@ -694,6 +729,7 @@ impl Failure {
             Failure::Status { status: 429, .. } => false,
             Failure::Transport { sent, .. } => *sent,
             Failure::Unsendable(_) => false,
+            Failure::Refused(_, resend) => !resend,
             Failure::Status { .. } | Failure::Body { .. } | Failure::Cancelled => true,
         }
     }
@@ -706,6 +742,7 @@ impl Failure {
                 retry_after,
                 ..
             } => *retry_after,
+            Failure::Refused(err, _) => err.retry_after_secs.map(Duration::from_secs_f64),
             _ => None,
         }
     }
@@ -722,6 +759,10 @@ impl Failure {
             Failure::Body { .. } => format!("the response from {origin} broke off"),
             Failure::Unsendable(_) => "the request cannot be sent".to_string(),
             Failure::Cancelled => "cancelled".to_string(),
+            Failure::Refused(err, _) if err.kind == ErrorKind::RateLimited => {
+                format!("{origin} is rate limiting requests")
+            }
+            Failure::Refused(..) => format!("{origin} refused the request"),
         }
     }
 
@@ -739,6 +780,10 @@ impl Failure {
         };
         let err = match self {
             Failure::Cancelled => return PluginError::cancelled(),
+            Failure::Refused(mut err, _) => {
+                err.message.push_str(&tried);
+                err
+            }
             Failure::Unsendable(detail) => {
                 PluginError::invalid_input(format!("cannot send a request to {origin}: {detail}"))
             }
@@ -1020,6 +1065,14 @@ impl Client {
                 return Err(PluginError::cancelled());
             }
             let failure = match self.attempt(request, &*cx, buffered, scrub) {
+                Ok(Outcome::Buffered(fetched)) => match &request.answer_checker {
+                    Some(check) => match check(&fetched) {
+                        Ok(()) => return Ok(Outcome::Buffered(fetched)),
+                        Err(Refusal::Fail(err)) => Failure::Refused(err, false),
+                        Err(Refusal::Resend(err)) => Failure::Refused(err, true),
+                    },
+                    None => return Ok(Outcome::Buffered(fetched)),
+                },
                 Ok(outcome) => return Ok(outcome),
                 Err(failure) => failure,
             };
@@ -2101,6 +2154,60 @@ mod tests {
         assert_eq!(posts(&server), 2);
         assert_eq!(err.kind, ErrorKind::InvalidInput);
         assert_eq!(err.message, "no credit left (HTTP 429)");
+    }
+
+    #[test]
+    fn an_answer_checker_resends_a_refused_200_and_fails_on_others() {
+        let limited = r#"{"base_resp":{"status_code":1002}}"#;
+        let server = scripted(vec![ok(limited), ok(limited), ok("fine"), ok("refused")]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let request =
+            Request::post(server.url())
+                .body("speak")
+                .check_answers(|answer| match answer.body.as_slice() {
+                    b"fine" => Ok(()),
+                    b"refused" => Err(Refusal::Fail(PluginError::invalid_input(
+                        "sensitive content",
+                    ))),
+                    _ => Err(Refusal::Resend(PluginError::rate_limited(
+                        "too many requests",
+                        Some(Duration::from_millis(1)),
+                    ))),
+                });
+        // A rate limit in a 200 is resent, although POST is not idempotent.
+        assert_eq!(client.fetch(&request, &mut cx).unwrap().body, b"fine");
+        assert_eq!(posts(&server), 3);
+        // Any other error ends the request at once.
+        let err = client.fetch(&request, &mut cx).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert_eq!(err.message, "sensitive content");
+        assert_eq!(posts(&server), 4);
+        // Retries stay bounded.
+        let server = scripted(vec![ok(limited)]);
+        let request = Request::post(server.url()).check_answers(|_| {
+            Err(Refusal::Resend(PluginError::rate_limited(
+                "too many requests",
+                None,
+            )))
+        });
+        let err = client.fetch(&request, &mut cx).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::RateLimited);
+        assert!(
+            err.message.contains("gave up after 4 attempts"),
+            "{}",
+            err.message
+        );
+        drop(cx);
+        let retries: Vec<&str> = host.logs.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(retries.len(), 2 + 3, "{retries:?}");
+        assert!(
+            retries
+                .iter()
+                .all(|m| m.contains("is rate limiting requests")),
+            "{retries:?}"
+        );
     }
 
     #[test]

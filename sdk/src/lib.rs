@@ -46,6 +46,7 @@ pub mod multipart;
 mod params;
 mod plugin;
 pub mod process;
+pub mod speech;
 #[cfg(feature = "http")]
 pub mod stream;
 #[cfg(feature = "testing")]

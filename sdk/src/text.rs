@@ -5,9 +5,11 @@
 //! audible: a cut inside a sentence changes its intonation. [`split_text`] therefore cuts at
 //! the last boundary that fits, preferring, in order:
 //!
-//! 1. a sentence end: `.` `!` `?` `…` followed by whitespace (so `3.14` is not one), any of
-//!    `。！？；…．｡`, or a line break; closing quotes and brackets stay with their sentence;
-//! 2. a clause mark: `,` `;` `:` followed by whitespace, or `，、：`;
+//! 1. a sentence end: `.` `!` `?` `…` followed by whitespace or by a CJK character (mixed
+//!    text such as `OK.好的。` puts no space between sentences; `3.14` is still not one), any of
+//!    `。！？；…．｡` and their small and doubled forms (`﹒﹗﹖﹔‼⁇⁈⁉`), or a line break;
+//!    closing quotes and brackets stay with their sentence;
+//! 2. a clause mark: `,` `;` `:` followed by whitespace or a CJK character, or `，、：﹐﹑﹕`;
 //! 3. whitespace;
 //! 4. a character boundary that does not separate a combining mark, variation selector or
 //!    joined emoji from the character it belongs to.
@@ -123,9 +125,9 @@ fn cut_point(text: &str, limit: Limit) -> usize {
             continue;
         }
         let spaced_end = matches!(c, '.' | '!' | '?' | '…');
-        let cjk_end = matches!(c, '。' | '！' | '？' | '；' | '…' | '．' | '｡');
+        let cjk_end = is_wide_end(c);
         let spaced_clause = matches!(c, ',' | ';' | ':');
-        let cjk_clause = matches!(c, '，' | '、' | '：');
+        let cjk_clause = matches!(c, '，' | '、' | '：' | '﹐' | '﹑' | '﹕');
         if !(spaced_end || cjk_end || spaced_clause || cjk_clause) {
             continue;
         }
@@ -139,7 +141,11 @@ fn cut_point(text: &str, limit: Limit) -> usize {
             end = j + next.len_utf8();
             chars.next();
         }
-        let followed_by_space = text[end..].chars().next().is_none_or(char::is_whitespace);
+        // Chinese and Japanese put no space after a sentence, even after Latin punctuation.
+        let followed_by_space = text[end..]
+            .chars()
+            .next()
+            .is_none_or(|next| next.is_whitespace() || is_cjk(next));
         if cjk_end || (spaced_end && followed_by_space) {
             sentence = Some(end);
         } else if cjk_clause || (spaced_clause && followed_by_space) {
@@ -154,7 +160,41 @@ fn cut_point(text: &str, limit: Limit) -> usize {
 
 /// Sentence-ending marks that may repeat or combine (`?!`, `……`, `！？`).
 fn is_terminal(c: char) -> bool {
-    matches!(c, '.' | '!' | '?' | '…' | '。' | '！' | '？' | '．' | '｡')
+    matches!(c, '.' | '!' | '?' | '…') || (is_wide_end(c) && !matches!(c, '；' | '﹔'))
+}
+
+/// Full-width, small and doubled sentence ends, which need no space after them.
+fn is_wide_end(c: char) -> bool {
+    matches!(
+        c,
+        '。' | '！'
+            | '？'
+            | '；'
+            | '…'
+            | '．'
+            | '｡'
+            | '﹒'
+            | '﹔'
+            | '﹖'
+            | '﹗'
+            | '‼'
+            | '⁇'
+            | '⁈'
+            | '⁉'
+    )
+}
+
+/// Returns whether `c` is written without spaces around it: Han, kana, Hangul syllables,
+/// and full-width forms.
+fn is_cjk(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30FF}'      // hiragana, katakana
+        | '\u{3400}'..='\u{4DBF}'    // CJK extension A
+        | '\u{4E00}'..='\u{9FFF}'    // CJK unified ideographs
+        | '\u{AC00}'..='\u{D7AF}'    // Hangul syllables
+        | '\u{F900}'..='\u{FAFF}'    // CJK compatibility ideographs
+        | '\u{FF01}'..='\u{FF60}'    // full-width forms
+        | '\u{20000}'..='\u{2FA1F}') // supplementary ideographs
 }
 
 /// Closing quotes and brackets that belong to the sentence or clause they follow.
@@ -293,6 +333,30 @@ mod tests {
         assert_eq!(
             split("等一下……好的。", Limit::chars(6)),
             ["等一下……", "好的。"]
+        );
+    }
+
+    #[test]
+    fn mixed_chinese_and_english_split_without_spaces_between_sentences() {
+        assert_eq!(
+            split(
+                "It works.好的，我们继续。Next step!下一步？",
+                Limit::chars(12)
+            ),
+            ["It works.", "好的，我们继续。", "Next step!", "下一步？"]
+        );
+        // A number's dot before a Chinese character is still no sentence end.
+        assert_eq!(
+            split("版本3.14很好用，真的。", Limit::chars(10)),
+            ["版本3.14很好用，", "真的。"]
+        );
+        assert_eq!(
+            split("太好了‼真的吗⁉是的﹗", Limit::chars(6)),
+            ["太好了‼", "真的吗⁉", "是的﹗"]
+        );
+        assert_eq!(
+            split("第一，second, 第三﹐fourth", Limit::chars(12)),
+            ["第一，second,", "第三﹐fourth"]
         );
     }
 

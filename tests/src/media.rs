@@ -67,6 +67,92 @@ pub fn ffprobe(path: &Path) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
+/// Returns how long the audio in `bytes` lasts by ffprobe, which reads what players read
+/// (an MP3's Xing frame count, an Ogg stream's last granule position, a WAV header).
+///
+/// Fails when ffprobe finds more than one audio stream (a chained Ogg shows up that way) or
+/// cannot read the file.
+pub fn probe_duration(bytes: &[u8], extension: &str) -> Result<f64, String> {
+    let file = tempfile::Builder::new()
+        .suffix(&format!(".{extension}"))
+        .tempfile()
+        .map_err(|e| e.to_string())?;
+    std::fs::write(file.path(), bytes).map_err(|e| e.to_string())?;
+    let probe = ffprobe(file.path())?;
+    let streams = probe["streams"].as_array().cloned().unwrap_or_default();
+    if streams.len() != 1 {
+        return Err(format!("{} streams, not one: {probe}", streams.len()));
+    }
+    probe["format"]["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| format!("ffprobe gave no duration: {probe}"))
+}
+
+/// 16-bit little-endian samples of a quiet 440 Hz sine: `millis` of it at `rate`.
+pub fn tone(rate: u32, millis: u64) -> Vec<u8> {
+    let samples = (u64::from(rate) * millis / 1000) as usize;
+    let step = 2.0 * std::f64::consts::PI * 440.0 / f64::from(rate);
+    (0..samples)
+        .flat_map(|i| (((i as f64 * step).sin() * 3000.0) as i16).to_le_bytes())
+        .collect()
+}
+
+/// Returns a mono 16-bit PCM WAV file of `millis` of [`tone`] at `rate`.
+pub fn tone_wav(rate: u32, millis: u64) -> Vec<u8> {
+    let data = tone(rate, millis);
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+/// MPEG Layer III frames of silence lasting at least `millis` at `rate` and `kbps`: a
+/// header and zeroed side information and data in each, which decoders play as silence.
+/// Rates of 32 kHz and up are MPEG-1; 16 to 24 kHz are MPEG-2 with half-size frames.
+pub fn mp3_silence(rate: u32, kbps: u32, millis: u64) -> Vec<u8> {
+    let mpeg1 = rate >= 32_000;
+    let bitrates: &[u32] = if mpeg1 {
+        &[
+            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+        ]
+    } else {
+        &[0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160]
+    };
+    let rates: &[u32] = if mpeg1 {
+        &[44_100, 48_000, 32_000]
+    } else {
+        &[22_050, 24_000, 16_000]
+    };
+    let bitrate_index = bitrates.iter().position(|b| *b == kbps).unwrap_or(1) as u8;
+    let rate_index = rates.iter().position(|r| *r == rate).unwrap_or(0) as u8;
+    let (samples_per_frame, coefficient) = if mpeg1 { (1152, 144) } else { (576, 72) };
+    let frame_len = (coefficient * kbps * 1000 / rate) as usize;
+    let header = [
+        0xFF,
+        if mpeg1 { 0xFB } else { 0xF3 },
+        (bitrate_index << 4) | (rate_index << 2),
+        0xC0, // mono, no copyright, no emphasis
+    ];
+    let frames = (u64::from(rate) * millis / 1000).div_ceil(samples_per_frame) as usize;
+    let mut out = Vec::with_capacity(frames * frame_len);
+    for _ in 0..frames {
+        out.extend_from_slice(&header);
+        out.resize(out.len() + frame_len - header.len(), 0);
+    }
+    out
+}
+
 /// Returns a real PNG of `width`×`height` pixels of one colour: 8-bit RGB, its image data in
 /// stored (uncompressed) deflate blocks, every chunk with its CRC.
 pub fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {

@@ -1,19 +1,21 @@
-//! Azure AI Speech wire shapes: output formats, SSML, and chaining Ogg.
+//! Azure AI Speech wire shapes: output formats and SSML.
 //!
 //! One synthesis request should stay well under the service's limits (ten minutes of audio,
 //! 64 KB of SSML), so long text is split at sentence boundaries into parts of at most
-//! [`MAX_PART_BYTES`], each part is synthesized on its own, and the audio is joined into one
-//! file the way its container allows:
+//! [`MAX_PART_BYTES`] and spoken by the SDK's [`launcher_sdk::speech::Speaker`]. A text of one
+//! part is asked for in the requested format and streamed as it comes; the parts of a longer
+//! text are asked for as uncompressed audio ([`Format::pieces`]) and joined into one file:
 //!
-//! - RIFF/WAV: one header with the right sizes over the concatenated samples
-//!   ([`launcher_sdk::media::join_wav`]);
-//! - MP3 and headerless PCM, A-law, µ-law: plain concatenation, which these formats allow;
-//! - Ogg Opus: a chained Ogg stream (see [`OggChain`]);
+//! - RIFF/WAV: parts in the same RIFF format, one header over the joined samples;
+//! - MP3 and Ogg Opus: headerless PCM parts at the format's sample rate, encoded once by
+//!   ffmpeg at the format's bit rate (compressed parts put end to end make files whose
+//!   duration players misreport);
+//! - headerless PCM, A-law, µ-law: parts in that same format, put end to end;
 //! - WebM, container-less Opus, SILK and AMR-WB: refused, with a hint to pick another format.
 
-use std::collections::HashSet;
-
 use launcher_sdk::PluginError;
+use launcher_sdk::media::{SampleFormat, WavSpec};
+use launcher_sdk::speech::AudioFormat;
 
 /// The voice used when none is given and the text is not mostly Chinese, Japanese or Korean.
 pub const DEFAULT_VOICE: &str = "en-US-AvaMultilingualNeural";
@@ -24,15 +26,17 @@ pub const DEFAULT_VOICE: &str = "en-US-AvaMultilingualNeural";
 /// after which the service silently cuts audio off.
 pub const MAX_PART_BYTES: usize = 3000;
 
-/// How audio in a format can be joined.
+/// How the parts of a long text in a format become one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Container {
     /// A RIFF/WAV file: one header, then samples.
     Riff,
-    /// A headerless stream of self-delimiting frames or samples: MP3, raw PCM, A-law, µ-law.
-    Stream,
-    /// An Ogg stream.
+    /// MP3 frames, encoded from PCM parts.
+    Mp3,
+    /// An Ogg Opus stream, encoded from PCM parts.
     Ogg,
+    /// Headerless samples: raw PCM, A-law, µ-law.
+    Raw,
     /// A format whose parts cannot be put together into one valid file.
     Unjoinable,
 }
@@ -64,7 +68,7 @@ const fn format(
     }
 }
 
-use Container::{Ogg, Riff, Stream, Unjoinable};
+use Container::{Mp3, Ogg, Raw, Riff, Unjoinable};
 
 /// Every format of the contract. Raw PCM is little-endian, so it is not `audio/L16`.
 pub const FORMATS: &[Format] = &[
@@ -75,54 +79,14 @@ pub const FORMATS: &[Format] = &[
     format("riff-48khz-16bit-mono-pcm", "audio/wav", "wav", Riff),
     format("riff-8khz-8bit-mono-alaw", "audio/wav", "wav", Riff),
     format("riff-8khz-8bit-mono-mulaw", "audio/wav", "wav", Riff),
-    format(
-        "audio-16khz-32kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-16khz-64kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-16khz-128kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-24khz-48kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-24khz-96kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-24khz-160kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-48khz-96kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
-    format(
-        "audio-48khz-192kbitrate-mono-mp3",
-        "audio/mpeg",
-        "mp3",
-        Stream,
-    ),
+    format("audio-16khz-32kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-16khz-64kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-16khz-128kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-24khz-48kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-24khz-96kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-24khz-160kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-48khz-96kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
+    format("audio-48khz-192kbitrate-mono-mp3", "audio/mpeg", "mp3", Mp3),
     format("ogg-16khz-16bit-mono-opus", "audio/ogg", "ogg", Ogg),
     format("ogg-24khz-16bit-mono-opus", "audio/ogg", "ogg", Ogg),
     format("ogg-48khz-16bit-mono-opus", "audio/ogg", "ogg", Ogg),
@@ -162,14 +126,14 @@ pub const FORMATS: &[Format] = &[
         "opus",
         Unjoinable,
     ),
-    format("raw-8khz-16bit-mono-pcm", "audio/pcm", "pcm", Stream),
-    format("raw-16khz-16bit-mono-pcm", "audio/pcm", "pcm", Stream),
-    format("raw-22050hz-16bit-mono-pcm", "audio/pcm", "pcm", Stream),
-    format("raw-24khz-16bit-mono-pcm", "audio/pcm", "pcm", Stream),
-    format("raw-44100hz-16bit-mono-pcm", "audio/pcm", "pcm", Stream),
-    format("raw-48khz-16bit-mono-pcm", "audio/pcm", "pcm", Stream),
-    format("raw-8khz-8bit-mono-alaw", "audio/PCMA", "alaw", Stream),
-    format("raw-8khz-8bit-mono-mulaw", "audio/PCMU", "ulaw", Stream),
+    format("raw-8khz-16bit-mono-pcm", "audio/pcm", "pcm", Raw),
+    format("raw-16khz-16bit-mono-pcm", "audio/pcm", "pcm", Raw),
+    format("raw-22050hz-16bit-mono-pcm", "audio/pcm", "pcm", Raw),
+    format("raw-24khz-16bit-mono-pcm", "audio/pcm", "pcm", Raw),
+    format("raw-44100hz-16bit-mono-pcm", "audio/pcm", "pcm", Raw),
+    format("raw-48khz-16bit-mono-pcm", "audio/pcm", "pcm", Raw),
+    format("raw-8khz-8bit-mono-alaw", "audio/PCMA", "alaw", Raw),
+    format("raw-8khz-8bit-mono-mulaw", "audio/PCMU", "ulaw", Raw),
     format(
         "raw-16khz-16bit-mono-truesilk",
         "audio/silk",
@@ -208,6 +172,70 @@ pub fn resolve_format(requested: &str) -> Result<&'static Format, PluginError> {
              riff-48khz-16bit-mono-pcm or audio-48khz-192kbitrate-mono-mp3",
         )
     })
+}
+
+impl Format {
+    /// Returns the sample rate the format's name states (`24khz`, `22050hz`).
+    pub fn sample_rate(&self) -> Option<u32> {
+        self.name.split('-').find_map(|part| {
+            if let Some(khz) = part.strip_suffix("khz") {
+                khz.parse::<u32>().ok().map(|k| k * 1000)
+            } else {
+                part.strip_suffix("hz")?.parse().ok()
+            }
+        })
+    }
+
+    /// Returns how the parts of a long text are asked for and what file they make: the
+    /// format of each part and the output, or `None` when parts cannot be joined.
+    pub fn pieces(&'static self) -> Option<(&'static Format, AudioFormat)> {
+        let labelled = |name: &str| {
+            AudioFormat::named(name).map(|f| f.labelled(self.media_type, self.extension))
+        };
+        match self.container {
+            Riff => Some((self, labelled("wav")?)),
+            Raw => Some((self, labelled("pcm")?)),
+            Mp3 | Ogg => {
+                let rate = self.sample_rate()?;
+                let pcm = FORMATS
+                    .iter()
+                    .filter(|f| f.container == Raw && f.name.ends_with("-16bit-mono-pcm"))
+                    .find(|f| f.sample_rate() == Some(rate))?;
+                let mut output = labelled(if self.container == Mp3 { "mp3" } else { "ogg" })?;
+                if let Some(kbps) = self
+                    .name
+                    .split('-')
+                    .find_map(|p| p.strip_suffix("kbitrate"))
+                    .and_then(|k| k.parse::<u32>().ok())
+                {
+                    output = output.with_bitrate(kbps * 1000);
+                }
+                Some((pcm, output))
+            }
+            Unjoinable => None,
+        }
+    }
+
+    /// Returns the WAV spec of a headerless format's samples, so a part can be wrapped in a
+    /// WAV header; `None` for formats with a header of their own.
+    pub fn raw_spec(&self) -> Option<WavSpec> {
+        if self.container != Raw {
+            return None;
+        }
+        let (bits, format) = if self.name.ends_with("-alaw") {
+            (8, SampleFormat::ALaw)
+        } else if self.name.ends_with("-mulaw") {
+            (8, SampleFormat::MuLaw)
+        } else {
+            (16, SampleFormat::Int)
+        };
+        Some(WavSpec {
+            sample_rate: self.sample_rate()?,
+            channels: 1,
+            bits_per_sample: bits,
+            format,
+        })
+    }
 }
 
 /// How a voice speaks: the voice and its prosody and style.
@@ -337,129 +365,6 @@ pub fn ssml(speech: &Speech<'_>, text: &str) -> Result<String, PluginError> {
     ))
 }
 
-/// Joins Ogg streams into one chained Ogg stream.
-///
-/// RFC 3533 defines chaining, one logical stream after another in the same physical stream,
-/// as Ogg's own way to put streams in sequence, and players (ffmpeg, browsers, VLC) play the
-/// links back to back. The alternative, re-muxing every part into one logical Opus stream,
-/// would mean rewriting granule positions and dropping each part's headers while its
-/// decoder pre-skip still applies, so the joins would click. Links must not share a serial
-/// number and must end with an end-of-stream page, so both are enforced here, with page CRCs
-/// recomputed where a page changed.
-#[derive(Debug, Default)]
-pub struct OggChain {
-    serials: HashSet<u32>,
-}
-
-impl OggChain {
-    /// Returns one part's pages, fixed up to be the next link of the chain.
-    pub fn link(&mut self, mut ogg: Vec<u8>) -> Result<Vec<u8>, PluginError> {
-        let pages = ogg_pages(&ogg)?;
-        let mut renamed = Vec::new();
-        for serial in pages.iter().map(|p| p.serial).collect::<HashSet<_>>() {
-            let mut new = serial;
-            while self.serials.contains(&new) {
-                new = new.wrapping_add(0x9E37_79B9);
-            }
-            self.serials.insert(new);
-            if new != serial {
-                renamed.push((serial, new));
-            }
-        }
-        for (i, page) in pages.iter().enumerate() {
-            let header = &mut ogg[page.start..page.start + 27];
-            let mut changed = false;
-            if let Some((_, new)) = renamed.iter().find(|(old, _)| *old == page.serial) {
-                header[14..18].copy_from_slice(&new.to_le_bytes());
-                changed = true;
-            }
-            let last_of_stream = !pages[i + 1..].iter().any(|p| p.serial == page.serial);
-            if last_of_stream && header[5] & 0x04 == 0 {
-                header[5] |= 0x04;
-                changed = true;
-            }
-            if changed {
-                let page_bytes = &mut ogg[page.start..page.end];
-                page_bytes[22..26].fill(0);
-                let crc = ogg_crc(page_bytes);
-                page_bytes[22..26].copy_from_slice(&crc.to_le_bytes());
-            }
-        }
-        Ok(ogg)
-    }
-}
-
-struct OggPage {
-    start: usize,
-    end: usize,
-    serial: u32,
-}
-
-fn ogg_pages(ogg: &[u8]) -> Result<Vec<OggPage>, PluginError> {
-    let bad =
-        |why: &str| PluginError::unavailable(format!("the service sent a bad Ogg stream: {why}"));
-    let mut pages = Vec::new();
-    let mut at = 0;
-    while at < ogg.len() {
-        if ogg.len() < at + 27 || &ogg[at..at + 4] != b"OggS" {
-            return Err(bad("a page does not start with OggS"));
-        }
-        let segments = usize::from(ogg[at + 26]);
-        let table_end = at + 27 + segments;
-        if ogg.len() < table_end {
-            return Err(bad("a page is cut short"));
-        }
-        let body: usize = ogg[at + 27..table_end]
-            .iter()
-            .map(|b| usize::from(*b))
-            .sum();
-        let end = table_end + body;
-        if ogg.len() < end {
-            return Err(bad("a page is cut short"));
-        }
-        let mut copy = ogg[at..end].to_vec();
-        let crc = u32::from_le_bytes([copy[22], copy[23], copy[24], copy[25]]);
-        copy[22..26].fill(0);
-        if ogg_crc(&copy) != crc {
-            return Err(bad("a page checksum does not match"));
-        }
-        let serial = u32::from_le_bytes([ogg[at + 14], ogg[at + 15], ogg[at + 16], ogg[at + 17]]);
-        pages.push(OggPage {
-            start: at,
-            end,
-            serial,
-        });
-        at = end;
-    }
-    if pages.is_empty() {
-        return Err(bad("no pages"));
-    }
-    Ok(pages)
-}
-
-/// The Ogg page checksum: CRC-32 with polynomial 0x04C11DB7, unreflected, zero initial value.
-fn ogg_crc(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut table = [0u32; 256];
-        for (i, slot) in table.iter_mut().enumerate() {
-            let mut r = (i as u32) << 24;
-            for _ in 0..8 {
-                r = if r & 0x8000_0000 != 0 {
-                    (r << 1) ^ 0x04C1_1DB7
-                } else {
-                    r << 1
-                };
-            }
-            *slot = r;
-        }
-        table
-    });
-    data.iter().fold(0u32, |crc, &b| {
-        (crc << 8) ^ table[((crc >> 24) as u8 ^ b) as usize]
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,7 +388,7 @@ mod tests {
         assert_eq!(resolve_format("MP3").unwrap().media_type, "audio/mpeg");
         assert_eq!(resolve_format("opus").unwrap().extension, "ogg");
         let raw = resolve_format("raw-8khz-8bit-mono-mulaw").unwrap();
-        assert_eq!((raw.extension, raw.container), ("ulaw", Container::Stream));
+        assert_eq!((raw.extension, raw.container), ("ulaw", Container::Raw));
         assert_eq!(
             resolve_format("webm").unwrap().container,
             Container::Unjoinable
@@ -491,6 +396,54 @@ mod tests {
         let err = resolve_format("flac").unwrap_err();
         assert!(err.message.contains("`flac`"));
         assert!(err.hint.unwrap().contains("mp3"));
+    }
+
+    #[test]
+    fn long_text_parts_are_asked_for_uncompressed() {
+        use launcher_sdk::speech::Encoding;
+        let parts = |name: &str| {
+            let (part, output) = resolve_format(name).unwrap().pieces().unwrap();
+            (part.name, output.encoding, output.extension, output.bitrate)
+        };
+        assert_eq!(
+            parts("mp3"),
+            (
+                "raw-24khz-16bit-mono-pcm",
+                Encoding::Mp3,
+                "mp3",
+                Some(96_000)
+            )
+        );
+        assert_eq!(
+            parts("audio-48khz-192kbitrate-mono-mp3"),
+            (
+                "raw-48khz-16bit-mono-pcm",
+                Encoding::Mp3,
+                "mp3",
+                Some(192_000)
+            )
+        );
+        assert_eq!(
+            parts("ogg-16khz-16bit-mono-opus"),
+            ("raw-16khz-16bit-mono-pcm", Encoding::Opus, "ogg", None)
+        );
+        assert_eq!(
+            parts("wav"),
+            ("riff-24khz-16bit-mono-pcm", Encoding::Wav, "wav", None)
+        );
+        assert_eq!(
+            parts("raw-8khz-8bit-mono-alaw"),
+            ("raw-8khz-8bit-mono-alaw", Encoding::Pcm, "alaw", None)
+        );
+        let alaw = resolve_format("raw-8khz-8bit-mono-alaw").unwrap();
+        assert_eq!(alaw.raw_spec().unwrap().format, SampleFormat::ALaw);
+        assert!(resolve_format("webm").unwrap().pieces().is_none());
+        assert_eq!(
+            resolve_format("riff-22050hz-16bit-mono-pcm")
+                .unwrap()
+                .sample_rate(),
+            Some(22_050)
+        );
     }
 
     #[test]
@@ -587,47 +540,5 @@ mod tests {
         let parts = split_text(&chinese, Limit::bytes(MAX_PART_BYTES));
         assert!(parts.iter().all(|p| p.chars().count() <= 1000));
         assert!(parts.iter().all(|p| p.ends_with('。')));
-    }
-
-    fn ogg_page(flags: u8, serial: u32, seq: u32, body: &[u8]) -> Vec<u8> {
-        let mut page = b"OggS\0".to_vec();
-        page.push(flags);
-        page.extend_from_slice(&0u64.to_le_bytes());
-        page.extend_from_slice(&serial.to_le_bytes());
-        page.extend_from_slice(&seq.to_le_bytes());
-        page.extend_from_slice(&[0; 4]);
-        page.push(1);
-        page.push(body.len() as u8);
-        page.extend_from_slice(body);
-        let crc = ogg_crc(&page);
-        page[22..26].copy_from_slice(&crc.to_le_bytes());
-        page
-    }
-
-    #[test]
-    fn ogg_crc_matches_the_reference_value() {
-        // The CRC-32/MPEG-2 check value uses the same polynomial but an all-ones start; with
-        // Ogg's zero start, "123456789" gives 0x89A1897F.
-        assert_eq!(ogg_crc(b"123456789"), 0x89A1_897F);
-    }
-
-    #[test]
-    fn chains_ogg_links_with_unique_serials_and_end_pages() {
-        let part = |eos: bool| {
-            let mut ogg = ogg_page(0x02, 7, 0, b"head");
-            ogg.extend(ogg_page(if eos { 0x04 } else { 0 }, 7, 1, b"data"));
-            ogg
-        };
-        let mut chain = OggChain::default();
-        let first = chain.link(part(true)).unwrap();
-        assert_eq!(first, part(true));
-        let second = chain.link(part(false)).unwrap();
-        let pages = ogg_pages(&second).unwrap();
-        assert!(pages.iter().all(|p| p.serial != 7));
-        assert_eq!(pages[0].serial, pages[1].serial);
-        assert_eq!(second[pages[1].start + 5] & 0x04, 0x04);
-        let mut broken = part(true);
-        broken[30] ^= 0xFF;
-        assert!(chain.link(broken).is_err());
     }
 }

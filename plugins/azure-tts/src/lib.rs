@@ -3,8 +3,8 @@
 //! Tool `azure-tts` performs `tts` (text to audio in any of the service's output formats)
 //! and `voices` (lists the voices the service offers, as the standard JSON array). Settings
 //! come from `AZURE_SPEECH_KEY`, `AZURE_SPEECH_REGION` or `AZURE_SPEECH_ENDPOINT`, and
-//! `AZURE_SPEECH_TIMEOUT`. Long text is split at sentence boundaries ([`text::split_text`])
-//! and the audio joined into one file (see [`api`]).
+//! `AZURE_SPEECH_TIMEOUT`. Long text is split at sentence boundaries and spoken as one file by
+//! the SDK's [`Speaker`] (see [`api`] for how each format is joined).
 //!
 //! The service bills every character it synthesizes and takes no idempotency key, so a
 //! synthesis request that may have reached it (an answer of 5xx, a timeout, a connection that
@@ -12,21 +12,21 @@
 //! told it is idempotent, and this one is not. A 429 or a connection that was never made is
 //! still retried, since the service did not act on it.
 
-use std::io::Write;
 use std::time::Duration;
 
 use launcher_sdk::http::{Client, Request};
 use launcher_sdk::serde_json::Value;
+use launcher_sdk::speech::{Audio, AudioFormat, Speaker};
 use launcher_sdk::text::{self, Limit};
 use launcher_sdk::{
     Context, ErrorKind, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError,
-    SettingSpec, Settings, ToolSpec, export_plugin, media,
+    SettingSpec, Settings, ToolSpec, export_plugin,
 };
 use serde::{Deserialize, Serialize};
 
 pub mod api;
 
-use api::{Container, Format, OggChain, Speech};
+use api::{Format, Speech};
 
 /// The tool id.
 pub const TOOL: &str = "azure-tts";
@@ -250,108 +250,70 @@ impl AzureTts {
             style_degree: params.style_degree,
         };
         let format = api::resolve_format(params.format.as_deref().unwrap_or("wav"))?;
-        let parts = text::split_text(text, Limit::bytes(api::MAX_PART_BYTES));
-        if parts.len() > 1 && format.container == Container::Unjoinable {
-            return Err(PluginError::invalid_input(format!(
-                "this text needs {} requests, and {} audio cannot be joined into one file",
-                parts.len(),
-                format.name
-            ))
-            .with_hint("use --format wav, mp3 or ogg, or shorten the text"));
-        }
+        let limit = Limit::bytes(api::MAX_PART_BYTES);
+        let parts = text::split_text(text, limit);
+        let joined = format.pieces();
+        // A single part is streamed in the requested format itself, whatever it is.
+        let (part_format, output) = match joined {
+            Some(joined) => joined,
+            None if parts.len() == 1 => (format, AudioFormat::named("wav").expect("wav is known")),
+            None => {
+                return Err(PluginError::invalid_input(format!(
+                    "this text needs {} requests, and {} audio cannot be joined into one file",
+                    parts.len(),
+                    format.name
+                ))
+                .with_hint("use --format wav, mp3 or ogg, or shorten the text"));
+            }
+        };
         // Build every document first, so a bad voice fails before anything is sent.
         let documents = parts
             .iter()
             .map(|part| api::ssml(&speech, part))
             .collect::<Result<Vec<_>, _>>()?;
-        // Left as POST's default, not idempotent: see the crate documentation.
-        let requests: Vec<Request> = documents
-            .into_iter()
-            .map(|ssml| {
-                self.request(Request::post(format!("{}{SYNTHESIZE_PATH}", self.base)))
-                    .header("Content-Type", "application/ssml+xml")
-                    .header("X-Microsoft-OutputFormat", format.name)
-                    .body(ssml)
-            })
-            .collect();
-        let bytes = if let [request] = requests.as_slice() {
-            self.stream_part(request, format, cx)?
-        } else {
-            self.join_parts(&requests, format, cx)?
+        let synthesize = |ssml: &str, format: &Format| {
+            // Left as POST's default, not idempotent: see the crate documentation.
+            self.request(Request::post(format!("{}{SYNTHESIZE_PATH}", self.base)))
+                .header("Content-Type", "application/ssml+xml")
+                .header("X-Microsoft-OutputFormat", format.name)
+                .body(ssml.to_string())
         };
+        let spoken =
+            Speaker::new(output, limit)
+                .work_dir(job.work_dir())
+                .speak(text, cx, |piece, cx| {
+                    let ssml = &documents[piece.index];
+                    if piece.is_direct() {
+                        let mut response = self.client.send(&synthesize(ssml, format), cx)?;
+                        let mut out = cx.output("audio", format.media_type, format.extension)?;
+                        let written = response.copy_to(&mut out)?;
+                        out.finish()?;
+                        return Ok(Audio::Written(written));
+                    }
+                    let body = self.client.fetch(&synthesize(ssml, part_format), cx)?.body;
+                    Ok(Audio::Wav(match part_format.raw_spec() {
+                        Some(spec) => {
+                            let mut wav = spec.header(body.len() as u64)?;
+                            wav.extend_from_slice(&body);
+                            wav
+                        }
+                        None => body,
+                    }))
+                })?;
         let mut result = JobResult::default();
         let info = &mut result.info;
         info.insert("voice".into(), Value::from(voice));
         info.insert("format".into(), Value::from(format.name));
-        info.insert("requests".into(), Value::from(requests.len()));
+        info.insert("requests".into(), Value::from(spoken.pieces));
         info.insert("characters".into(), Value::from(text.chars().count()));
-        info.insert("bytes".into(), Value::from(bytes));
-        Ok(result)
-    }
-
-    /// Sends one synthesis request and streams its audio to the output as it arrives.
-    ///
-    /// The output is opened only once the service has accepted the request, so a refused job
-    /// leaves no empty file behind.
-    fn stream_part(
-        &self,
-        request: &Request,
-        format: &Format,
-        cx: &mut Context<'_>,
-    ) -> Result<u64, PluginError> {
-        let mut response = self.client.send(request, cx)?;
-        let mut out = cx.output("audio", format.media_type, format.extension)?;
-        let written = response.copy_to(&mut out)?;
-        out.finish()?;
-        Ok(written)
-    }
-
-    /// Synthesizes every part, then writes them to the output as one file.
-    ///
-    /// The parts are held until all have arrived: the client needs the context while the
-    /// output would be borrowing it, and a part that fails must leave no output behind.
-    fn join_parts(
-        &self,
-        requests: &[Request],
-        format: &Format,
-        cx: &mut Context<'_>,
-    ) -> Result<u64, PluginError> {
-        let mut parts = Vec::with_capacity(requests.len());
-        let mut chain = OggChain::default();
-        for (i, request) in requests.iter().enumerate() {
-            report(cx, i, requests.len())?;
-            let body = self.client.fetch(request, cx)?.body;
-            parts.push(match format.container {
-                Container::Ogg => chain.link(body)?,
-                _ => body,
-            });
+        info.insert("bytes".into(), Value::from(spoken.bytes));
+        if let Some(secs) = spoken.duration_secs {
+            info.insert(
+                "duration_secs".into(),
+                Value::from((secs * 1000.0).round() / 1000.0),
+            );
         }
-        let mut out = cx.output("audio", format.media_type, format.extension)?;
-        let written = match format.container {
-            Container::Riff => {
-                let (spec, data_len) = media::join_wav(&parts, &mut out).map_err(|err| {
-                    if err.kind == ErrorKind::InvalidInput {
-                        PluginError::unavailable(format!(
-                            "the service sent WAV parts that cannot be joined: {}",
-                            err.message
-                        ))
-                    } else {
-                        err
-                    }
-                })?;
-                spec.header_len() as u64 + data_len + (data_len & 1)
-            }
-            // MP3 frames, raw samples and chained Ogg links follow one another as they are;
-            // unjoinable formats with several parts were refused before any request.
-            _ => {
-                for part in &parts {
-                    out.write_all(part)?;
-                }
-                parts.iter().map(|p| p.len() as u64).sum()
-            }
-        };
-        out.finish()?;
-        Ok(written)
+        Ok(result)
     }
 
     fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
@@ -445,14 +407,6 @@ impl From<ServiceVoice> for Voice {
             secondary_locales: v.secondary_locale_list,
         }
     }
-}
-
-/// Reports which part is being synthesized.
-fn report(cx: &mut Context<'_>, index: usize, total: usize) -> Result<(), PluginError> {
-    cx.progress(
-        Some(index as f64 / total as f64),
-        &format!("synthesizing part {} of {total}", index + 1),
-    )
 }
 
 export_plugin!(AzureTts);

@@ -11,6 +11,7 @@ use launcher_sdk::testing::{self, Run};
 use launcher_sdk::{ContentKind, ErrorKind, PluginError, Settings};
 use launcher_testkit::emulators::azure::{AzureEmulator, MILLIS_PER_CHAR};
 use launcher_testkit::http::Request;
+use launcher_testkit::media::probe_duration;
 
 const KEY: &str = "0123456789abcdef-emulated-speech-key";
 
@@ -444,54 +445,57 @@ fn long_text_is_split_at_sentences_and_joined_into_one_wav() {
 }
 
 #[test]
-fn long_chinese_text_is_split_at_chinese_full_stops() {
+fn long_chinese_mp3_is_asked_for_as_pcm_and_encoded_once() {
     let emulator = AzureEmulator::start(KEY);
     let text = "这是一个足够长的中文句子，用来测试分段。".repeat(120);
     let run = tts(
         &emulator,
         json!({"text": text, "voice": "zh-CN-XiaoxiaoNeural", "format": "mp3"}),
     );
-    let (_, mp3) = audio(&run);
+    let (header, mp3) = audio(&run);
+    assert_eq!(header.media_type, "audio/mpeg");
     let requests = emulator.synthesis_requests();
     assert!(requests.len() >= 3, "{} requests", requests.len());
     let parts: Vec<String> = requests.iter().map(|r| spoken_text(r).2).collect();
     assert!(parts.iter().all(|p| p.ends_with('。')));
     assert_eq!(parts.concat(), text);
-    // MP3 parts are concatenated: every frame of every part, in order.
-    assert_eq!(mp3.len() % 288, 0);
-    assert!(mp3.chunks(288).all(|f| f[..2] == [0xFF, 0xF3]));
+    // The parts come as PCM at the MP3's rate; the MP3 is one stream, as long as all of them.
+    assert!(
+        requests
+            .iter()
+            .all(|r| { r.header("X-Microsoft-OutputFormat") == Some("raw-24khz-16bit-mono-pcm") })
+    );
+    let total: u64 = parts.iter().map(|p| expected_millis(p)).sum();
+    let duration = probe_duration(mp3, "mp3").unwrap();
+    assert!(
+        (duration - total as f64 / 1000.0).abs() < 0.1,
+        "{duration} s, expected {total} ms"
+    );
+    assert_eq!(
+        run.result.as_ref().unwrap().info["duration_secs"],
+        total as f64 / 1000.0
+    );
 }
 
 #[test]
-fn long_ogg_becomes_a_chain_of_valid_links() {
+fn long_ogg_is_one_opus_stream_of_the_right_length() {
     let emulator = AzureEmulator::start(KEY);
-    let run = tts(&emulator, json!({"text": long_english(), "format": "ogg"}));
-    let (_, ogg) = audio(&run);
-    let mut at = 0;
-    let mut serials = Vec::new();
-    let mut ends = 0;
-    while at < ogg.len() {
-        assert_eq!(&ogg[at..at + 4], b"OggS");
-        let segments = usize::from(ogg[at + 26]);
-        let body: usize = ogg[at + 27..at + 27 + segments]
-            .iter()
-            .map(|b| usize::from(*b))
-            .sum();
-        let serial = u32::from_le_bytes(ogg[at + 14..at + 18].try_into().unwrap());
-        if ogg[at + 5] & 0x02 != 0 {
-            serials.push(serial);
-        }
-        if ogg[at + 5] & 0x04 != 0 {
-            ends += 1;
-        }
-        at += 27 + segments + body;
-    }
-    assert_eq!(at, ogg.len());
-    assert_eq!(serials.len(), 3);
-    assert_eq!(ends, 3);
-    serials.sort();
-    serials.dedup();
-    assert_eq!(serials.len(), 3);
+    let text = long_english();
+    let run = tts(&emulator, json!({"text": text, "format": "ogg"}));
+    let (header, ogg) = audio(&run);
+    assert_eq!(header.media_type, "audio/ogg");
+    let requests = emulator.synthesis_requests();
+    assert_eq!(requests.len(), 3);
+    let total: u64 = requests
+        .iter()
+        .map(|r| expected_millis(&spoken_text(r).2))
+        .sum();
+    // One logical stream: ffprobe sees a single audio stream, not a chain of three.
+    let duration = probe_duration(ogg, "ogg").unwrap();
+    assert!(
+        (duration - total as f64 / 1000.0).abs() < 0.1,
+        "{duration} s, expected {total} ms"
+    );
 }
 
 #[test]

@@ -469,11 +469,14 @@ pub fn render(format: &str, millis: u64) -> (&'static str, Vec<u8>) {
         } else if rest.ends_with("mulaw") {
             ("audio/x-wav", wav(7, rate, 8, &vec![0xFF; samples]))
         } else {
-            ("audio/x-wav", wav(1, rate, 16, &tone(rate, samples)))
+            (
+                "audio/x-wav",
+                wav(1, rate, 16, &crate::media::tone(rate, millis)),
+            )
         };
     }
     if format.starts_with("raw-") && format.ends_with("-pcm") {
-        return ("audio/L16", tone(rate, samples));
+        return ("audio/L16", crate::media::tone(rate, millis));
     }
     if format.ends_with("alaw") {
         return ("audio/PCMA", vec![0xD5; samples]);
@@ -517,14 +520,6 @@ fn sample_rate(format: &str) -> u32 {
         }
     }
     16_000
-}
-
-/// 16-bit little-endian samples of a quiet 440 Hz sine.
-fn tone(rate: u32, samples: usize) -> Vec<u8> {
-    let step = 2.0 * std::f64::consts::PI * 440.0 / f64::from(rate);
-    (0..samples)
-        .flat_map(|i| (((i as f64 * step).sin() * 3000.0) as i16).to_le_bytes())
-        .collect()
 }
 
 /// Returns a WAV file: `format_tag` 1 is PCM, 6 A-law, 7 µ-law (which also get the `fact`
@@ -571,37 +566,7 @@ fn mp3(format: &str, rate: u32, millis: u64) -> Vec<u8> {
         .find_map(|p| p.strip_suffix("kbitrate"))
         .and_then(|k| k.parse().ok())
         .unwrap_or(48);
-    // MPEG-1 covers 32-48 kHz; MPEG-2 (LSF) covers 16-24 kHz with half-size frames.
-    let mpeg1 = rate >= 32_000;
-    let bitrates: &[u32] = if mpeg1 {
-        &[
-            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-        ]
-    } else {
-        &[0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160]
-    };
-    let rates: &[u32] = if mpeg1 {
-        &[44_100, 48_000, 32_000]
-    } else {
-        &[22_050, 24_000, 16_000]
-    };
-    let bitrate_index = bitrates.iter().position(|b| *b == kbps).unwrap_or(1) as u8;
-    let rate_index = rates.iter().position(|r| *r == rate).unwrap_or(0) as u8;
-    let (samples_per_frame, coefficient) = if mpeg1 { (1152, 144) } else { (576, 72) };
-    let frame_len = (coefficient * kbps * 1000 / rate) as usize;
-    let header = [
-        0xFF,
-        if mpeg1 { 0xFB } else { 0xF3 },
-        (bitrate_index << 4) | (rate_index << 2),
-        0xC0, // mono, no copyright, no emphasis
-    ];
-    let frames = (u64::from(rate) * millis / 1000).div_ceil(samples_per_frame) as usize;
-    let mut out = Vec::with_capacity(frames * frame_len);
-    for _ in 0..frames {
-        out.extend_from_slice(&header);
-        out.resize(out.len() + frame_len - header.len(), 0);
-    }
-    out
+    crate::media::mp3_silence(rate, kbps, millis)
 }
 
 /// The Ogg page CRC: polynomial 0x04C11DB7, no reflection, zero initial value.
