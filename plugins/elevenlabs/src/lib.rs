@@ -351,12 +351,11 @@ impl ElevenLabs {
                     next_text: pieces.get(index + 1).map(|next| api::head(next)),
                 };
                 // Left as POST's default, not idempotent: every character is billed.
-                Ok(self
-                    .request(Request::post(format!(
-                        "{}/v1/text-to-speech/{voice}/stream?output_format={}",
-                        self.base, format.name
-                    )))
-                    .json(&body)?)
+                self.request(Request::post(format!(
+                    "{}/v1/text-to-speech/{voice}/stream?output_format={}",
+                    self.base, format.name
+                )))
+                .json(&body)
             };
         let spoken = speaker.speak(text, cx, |piece, cx| {
             if piece.is_direct() && plan.streams {

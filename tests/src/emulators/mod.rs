@@ -3,5 +3,6 @@
 pub mod a1111;
 pub mod azure;
 pub mod comfyui;
+pub mod elevenlabs;
 pub mod ollama;
 pub mod openai;
