@@ -6,6 +6,7 @@ mod c_plugin;
 mod chat;
 mod config;
 mod discovery;
+mod elevenlabs;
 mod failures;
 mod history;
 mod images;

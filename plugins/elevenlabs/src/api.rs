@@ -155,7 +155,7 @@ pub struct Plan {
     pub output: AudioFormat,
 }
 
-/// Works out the [`Plan`] for `--format` and `--output_format`.
+/// Works out the [`Plan`] for `--format` and `--output-format`.
 pub fn plan(format: Option<&str>, output_format: Option<&str>) -> Result<Plan, PluginError> {
     let chosen = output_format.map(OutputFormat::named).transpose()?;
     let format = format
@@ -172,16 +172,16 @@ pub fn plan(format: Option<&str>, output_format: Option<&str>) -> Result<Plan, P
     };
     let output = AudioFormat::named(&format).ok_or_else(|| {
         PluginError::invalid_input(format!("unknown audio format `{format}`")).with_hint(
-            "use mp3, wav, pcm, ogg (Opus), flac or aac, or an ElevenLabs --output_format",
+            "use mp3, wav, pcm, ogg (Opus), flac or aac, or an ElevenLabs --output-format",
         )
     })?;
     use launcher_sdk::speech::Encoding;
     let disagree = |chosen: &OutputFormat| {
         PluginError::invalid_input(format!(
-            "--format {format} and --output_format {} ask for different audio",
+            "--format {format} and --output-format {} ask for different audio",
             chosen.name
         ))
-        .with_hint("give one of them, or an --output_format of the same kind (mp3_* for mp3, pcm_* for wav and pcm, opus_* for ogg)")
+        .with_hint("give one of them, or an --output-format of the same kind (mp3_* for mp3, pcm_* for wav and pcm, opus_* for ogg)")
     };
     let direct = match (output.encoding, chosen) {
         (Encoding::Mp3, Some(c)) if c.codec == Codec::Mp3 => c,

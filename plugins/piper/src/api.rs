@@ -243,10 +243,10 @@ pub fn length_scale(
 ) -> Result<Option<f64>, PluginError> {
     match (given, rate) {
         (Some(_), Some(rate)) if rate != 1.0 => Err(PluginError::invalid_input(
-            "--rate and --length_scale both set the speaking speed; give one of them",
+            "--rate and --length-scale both set the speaking speed; give one of them",
         )
         .with_hint(
-            "--rate 2 speaks twice as fast; --length_scale 0.5 says the same in Piper's terms",
+            "--rate 2 speaks twice as fast; --length-scale 0.5 says the same in Piper's terms",
         )),
         (Some(scale), _) => Ok(Some(scale)),
         (None, Some(rate)) if rate != 1.0 => {
