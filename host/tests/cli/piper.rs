@@ -3,7 +3,7 @@
 //! skip line) when the engine is not installed.
 
 use launcher_testkit::engines::{self, Engine};
-use launcher_testkit::media::parse_wav;
+use launcher_testkit::media::{parse_wav, probe_duration};
 use launcher_testkit::test_context;
 
 fn output_path(
@@ -81,6 +81,12 @@ fn with_a_voice_file_piper_needs_nothing_running() {
     out.success();
     let wav = parse_wav(&std::fs::read(ctx.work_file("own.wav")).unwrap()).unwrap();
     assert!(wav.duration > 1.0, "{wav:?}");
+
+    // Another format is encoded from Piper's WAV by ffmpeg, named by the output's extension.
+    let mp3 = ctx.run(["run", "piper", "Hello again, as MP3.", "-o", "own.mp3"]);
+    mp3.success();
+    let mp3 = std::fs::read(ctx.work_file("own.mp3")).unwrap();
+    assert!(probe_duration(&mp3, "mp3").unwrap() > 1.0);
 
     let voices = ctx.run(["run", "voices", "--tool", "piper", "--json"]);
     voices.success();

@@ -118,7 +118,7 @@ impl Plugin for ElevenLabs {
                 .only_for(tts),
             )
             .param(
-                p("stability", ParamType::Number, "how steady the voice is, 0 to 1")
+                p("stability", ParamType::Number, "how steady the voice is")
                     .range(0.0, 1.0)
                     .only_for(tts),
             )
@@ -126,13 +126,13 @@ impl Plugin for ElevenLabs {
                 p(
                     "similarity_boost",
                     ParamType::Number,
-                    "how close to the original voice, 0 to 1",
+                    "how close to the original voice",
                 )
                 .range(0.0, 1.0)
                 .only_for(tts),
             )
             .param(
-                p("style", ParamType::Number, "how much of the speaker's style, 0 to 1")
+                p("style", ParamType::Number, "how much of the speaker's style")
                     .range(0.0, 1.0)
                     .only_for(tts),
             )

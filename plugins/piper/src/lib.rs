@@ -9,17 +9,20 @@
 //!
 //! `--rate` becomes Piper's `length_scale` (the voice's own divided by the rate); `speaker`,
 //! `length_scale`, `noise_scale` and `noise_w_scale` go to the server as they are. The server
-//! labels its WAV `text/html`, so the body is checked to be WAV by its bytes. Long text is
-//! split at sentence boundaries ([`text::split_text`]) into pieces, each one a request with
-//! its own progress step, and the pieces joined into one WAV ([`media::join_wav`]).
+//! labels its WAV `text/html`, so the body is checked to be WAV by its bytes. The SDK's
+//! [`Speaker`] does the rest: long text is split at sentence boundaries into pieces of at most
+//! [`PIECE_CHARS`], each one a request with its own progress step, the WAV pieces are joined
+//! (spooled in the job's directory, so memory stays flat), and MP3, Ogg, FLAC or AAC is
+//! encoded from the joined WAV once, by ffmpeg.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use launcher_sdk::http::{Client, Request};
-use launcher_sdk::media::{self, Wav};
+use launcher_sdk::media::Wav;
 use launcher_sdk::serde_json::Value;
-use launcher_sdk::text::{self, Limit};
+use launcher_sdk::speech::{Audio, AudioFormat, Speaker};
+use launcher_sdk::text::Limit;
 use launcher_sdk::{
     Context, ErrorKind, Job, JobResult, LogLevel, Manifest, ParamSpec, ParamType, Plugin,
     PluginError, SettingSpec, Settings, ToolSpec, export_plugin,
@@ -303,18 +306,13 @@ impl Piper {
             return Err(PluginError::invalid_input("the text to speak is empty")
                 .with_hint("give the text as an argument, with --text or --file, or on stdin"));
         }
-        if let Some(format) = params
-            .format
-            .as_deref()
-            .filter(|f| !f.trim().eq_ignore_ascii_case("wav"))
-        {
+        let requested = params.format.as_deref().unwrap_or("wav");
+        let Some(format) = AudioFormat::named(requested) else {
             return Err(PluginError::invalid_input(format!(
-                "the piper tool cannot write `{format}` audio, only `wav`"
+                "the piper tool cannot write `{requested}` audio"
             ))
-            .with_hint(
-                "leave out --format and name the output .wav; `launcher run ffmpeg` can convert it",
-            ));
-        }
+            .with_hint("use wav (Piper's own), or mp3, ogg, flac or aac, which ffmpeg encodes"));
+        };
         if params.pitch.is_some_and(|p| p != 1.0) {
             return Err(
                 PluginError::invalid_input("Piper voices cannot change their pitch")
@@ -360,46 +358,35 @@ impl Piper {
             None => None,
         };
         let length_scale = api::length_scale(params.length_scale, params.rate, config)?;
-        let pieces = text::split_text(text, Limit::chars(PIECE_CHARS));
-        let mut wavs = Vec::with_capacity(pieces.len());
-        for (i, piece) in pieces.iter().enumerate() {
-            if pieces.len() > 1 {
-                cx.progress(
-                    Some(i as f64 / pieces.len() as f64),
-                    &format!("synthesizing piece {} of {}", i + 1, pieces.len()),
-                )?;
-            }
-            let body = Synthesize {
-                text: piece,
-                voice,
-                speaker_id,
-                length_scale,
-                noise_scale: params.noise_scale,
-                noise_w_scale: params.noise_w_scale,
-            };
-            // Synthesis changes nothing on the server, so a failed one may be sent again.
-            let request = Request::post(format!("{url}/synthesize"))
-                .json(&body)?
-                .idempotent(true);
-            let wav = self.client.fetch(&request, cx)?.body;
-            check_wav(&wav)?;
-            wavs.push(wav);
-        }
-        let mut out = cx.output("audio", "audio/wav", "wav")?;
-        let (spec, data_len) = media::join_wav(&wavs, &mut out).map_err(|err| {
-            PluginError::unavailable(format!(
-                "Piper's server sent WAV pieces that cannot be joined: {}",
-                err.message
-            ))
-        })?;
-        out.finish()?;
-        let seconds = spec.duration_secs(data_len);
+        let spoken = Speaker::new(format, Limit::chars(PIECE_CHARS))
+            .work_dir(job.work_dir())
+            .speak(text, cx, |piece, cx| {
+                let body = Synthesize {
+                    text: piece.text,
+                    voice,
+                    speaker_id,
+                    length_scale,
+                    noise_scale: params.noise_scale,
+                    noise_w_scale: params.noise_w_scale,
+                };
+                // Synthesis changes nothing on the server, so a failed one may be sent again.
+                let request = Request::post(format!("{url}/synthesize"))
+                    .json(&body)?
+                    .idempotent(true);
+                let wav = self.client.fetch(&request, cx)?.body;
+                check_wav(&wav)?;
+                Ok(Audio::Wav(wav))
+            })?;
+        let seconds = spoken.duration_secs.unwrap_or_default();
+        let requests = match spoken.pieces {
+            1 => "1 request".to_string(),
+            n => format!("{n} requests"),
+        };
         cx.log(
             LogLevel::Info,
             format!(
-                "spoke {} characters as {seconds:.1} s of audio in {} request(s)",
-                text.chars().count(),
-                pieces.len()
+                "spoke {} characters as {seconds:.1} s of audio in {requests}",
+                text.chars().count()
             ),
         );
         let mut result = JobResult::default();
@@ -411,8 +398,8 @@ impl Piper {
         if let Some(scale) = length_scale {
             info_out.insert("length_scale".into(), Value::from(scale));
         }
-        info_out.insert("requests".into(), Value::from(pieces.len()));
-        info_out.insert("sample_rate".into(), Value::from(spec.sample_rate));
+        info_out.insert("requests".into(), Value::from(spoken.pieces));
+        info_out.insert("encoded".into(), Value::from(spoken.encoded));
         info_out.insert(
             "duration".into(),
             Value::from((seconds * 1000.0).round() / 1000.0),

@@ -17,7 +17,7 @@ use launcher_sdk::testing::{self, Run, Runner};
 use launcher_sdk::{ErrorKind, Settings};
 use launcher_testkit::engines::{self, Engine};
 use launcher_testkit::http::{HttpServer, Reply, Response};
-use launcher_testkit::media::{WavInfo, parse_wav};
+use launcher_testkit::media::{WavInfo, parse_wav, probe_duration};
 
 fn speak(settings: &Settings, params: Value) -> Run {
     testing::run::<Piper>("piper", settings, testing::job("tts", "piper", params))
@@ -248,7 +248,10 @@ fn what_the_server_would_misuse_is_refused_first() {
         json!({"text": "Hi.", "rate": 2.0, "length_scale": 0.7}),
         "give one of them",
     );
-    refused(json!({"text": "Hi.", "format": "mp3"}), "only `wav`");
+    refused(
+        json!({"text": "Hi.", "format": "webm"}),
+        "cannot write `webm`",
+    );
 }
 
 /// A WAV of `samples` 16-bit mono samples at 22050 Hz, as Piper's server writes it.
@@ -313,6 +316,22 @@ fn long_text_is_spoken_in_pieces_and_joined_into_one_wav() {
     let steps: Vec<&str> = run.progress.iter().map(|p| p.message.as_str()).collect();
     assert!(steps.contains(&"synthesizing piece 3 of 3"), "{steps:?}");
     assert_eq!(run.result.as_ref().unwrap().info["requests"], 3);
+}
+
+#[test]
+fn long_text_as_mp3_is_encoded_once_from_the_joined_pieces() {
+    let server = scripted(|_| Reply::Respond(Response::new(200).body(piper_wav(22050))));
+    let sentence = "Another sentence of the chapter, spoken and then encoded. ";
+    let text = sentence.repeat(PIECE_CHARS * 5 / 2 / sentence.len() + 1);
+    let run = speak(&at(server.url()), json!({"text": text, "format": "mp3"}));
+    if let Err(err) = &run.result {
+        panic!("{err:?}");
+    }
+    let (header, mp3) = run.output("audio").unwrap();
+    assert_eq!(header.media_type, "audio/mpeg");
+    let duration = probe_duration(mp3, "mp3").unwrap();
+    assert!((duration - 3.0).abs() < 0.1, "{duration} s, not 3 s");
+    assert_eq!(run.result.as_ref().unwrap().info["encoded"], true);
 }
 
 #[test]
