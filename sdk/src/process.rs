@@ -204,13 +204,9 @@ impl Runner {
         &mut self.command
     }
 
-    /// Starts the child.
-    ///
-    /// A program that cannot be found or run is [`ErrorKind::Unavailable`] with the install
-    /// hint.
-    ///
-    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
-    pub fn spawn(mut self) -> Result<Running, PluginError> {
+    /// Starts the child with piped stdout and stderr, and its input (if any) written to its
+    /// stdin by a thread of its own.
+    fn start(&mut self) -> Result<Child, PluginError> {
         let stdin = if self.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -223,6 +219,24 @@ impl Runner {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| spawn_error(&self.program, self.install_hint.take(), &err))?;
+        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), self.stdin.take()) {
+            // Detached: it ends when the input is written or the child closes its stdin.
+            // A broken pipe means the child exited early; its exit status says why.
+            thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+            });
+        }
+        Ok(child)
+    }
+
+    /// Starts the child.
+    ///
+    /// A program that cannot be found or run is [`ErrorKind::Unavailable`] with the install
+    /// hint.
+    ///
+    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
+    pub fn spawn(mut self) -> Result<Running, PluginError> {
+        let mut child = self.start()?;
         let started = Instant::now();
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             // Kill what was started: a child nobody reads from would hang.
@@ -233,13 +247,6 @@ impl Runner {
                 self.program
             )));
         };
-        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), self.stdin.take()) {
-            // Detached: it ends when the input is written or the child closes its stdin.
-            // A broken pipe means the child exited early; its exit status says why.
-            thread::spawn(move || {
-                let _ = pipe.write_all(&input);
-            });
-        }
         let (sender, events) = mpsc::sync_channel(QUEUE);
         let lines = self.stdout_lines;
         let out_sender = sender.clone();
@@ -634,23 +641,7 @@ impl Runner {
     ///
     /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
     pub fn spawn_background(mut self) -> Result<Background, PluginError> {
-        let stdin = if self.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        };
-        let mut child = self
-            .command
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|err| spawn_error(&self.program, self.install_hint.take(), &err))?;
-        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), self.stdin.take()) {
-            thread::spawn(move || {
-                let _ = pipe.write_all(&input);
-            });
-        }
+        let mut child = self.start()?;
         let stdout = Arc::new(Mutex::new(Tail::new(self.stderr_limit)));
         let stderr = Arc::new(Mutex::new(Tail::new(self.stderr_limit)));
         if let Some(pipe) = child.stdout.take() {

@@ -955,6 +955,54 @@ impl Settings {
     pub fn secret_values(&self) -> impl Iterator<Item = &str> {
         self.secret.iter().filter_map(|name| self.get(name))
     }
+
+    /// Returns setting `name` as a duration in seconds (`90`, `2.5`), or `default` when it is
+    /// not set; a value that is not a number of seconds above 0 and at most an hour is invalid
+    /// input naming the setting.
+    pub fn seconds(
+        &self,
+        name: &str,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, PluginError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        raw.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(|| {
+                PluginError::invalid_input(format!(
+                    "setting `{name}` is `{raw}`, not a number of seconds between 0 and 3600"
+                ))
+            })
+    }
+
+    /// Returns setting `name` as an http or https URL without a trailing slash, or `default`
+    /// when it is not set; anything else is invalid input naming the setting, with `example`
+    /// (such as `PIPER_URL=http://127.0.0.1:5000`) as the hint.
+    pub fn http_url(
+        &self,
+        name: &str,
+        default: &str,
+        example: &str,
+    ) -> Result<String, PluginError> {
+        let url = self
+            .get(name)
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .unwrap_or(default)
+            .trim_end_matches('/');
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url.to_string())
+        } else {
+            Err(PluginError::invalid_input(format!(
+                "setting `{name}` is `{url}`, which is not an http or https URL"
+            ))
+            .with_hint(format!("e.g. {example}")))
+        }
+    }
 }
 
 /// What the host sends to create a tool instance.
@@ -1181,6 +1229,37 @@ pub struct JobResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_and_urls_are_read_from_settings() {
+        use std::time::Duration;
+        let of = |v: &str| Settings::from_values([("timeout", v)]);
+        let default = Duration::from_secs(60);
+        assert_eq!(
+            Settings::default().seconds("timeout", default).unwrap(),
+            default
+        );
+        assert_eq!(
+            of(" 2.5 ").seconds("timeout", default).unwrap(),
+            Duration::from_millis(2500)
+        );
+        for bad in ["0", "-1", "soon", "NaN", "3601"] {
+            let err = of(bad).seconds("timeout", default).unwrap_err();
+            assert!(err.message.contains("setting `timeout`"), "{bad}: {err:?}");
+        }
+        let url = |v: &str| {
+            Settings::from_values([("url", v)]).http_url("url", "http://d:1", "URL=http://h:2")
+        };
+        assert_eq!(
+            Settings::default()
+                .http_url("url", "http://d:1/", "")
+                .unwrap(),
+            "http://d:1"
+        );
+        assert_eq!(url(" https://h:2/ ").unwrap(), "https://h:2");
+        let err = url("h:2").unwrap_err();
+        assert_eq!(err.hint.as_deref(), Some("e.g. URL=http://h:2"));
+    }
 
     #[test]
     fn unknown_enumerations_are_kept_not_fatal() {

@@ -51,7 +51,7 @@ pub const PIECE_CHARS: usize = 5000;
 const SPEED_RANGE: (f64, f64) = (0.7, 1.2);
 
 /// Per-request timeout when the `timeout` setting is absent.
-const DEFAULT_TIMEOUT_SECS: f64 = 120.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The plugin: one configured connection to ElevenLabs.
 pub struct ElevenLabs {
@@ -180,9 +180,13 @@ impl Plugin for ElevenLabs {
             .map_err(|e| e.with_hint("set ELEVENLABS_API_KEY to your ElevenLabs API key"))?
             .trim()
             .to_string();
-        let base = base_url(settings.get("base_url"))?;
+        let base = settings.http_url(
+            "base_url",
+            DEFAULT_BASE_URL,
+            "ELEVENLABS_BASE_URL=https://api.elevenlabs.io",
+        )?;
         let client = Client::builder(format!("launcher-elevenlabs/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout(settings)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT)?)
             .secrets_from(settings)
             .secret(key.as_str())
             .build()?;
@@ -203,37 +207,6 @@ impl Plugin for ElevenLabs {
 }
 
 export_plugin!(ElevenLabs);
-
-fn base_url(setting: Option<&str>) -> Result<String, PluginError> {
-    let url = setting
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .unwrap_or(DEFAULT_BASE_URL)
-        .trim_end_matches('/');
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(PluginError::invalid_input(format!(
-            "setting `base_url` is `{url}`, which is not an http or https URL"
-        ))
-        .with_hint("e.g. ELEVENLABS_BASE_URL=https://api.elevenlabs.io"));
-    }
-    Ok(url.to_string())
-}
-
-fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
-            ))
-        })
-}
 
 /// Adds what the user can do to errors whose advice depends on more than one answer.
 fn with_advice(err: PluginError) -> PluginError {
@@ -455,12 +428,21 @@ mod tests {
 
     #[test]
     fn the_base_url_defaults_to_the_service() {
-        assert_eq!(base_url(None).unwrap(), DEFAULT_BASE_URL);
+        let with = |pairs: &[(&str, &str)]| {
+            let mut settings = Settings::from_values(pairs.iter().copied());
+            settings.set_secret("api_key", "k");
+            ElevenLabs::new(TOOL, &settings)
+        };
+        assert_eq!(with(&[]).ok().unwrap().base, DEFAULT_BASE_URL);
         assert_eq!(
-            base_url(Some("http://127.0.0.1:9/ ")).unwrap(),
+            with(&[("base_url", "http://127.0.0.1:9/ ")])
+                .ok()
+                .unwrap()
+                .base,
             "http://127.0.0.1:9"
         );
-        assert!(base_url(Some("api.elevenlabs.io")).is_err());
+        assert!(with(&[("base_url", "api.elevenlabs.io")]).is_err());
+        assert!(ElevenLabs::new(TOOL, &Settings::default()).is_err());
     }
 
     #[test]

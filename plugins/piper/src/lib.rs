@@ -48,7 +48,7 @@ pub const PRIORITY: i32 = 50;
 pub const PIECE_CHARS: usize = 1000;
 
 /// Per-request timeout when the `timeout` setting is absent: a long piece on a busy machine.
-const DEFAULT_TIMEOUT_SECS: f64 = 300.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The plugin: how to reach a Piper server, or how to start one.
 pub struct Piper {
@@ -173,11 +173,15 @@ impl Plugin for Piper {
                 model: server::model_path(model)?,
                 python: server::python(settings.get("python")),
             },
-            None => Target::Url(base_url(settings.get("url"))?),
+            None => Target::Url(settings.http_url(
+                "url",
+                DEFAULT_URL,
+                "PIPER_URL=http://127.0.0.1:5000",
+            )?),
         };
         let agent = concat!("launcher-piper/", env!("CARGO_PKG_VERSION"));
         let client = Client::builder(agent)
-            .timeout(timeout(settings)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT)?)
             .secrets_from(settings)
             .build()?;
         let probe = Client::builder(agent)
@@ -204,38 +208,6 @@ impl Plugin for Piper {
 }
 
 export_plugin!(Piper);
-
-/// Returns the server root of setting `url`, or the default.
-fn base_url(setting: Option<&str>) -> Result<String, PluginError> {
-    let url = setting
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .unwrap_or(DEFAULT_URL)
-        .trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(PluginError::invalid_input(format!(
-            "setting `url` is `{url}`, which is not an http or https URL"
-        ))
-        .with_hint("e.g. PIPER_URL=http://127.0.0.1:5000"));
-    }
-    Ok(url.to_string())
-}
-
-fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
-            ))
-        })
-}
 
 impl Piper {
     /// Returns a server for this job: the configured one, or one started now.
@@ -456,19 +428,13 @@ mod tests {
 
     #[test]
     fn the_url_defaults_to_the_servers_own() {
-        assert_eq!(base_url(None).unwrap(), DEFAULT_URL);
-        assert_eq!(
-            base_url(Some(" http://10.0.0.5:5000/ ")).unwrap(),
-            "http://10.0.0.5:5000"
-        );
-        assert!(base_url(Some("localhost:5000")).is_err());
-    }
-
-    #[test]
-    fn the_timeout_setting_is_seconds() {
-        let of = |v: &str| timeout(&Settings::from_values([("timeout", v)]));
-        assert_eq!(of("2.5").unwrap(), Duration::from_millis(2500));
-        assert!(of("0").is_err() && of("never").is_err());
+        let piper = |pairs: &[(&str, &str)]| {
+            Piper::new(TOOL, &Settings::from_values(pairs.iter().copied()))
+        };
+        assert!(matches!(piper(&[]).unwrap().target, Target::Url(ref u) if u == DEFAULT_URL));
+        let err = piper(&[("url", "localhost:5000")]).err().unwrap();
+        assert!(err.hint.unwrap().contains("PIPER_URL="));
+        assert!(piper(&[("timeout", "never")]).is_err());
     }
 
     #[test]
