@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launcher_sdk::http::{Client, Request};
+use launcher_sdk::http::{Client, Request, Verdict};
 use launcher_sdk::media::Wav;
 use launcher_sdk::serde_json::Value;
 use launcher_sdk::speech::{Audio, AudioFormat, Speaker};
@@ -73,7 +73,52 @@ enum Target {
 /// started it.
 struct Connection {
     url: String,
-    _server: Option<launcher_sdk::process::Background>,
+    server: Option<launcher_sdk::process::Background>,
+}
+
+impl Connection {
+    /// Adds what a server this job started last said to a failure of its own: the server
+    /// answers a failure with a bare 500 page, and its log says why.
+    fn explain(&mut self, err: PluginError) -> PluginError {
+        let Some(server) = self.server.as_mut() else {
+            return err;
+        };
+        if err.kind != ErrorKind::Unavailable && err.kind != ErrorKind::Timeout {
+            return err;
+        }
+        let exited = server.check().err();
+        let last_words = |server: &launcher_sdk::process::Background| {
+            server
+                .output_tail()
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty() && !l.starts_with("INFO:"))
+                .map(str::to_string)
+        };
+        // The server logs before it answers, but its log reaches us through a pipe and a
+        // reader thread: give a busy machine a moment.
+        let mut last = last_words(server);
+        for _ in 0..25 {
+            if last.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            last = last_words(server);
+        }
+        match (exited, last) {
+            (Some(exit), _) => PluginError::unavailable(format!(
+                "Piper's server stopped during the job: {}",
+                exit.message
+            )),
+            (None, Some(line)) => {
+                let mut err = err;
+                err.message
+                    .push_str(&format!("; Piper's server said: {line}"));
+                err
+            }
+            (None, None) => err,
+        }
+    }
 }
 
 /// The parameters of a `tts` job (ranges are checked by the host).
@@ -215,13 +260,13 @@ impl Piper {
         match &self.target {
             Target::Url(url) => Ok(Connection {
                 url: url.clone(),
-                _server: None,
+                server: None,
             }),
             Target::Model { model, python } => {
                 let started = server::start(python, model, &self.probe, cx)?;
                 Ok(Connection {
                     url: started.url,
-                    _server: Some(started.server),
+                    server: Some(started.server),
                 })
             }
         }
@@ -291,8 +336,22 @@ impl Piper {
                     .with_hint("leave out --pitch, or use the espeak or azure-tts tool"),
             );
         }
-        let connection = self.connect(cx)?;
-        let url = connection.url.as_str();
+        let mut connection = self.connect(cx)?;
+        let url = connection.url.clone();
+        self.speak_at(&url, &params, format, job, cx)
+            .map_err(|err| connection.explain(err))
+    }
+
+    /// Speaks a job's text with the server at `url`.
+    fn speak_at(
+        &self,
+        url: &str,
+        params: &Speak,
+        format: AudioFormat,
+        job: &Job,
+        cx: &mut Context<'_>,
+    ) -> Result<JobResult, PluginError> {
+        let text = params.text.trim();
         let (info, voices) = self.voice_table(url, cx)?;
         let voice = params
             .voice
@@ -341,10 +400,18 @@ impl Piper {
                     noise_scale: params.noise_scale,
                     noise_w_scale: params.noise_w_scale,
                 };
-                // Synthesis changes nothing on the server, so a failed one may be sent again.
+                // Synthesis changes nothing on the server, so a dropped connection may be
+                // tried again; a 5xx is the server's own failure, which repeats.
                 let request = Request::post(format!("{url}/synthesize"))
                     .json(&body)?
-                    .idempotent(true);
+                    .idempotent(true)
+                    .read_errors(|reply| match reply.status {
+                        500..=599 => Verdict::Fail(PluginError::unavailable(format!(
+                            "Piper's server failed with HTTP {}",
+                            reply.status
+                        ))),
+                        _ => Verdict::Default,
+                    });
                 let wav = self.client.fetch(&request, cx)?.body;
                 check_wav(&wav)?;
                 Ok(Audio::Wav(wav))
@@ -386,8 +453,11 @@ impl Piper {
             .as_deref()
             .map(str::trim)
             .filter(|l| !l.is_empty());
-        let connection = self.connect(cx)?;
-        let (info, voices) = self.voice_table(&connection.url, cx)?;
+        let mut connection = self.connect(cx)?;
+        let url = connection.url.clone();
+        let (info, voices) = self
+            .voice_table(&url, cx)
+            .map_err(|err| connection.explain(err))?;
         let listed: Vec<api::ListedVoice> = api::list_voices(&info, &voices)
             .into_iter()
             .filter(|v| wanted.is_none_or(|w| api::speaks(v, w)))

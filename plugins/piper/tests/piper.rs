@@ -421,3 +421,77 @@ fn a_python_without_piper_is_explained() {
         "{err:?}"
     );
 }
+
+/// A stand-in for `python -m piper.http_server ... --port P`: answers `/info` and `/voices`,
+/// and fails every synthesis with a 500 page while logging why, as Flask does.
+const FAILING_SERVER: &str = r#"
+import http.server, json, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        info = {"voice": {"name": "en_US-test-low", "language": "en-us", "num_speakers": 1}}
+        body = json.dumps(info if self.path == "/info" else {}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        print("ValueError: the voice file is damaged", file=sys.stderr, flush=True)
+        self.send_response(500)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", "21")
+        self.end_headers()
+        self.wfile.write(b"Internal Server Error")
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+#[test]
+fn a_failure_of_its_own_server_quotes_what_the_server_said() {
+    let has_python = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !has_python {
+        eprintln!("skipping: python3 is not on PATH");
+        return;
+    }
+    let _one = one_start_at_a_time();
+    let dir = std::env::temp_dir().join(format!("launcher-piper-failing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let voice = dir.join("en_US-test-low.onnx");
+    std::fs::write(&voice, b"not a model").unwrap();
+    std::fs::write(dir.join("en_US-test-low.onnx.json"), b"{}").unwrap();
+    std::fs::write(dir.join("server.py"), FAILING_SERVER).unwrap();
+    // Called as `python -m piper.http_server ARGS`: runs the stand-in with the same ARGS.
+    let script = dir.join("python");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nshift 2\nexec python3 {} \"$@\"\n",
+            dir.join("server.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let settings = Settings::from_values([
+        ("model", voice.to_str().unwrap()),
+        ("python", script.to_str().unwrap()),
+        ("timeout", "5"),
+    ]);
+    let run = speak(&settings, json!({"text": "Hello."}));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = run.error().unwrap_or_else(|| panic!("{:?}", run.result));
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err:?}");
+    assert!(err.message.contains("HTTP 500"), "{err:?}");
+    assert!(
+        err.message
+            .contains("Piper's server said: ValueError: the voice file is damaged"),
+        "{err:?}"
+    );
+    assert!(our_servers().is_empty());
+}
