@@ -26,7 +26,9 @@
 //! then ask the service for the requested format itself and stream it straight to the
 //! output ([`Piece::output`], returning [`Audio::Written`]), with no re-encoding. It may
 //! also return WAV, which is then handled like a joined file. The output is opened only by
-//! a direct piece or once every piece has arrived, so a failed request leaves no file.
+//! a direct piece or once every piece has arrived, so a failed request leaves no file. An
+//! option that only works for one request (streaming as the audio is made) is checked up
+//! front with [`Speaker::require_one_request`].
 //!
 //! # Example
 //!
@@ -36,22 +38,19 @@
 //! # fn synthesize(text: &str, wav: bool) -> Result<Vec<u8>, launcher_sdk::PluginError> { todo!() }
 //! # fn run(job: &launcher_sdk::Job, cx: &mut launcher_sdk::Context<'_>, text: &str)
 //! #     -> Result<(), launcher_sdk::PluginError> {
-//! let format = AudioFormat::named("mp3").expect("a known format");
+//! let format = AudioFormat::parse("mp3")?;
 //! let spoken = Speaker::new(format, Limit::chars(3000))
 //!     .work_dir(job.work_dir())
 //!     .speak(text, cx, |piece, cx| {
 //!         if piece.is_direct() {
-//!             // One request is enough: ask the service for MP3 and pass it on as it comes.
-//!             let mp3 = synthesize(piece.text, false)?;
-//!             let mut out = piece.output(cx)?;
-//!             std::io::Write::write_all(&mut out, &mp3)?;
-//!             out.finish()?;
-//!             Ok(Audio::Written(mp3.len() as u64))
+//!             // One request is enough: ask the service for MP3 and pass it on.
+//!             piece.write(&synthesize(piece.text, false)?, cx)
 //!         } else {
 //!             Ok(Audio::Wav(synthesize(piece.text, true)?))
 //!         }
 //!     })?;
-//! println!("{} pieces, {} bytes", spoken.pieces, spoken.bytes);
+//! let mut result = launcher_sdk::JobResult::default();
+//! spoken.add_to(&mut result.info); // requests, bytes, duration_secs
 //! # Ok(()) }
 //! ```
 
@@ -148,6 +147,15 @@ impl AudioFormat {
         })
     }
 
+    /// Returns the format a user's `--format` names, like [`AudioFormat::named`], or an
+    /// invalid-input error naming it, with a hint listing the names known.
+    pub fn parse(name: &str) -> Result<AudioFormat, PluginError> {
+        AudioFormat::named(name).ok_or_else(|| {
+            PluginError::invalid_input(format!("unknown audio format `{}`", name.trim()))
+                .with_hint("use wav, mp3, ogg (Opus), vorbis, flac, m4a (AAC) or pcm")
+        })
+    }
+
     /// Returns this format with a bit rate, in bits per second, for lossy encodings.
     pub fn with_bitrate(mut self, bits_per_second: u32) -> Self {
         self.bitrate = Some(bits_per_second);
@@ -201,6 +209,15 @@ impl<'t> Piece<'t> {
         }
         cx.output("audio", self.format.media_type, self.format.extension)
     }
+
+    /// Writes a direct piece's whole audio, already in the requested format, to the output,
+    /// for services that answer with the audio in one piece.
+    pub fn write(&self, audio: &[u8], cx: &mut Context<'_>) -> Result<Audio, PluginError> {
+        let mut out = self.output(cx)?;
+        out.write_all(audio)?;
+        out.finish()?;
+        Ok(Audio::Written(audio.len() as u64))
+    }
 }
 
 /// What the synthesis closure made of a piece.
@@ -225,6 +242,21 @@ pub struct Spoken {
     pub duration_secs: Option<f64>,
     /// Whether ffmpeg encoded the output.
     pub encoded: bool,
+}
+
+impl Spoken {
+    /// Adds what a job's result reports about the speech to `info`: `requests`, `bytes`
+    /// and, when known, `duration_secs` (to the millisecond).
+    pub fn add_to(&self, info: &mut serde_json::Map<String, serde_json::Value>) {
+        info.insert("requests".into(), self.pieces.into());
+        info.insert("bytes".into(), self.bytes.into());
+        if let Some(secs) = self.duration_secs {
+            info.insert(
+                "duration_secs".into(),
+                ((secs * 1000.0).round() / 1000.0).into(),
+            );
+        }
+    }
 }
 
 /// Speaks long text as one file; see the [module documentation](self).
@@ -264,6 +296,21 @@ impl Speaker {
     /// before anything is sent.
     pub fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
         text::split_text(text, self.limit)
+    }
+
+    /// Fails unless `text` fits one request, for an option that only works then (streaming
+    /// the audio as it is made: `option` is how the user asked, e.g. `--stream`).
+    pub fn require_one_request(&self, text: &str, option: &str) -> Result<(), PluginError> {
+        let pieces = self.split(text).len();
+        if pieces <= 1 {
+            return Ok(());
+        }
+        Err(PluginError::invalid_input(format!(
+            "{option} works for text of one request, and this text needs {pieces}"
+        ))
+        .with_hint(format!(
+            "leave out {option}: long text is spoken piece by piece into one file"
+        )))
     }
 
     /// Speaks `text`, calling `synthesize` once per piece, and writes one `audio` output.
@@ -637,10 +684,7 @@ mod tests {
                 .speak("Short.", &mut cx, |piece, cx| {
                     assert!(piece.is_direct());
                     assert_eq!(piece.format().extension, "mp3");
-                    let mut out = piece.output(cx)?;
-                    out.write_all(b"ID3 pretend mp3")?;
-                    out.finish()?;
-                    Ok(Audio::Written(15))
+                    piece.write(b"ID3 pretend mp3", cx)
                 })
                 .unwrap()
         };
@@ -689,6 +733,24 @@ mod tests {
             })
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn options_for_one_request_are_refused_for_long_text() {
+        speaker("wav")
+            .require_one_request("Short.", "--stream")
+            .unwrap();
+        let err = speaker("wav")
+            .require_one_request(&text(9), "--stream")
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(
+            err.message
+                .starts_with("--stream works for text of one request")
+        );
+        assert!(err.hint.unwrap().contains("leave out --stream"));
+        let err = AudioFormat::parse(" webm ").unwrap_err();
+        assert_eq!(err.message, "unknown audio format `webm`");
     }
 
     #[test]

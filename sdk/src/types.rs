@@ -951,18 +951,13 @@ impl Settings {
             .ok_or_else(|| PluginError::invalid_input(format!("setting `{name}` is missing")))
     }
 
-    /// Returns the values of the secret settings, to keep out of every message.
-    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
-        self.secret.iter().filter_map(|name| self.get(name))
-    }
-
-    /// Returns setting `name` as a duration in seconds (`90`, `2.5`), or `default` when it is
-    /// not set; a value that is not a number of seconds above 0 and at most an hour is invalid
-    /// input naming the setting.
+    /// Returns setting `name` as a number of seconds, above 0 and at most `max`, or
+    /// `default` when it is not given (a `timeout` setting, say).
     pub fn seconds(
         &self,
         name: &str,
         default: std::time::Duration,
+        max: std::time::Duration,
     ) -> Result<std::time::Duration, PluginError> {
         let Some(raw) = self.get(name) else {
             return Ok(default);
@@ -970,38 +965,33 @@ impl Settings {
         raw.trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= max.as_secs_f64())
             .map(std::time::Duration::from_secs_f64)
             .ok_or_else(|| {
                 PluginError::invalid_input(format!(
-                    "setting `{name}` is `{raw}`, not a number of seconds between 0 and 3600"
+                    "setting `{name}` is `{raw}`, not a number of seconds between 0 and {}",
+                    max.as_secs_f64()
                 ))
             })
     }
 
-    /// Returns setting `name` as an http or https URL without a trailing slash, or `default`
-    /// when it is not set; anything else is invalid input naming the setting, with `example`
-    /// (such as `PIPER_URL=http://127.0.0.1:5000`) as the hint.
-    pub fn http_url(
-        &self,
-        name: &str,
-        default: &str,
-        example: &str,
-    ) -> Result<String, PluginError> {
-        let url = self
-            .get(name)
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .unwrap_or(default)
-            .trim_end_matches('/');
-        if url.starts_with("http://") || url.starts_with("https://") {
-            Ok(url.to_string())
-        } else {
-            Err(PluginError::invalid_input(format!(
-                "setting `{name}` is `{url}`, which is not an http or https URL"
-            ))
-            .with_hint(format!("e.g. {example}")))
+    /// Returns setting `name` as the base URL of a service: an `http` or `https` URL, trimmed
+    /// and without a trailing slash, so paths can be appended; `None` when it is not given.
+    pub fn base_url(&self, name: &str) -> Result<Option<String>, PluginError> {
+        let Some(url) = self.get(name).map(str::trim) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(PluginError::invalid_input(format!(
+                "setting `{name}` must be an http or https URL"
+            )));
         }
+        Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
+    /// Returns the values of the secret settings, to keep out of every message.
+    pub fn secret_values(&self) -> impl Iterator<Item = &str> {
+        self.secret.iter().filter_map(|name| self.get(name))
     }
 }
 
@@ -1231,34 +1221,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_and_urls_are_read_from_settings() {
+    fn settings_read_seconds_and_base_urls() {
         use std::time::Duration;
-        let of = |v: &str| Settings::from_values([("timeout", v)]);
-        let default = Duration::from_secs(60);
+        let s = Settings::from_values([
+            ("timeout", "1.5"),
+            ("bad", "soon"),
+            ("url", " https://api.example.com/ "),
+            ("ftp", "ftp://x"),
+        ]);
+        let (default, max) = (Duration::from_secs(60), Duration::from_secs(3600));
         assert_eq!(
-            Settings::default().seconds("timeout", default).unwrap(),
-            default
+            s.seconds("timeout", default, max).unwrap(),
+            Duration::from_millis(1500)
         );
-        assert_eq!(
-            of(" 2.5 ").seconds("timeout", default).unwrap(),
-            Duration::from_millis(2500)
-        );
-        for bad in ["0", "-1", "soon", "NaN", "3601"] {
-            let err = of(bad).seconds("timeout", default).unwrap_err();
-            assert!(err.message.contains("setting `timeout`"), "{bad}: {err:?}");
+        assert_eq!(s.seconds("missing", default, max).unwrap(), default);
+        for raw in ["0", "-1", "NaN", "3601", "soon"] {
+            let s = Settings::from_values([("t", raw)]);
+            let err = s.seconds("t", default, max).unwrap_err();
+            assert!(err.message.contains("between 0 and 3600"), "{raw}: {err}");
         }
-        let url = |v: &str| {
-            Settings::from_values([("url", v)]).http_url("url", "http://d:1", "URL=http://h:2")
-        };
+        assert!(s.seconds("bad", default, max).is_err());
         assert_eq!(
-            Settings::default()
-                .http_url("url", "http://d:1/", "")
-                .unwrap(),
-            "http://d:1"
+            s.base_url("url").unwrap().as_deref(),
+            Some("https://api.example.com")
         );
-        assert_eq!(url(" https://h:2/ ").unwrap(), "https://h:2");
-        let err = url("h:2").unwrap_err();
-        assert_eq!(err.hint.as_deref(), Some("e.g. URL=http://h:2"));
+        assert_eq!(s.base_url("missing").unwrap(), None);
+        assert!(s.base_url("ftp").unwrap_err().message.contains("`ftp`"));
     }
 
     #[test]

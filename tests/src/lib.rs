@@ -8,3 +8,4 @@ pub mod emulators;
 pub mod engines;
 pub mod http;
 pub mod media;
+pub mod text;

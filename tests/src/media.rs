@@ -153,6 +153,37 @@ pub fn mp3_silence(rate: u32, kbps: u32, millis: u64) -> Vec<u8> {
     out
 }
 
+/// Returns the start of a FLAC file whose STREAMINFO says it lasts `millis` at `rate`, mono
+/// 16-bit, with no audio frames: enough for a reader that takes the length from the header
+/// (ffprobe does), not for playing.
+pub fn flac_header(rate: u32, millis: u64) -> Vec<u8> {
+    let samples = u64::from(rate) * millis / 1000;
+    let mut info = Vec::with_capacity(34);
+    info.extend_from_slice(&4096u16.to_be_bytes()); // min block size
+    info.extend_from_slice(&4096u16.to_be_bytes()); // max block size
+    info.extend_from_slice(&[0; 6]); // min and max frame size: unknown
+    // 20 bits of rate, 3 of channels - 1, 5 of bits - 1, 36 of total samples.
+    let packed: u64 = (u64::from(rate) << 44) | (15 << 36) | (samples & 0xF_FFFF_FFFF);
+    info.extend_from_slice(&packed.to_be_bytes());
+    info.extend_from_slice(&[0; 16]); // MD5 of the audio: unknown
+    let mut out = b"fLaC".to_vec();
+    out.push(0x80); // the last metadata block, of type STREAMINFO
+    out.extend_from_slice(&(info.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&info);
+    out
+}
+
+/// Returns `bytes` as lowercase hexadecimal, as MiniMax sends audio.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xF)]));
+    }
+    out
+}
+
 /// Returns a real PNG of `width`×`height` pixels of one colour: 8-bit RGB, its image data in
 /// stored (uncompressed) deflate blocks, every chunk with its CRC.
 pub fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {

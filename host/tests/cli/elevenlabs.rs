@@ -4,6 +4,7 @@ use launcher_testkit::cli::{Outcome, TestContext};
 use launcher_testkit::emulators::elevenlabs::{ElevenLabsEmulator, expected_millis};
 use launcher_testkit::media::probe_duration;
 use launcher_testkit::test_context;
+use launcher_testkit::text::mixed_chinese_english;
 
 const KEY: &str = "sk_e2e_elevenlabs_key_0123456789";
 
@@ -120,11 +121,7 @@ fn voices_and_models_are_listed_as_json() {
 fn a_chapter_of_mixed_chinese_and_english_is_one_mp3() {
     let emulator = ElevenLabsEmulator::start(KEY);
     let ctx = context(&emulator);
-    let mut text = String::new();
-    while text.chars().count() < 20_000 {
-        text.push_str("第一章讲的是一只狐狸。The fox was quick and brown. ");
-    }
-    let text: String = text.chars().take(20_000).collect();
+    let text = mixed_chinese_english(20_000);
     std::fs::write(ctx.work_file("chapter.txt"), &text).unwrap();
     let out = ctx.run([
         "run",

@@ -20,3 +20,4 @@ mod run;
 mod shell;
 mod template;
 mod text;
+mod voices;

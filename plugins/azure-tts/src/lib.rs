@@ -35,7 +35,10 @@ const SYNTHESIZE_PATH: &str = "/cognitiveservices/v1";
 const VOICES_PATH: &str = "/cognitiveservices/voices/list";
 
 /// Per-attempt timeout when the `timeout` setting is absent.
-const DEFAULT_TIMEOUT_SECS: f64 = 60.0;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest the `timeout` setting may be.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The plugin: one configured connection to a Speech resource.
 pub struct AzureTts {
@@ -52,15 +55,11 @@ impl AzureTts {
 
 /// Returns `settings`' base URL: the endpoint if given, else the region's.
 fn base_url(settings: &Settings) -> Result<String, PluginError> {
-    if let Some(endpoint) = settings.get("endpoint") {
-        let endpoint = endpoint.trim().trim_end_matches('/');
-        if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err(PluginError::invalid_input(
-                "setting `endpoint` must be an http or https URL",
-            )
-            .with_hint("e.g. AZURE_SPEECH_ENDPOINT=https://eastus.tts.speech.microsoft.com"));
-        }
-        return Ok(endpoint.to_string());
+    let endpoint = settings.base_url("endpoint").map_err(|e| {
+        e.with_hint("e.g. AZURE_SPEECH_ENDPOINT=https://eastus.tts.speech.microsoft.com")
+    })?;
+    if let Some(endpoint) = endpoint {
+        return Ok(endpoint);
     }
     let Some(region) = settings.get("region") else {
         return Err(
@@ -78,22 +77,6 @@ fn base_url(settings: &Settings) -> Result<String, PluginError> {
         .with_hint("region names look like eastus or westeurope"));
     }
     Ok(format!("https://{region}.tts.speech.microsoft.com"))
-}
-
-fn timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS));
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds between 0 and 3600"
-            ))
-        })
 }
 
 /// Adds what the user can do to errors the service caused.
@@ -209,7 +192,7 @@ impl Plugin for AzureTts {
             .to_string();
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-azure-tts/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout(settings)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
             .secrets_from(settings)
             // What is sent is the trimmed key, which the setting's value may only contain.
             .secret(key.as_str())
@@ -304,15 +287,8 @@ impl AzureTts {
         let info = &mut result.info;
         info.insert("voice".into(), Value::from(voice));
         info.insert("format".into(), Value::from(format.name));
-        info.insert("requests".into(), Value::from(spoken.pieces));
         info.insert("characters".into(), Value::from(text.chars().count()));
-        info.insert("bytes".into(), Value::from(spoken.bytes));
-        if let Some(secs) = spoken.duration_secs {
-            info.insert(
-                "duration_secs".into(),
-                Value::from((secs * 1000.0).round() / 1000.0),
-            );
-        }
+        spoken.add_to(info);
         Ok(result)
     }
 
@@ -439,18 +415,6 @@ mod tests {
         assert!(err.message.contains("`region` or `endpoint`"));
         assert!(base_url(&settings(&[("region", "east.us/evil")])).is_err());
         assert!(base_url(&settings(&[("endpoint", "ftp://x")])).is_err());
-    }
-
-    #[test]
-    fn the_timeout_setting_is_seconds() {
-        assert_eq!(timeout(&settings(&[])).unwrap(), Duration::from_secs(60));
-        assert_eq!(
-            timeout(&settings(&[("timeout", "1.5")])).unwrap(),
-            Duration::from_millis(1500)
-        );
-        for bad in ["0", "-1", "soon", "NaN"] {
-            assert!(timeout(&settings(&[("timeout", bad)])).is_err(), "{bad}");
-        }
     }
 
     #[test]

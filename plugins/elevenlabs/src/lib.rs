@@ -53,6 +53,9 @@ const SPEED_RANGE: (f64, f64) = (0.7, 1.2);
 /// Per-request timeout when the `timeout` setting is absent.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The longest the `timeout` setting may ask for.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The plugin: one configured connection to ElevenLabs.
 pub struct ElevenLabs {
     client: Client,
@@ -180,13 +183,12 @@ impl Plugin for ElevenLabs {
             .map_err(|e| e.with_hint("set ELEVENLABS_API_KEY to your ElevenLabs API key"))?
             .trim()
             .to_string();
-        let base = settings.http_url(
-            "base_url",
-            DEFAULT_BASE_URL,
-            "ELEVENLABS_BASE_URL=https://api.elevenlabs.io",
-        )?;
+        let base = settings
+            .base_url("base_url")
+            .map_err(|e| e.with_hint("e.g. ELEVENLABS_BASE_URL=https://api.elevenlabs.io"))?
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         let client = Client::builder(format!("launcher-elevenlabs/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
             .secrets_from(settings)
             .secret(key.as_str())
             .build()?;
@@ -361,15 +363,8 @@ impl ElevenLabs {
             plan.pieces.name
         };
         info.insert("output_format".into(), Value::from(asked));
-        info.insert("requests".into(), Value::from(spoken.pieces));
         info.insert("characters".into(), Value::from(text.chars().count()));
-        info.insert("bytes".into(), Value::from(spoken.bytes));
-        if let Some(secs) = spoken.duration_secs {
-            info.insert(
-                "duration_secs".into(),
-                Value::from((secs * 1000.0).round() / 1000.0),
-            );
-        }
+        spoken.add_to(info);
         Ok(result)
     }
 

@@ -10,6 +10,7 @@ use launcher_testkit::emulators::elevenlabs::{
     ElevenLabsEmulator, MILLIS_PER_CHAR, expected_millis, query_param, spoken_text,
 };
 use launcher_testkit::media::{parse_wav, probe_duration};
+use launcher_testkit::text::mixed_chinese_english;
 
 const KEY: &str = "sk_emulated_elevenlabs_0123456789abcdef";
 
@@ -297,18 +298,7 @@ fn voices_and_models_are_the_standard_listings() {
 
 /// 20,000 characters of Chinese and English sentences, mixed.
 fn long_mixed_text() -> String {
-    let zh = "这是一本书的一章，用中文和英文交替写成。";
-    let en = "This chapter mixes English sentences with Chinese ones. ";
-    let mut text = String::new();
-    while text.chars().count() < 20_000 {
-        text.push_str(zh);
-        text.push_str(en);
-    }
-    text.chars()
-        .take(20_000)
-        .collect::<String>()
-        .trim()
-        .to_string()
+    mixed_chinese_english(20_000).trim().to_string()
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub const PIECE_CHARS: usize = 1000;
 /// Per-request timeout when the `timeout` setting is absent: a long piece on a busy machine.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The longest the `timeout` setting may ask for.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The plugin: how to reach a Piper server, or how to start one.
 pub struct Piper {
     target: Target,
@@ -218,15 +221,16 @@ impl Plugin for Piper {
                 model: server::model_path(model)?,
                 python: server::python(settings.get("python")),
             },
-            None => Target::Url(settings.http_url(
-                "url",
-                DEFAULT_URL,
-                "PIPER_URL=http://127.0.0.1:5000",
-            )?),
+            None => Target::Url(
+                settings
+                    .base_url("url")
+                    .map_err(|e| e.with_hint("e.g. PIPER_URL=http://127.0.0.1:5000"))?
+                    .unwrap_or_else(|| DEFAULT_URL.to_string()),
+            ),
         };
         let agent = concat!("launcher-piper/", env!("CARGO_PKG_VERSION"));
         let client = Client::builder(agent)
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT)?)
+            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
             .secrets_from(settings)
             .build()?;
         let probe = Client::builder(agent)
@@ -437,12 +441,8 @@ impl Piper {
         if let Some(scale) = length_scale {
             info_out.insert("length_scale".into(), Value::from(scale));
         }
-        info_out.insert("requests".into(), Value::from(spoken.pieces));
         info_out.insert("encoded".into(), Value::from(spoken.encoded));
-        info_out.insert(
-            "duration".into(),
-            Value::from((seconds * 1000.0).round() / 1000.0),
-        );
+        spoken.add_to(info_out);
         Ok(result)
     }
 

@@ -90,7 +90,7 @@ fn speech_comes_back_as_a_wav_of_plausible_length() {
     let info = &run.result.as_ref().unwrap().info;
     assert_eq!(info["voice"], piper.model());
     assert_eq!(info["requests"], 1);
-    assert!((info["duration"].as_f64().unwrap() - wav.duration).abs() < 0.01);
+    assert!((info["duration_secs"].as_f64().unwrap() - wav.duration).abs() < 0.01);
 }
 
 #[test]

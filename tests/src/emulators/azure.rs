@@ -356,7 +356,7 @@ fn synthesize(req: &Request) -> Reply {
 }
 
 /// Checks the SSML and returns how long speaking it takes, in milliseconds.
-fn spoken_millis(ssml: &str) -> Result<u64, String> {
+pub fn spoken_millis(ssml: &str) -> Result<u64, String> {
     let doc =
         roxmltree::Document::parse(ssml).map_err(|e| format!("SSML is not valid XML: {e}"))?;
     let root = doc.root_element();
@@ -609,7 +609,7 @@ fn ogg_page(out: &mut Vec<u8>, flags: u8, granule: u64, serial: u32, seq: u32, p
 }
 
 /// Ogg Opus: headers, then one zero-length 20 ms frame (a bare TOC byte) per packet.
-fn ogg_opus(input_rate: u32, millis: u64) -> Vec<u8> {
+pub(crate) fn ogg_opus(input_rate: u32, millis: u64) -> Vec<u8> {
     const PRE_SKIP: u16 = 312;
     const PACKETS_PER_PAGE: usize = 50;
     // Each emulator response is its own logical stream, as separate Azure responses are.
