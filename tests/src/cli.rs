@@ -159,6 +159,10 @@ impl TestContext {
             if key.starts_with("LAUNCHER_") || key.starts_with("AZURE_") {
                 cmd.env_remove(key.as_ref());
             }
+            // A voice set up on this machine would change which tool speaks.
+            if key.starts_with("PIPER_") || key.starts_with("ELEVENLABS_") {
+                cmd.env_remove(key.as_ref());
+            }
         }
         cmd.env("LAUNCHER_HOME", self.home.path())
             .env("LAUNCHER_PLUGIN_PATH", self.plugins.path())

@@ -1,13 +1,13 @@
-//! Real engines for tests: llama.cpp's server, faster-whisper-server and stable-diffusion.cpp's
-//! sd-server, started on demand.
+//! Real engines for tests: llama.cpp's server, faster-whisper-server, stable-diffusion.cpp's
+//! sd-server and the Piper TTS server, started on demand.
 //!
 //! `tests/engines.sh install` puts each engine in a cache directory
 //! (`LAUNCHER_ENGINES_DIR`, or `~/.cache/launcher-test-engines`) and writes a manifest,
 //! `NAME/engine.env`, that this module reads: no Python runs to find anything. The first call of
-//! [`llama`], [`whisper`] or [`sd`] in a test binary starts that engine on a free loopback port
-//! and waits until it answers; later calls share it. The engine ends with the test process: its
-//! launcher (`tests/engines/*.py`) watches its parent and exits when it is gone, even after a
-//! SIGKILL.
+//! [`llama`], [`whisper`], [`sd`] or [`piper`] in a test binary starts that engine on a free
+//! loopback port and waits until it answers; later calls share it. The engine ends with the
+//! test process: its launcher (`tests/engines/*.py`) watches its parent and exits when it is
+//! gone, even after a SIGKILL.
 //!
 //! When an engine is not installed the call prints one line,
 //! `skipping: <engine> is not installed (run tests/engines.sh install)`, and returns `None`, so
@@ -76,8 +76,9 @@ impl Engine {
     }
 
     /// The model name to send in requests: the alias llama.cpp serves, the name
-    /// faster-whisper-server expects in its `model_name` field, or the checkpoint's name as
-    /// sd-server lists it in `/sdapi/v1/sd-models` (its file name without `.safetensors`).
+    /// faster-whisper-server expects in its `model_name` field, the checkpoint's name as
+    /// sd-server lists it in `/sdapi/v1/sd-models` (its file name without `.safetensors`), or
+    /// the voice Piper serves (`en_US-joe-medium`).
     pub fn model(&self) -> &str {
         &self.model
     }
@@ -93,8 +94,8 @@ impl Engine {
     }
 
     /// Starts the engine described by `NAME/engine.env` in the engines directory and waits until
-    /// it answers. Most tests want the shared instance from [`llama`], [`whisper`] or [`sd`]
-    /// instead.
+    /// it answers. Most tests want the shared instance from [`llama`], [`whisper`], [`sd`] or
+    /// [`piper`] instead.
     ///
     /// Returns `Ok(None)` when the engine is not installed; `Err` with its output when it would
     /// not start.
@@ -145,6 +146,15 @@ pub fn whisper() -> Option<&'static Engine> {
 pub fn sd() -> Option<&'static Engine> {
     static SD: OnceLock<Option<Engine>> = OnceLock::new();
     shared(&SD, "sd")
+}
+
+/// The shared Piper TTS server (`piper.http_server` with the en_US "joe" medium voice) of this
+/// test binary, started on first use; `None` (after a skip line on stderr) when it is not
+/// installed. Its [`Engine::manifest`] `model` is the voice file, for tests in which the
+/// plugin starts a server of its own.
+pub fn piper() -> Option<&'static Engine> {
+    static PIPER: OnceLock<Option<Engine>> = OnceLock::new();
+    shared(&PIPER, "piper")
 }
 
 /// The cache directory `tests/engines.sh` installs into.
@@ -229,6 +239,15 @@ impl Spec {
                 (vec![get("model")?, alias.clone()], alias, "/health")
             }
             "whisper" => (vec![get("model")?], get("model_name")?, "/health"),
+            // The server loads the voice before it listens; `/info` names it.
+            "piper" => {
+                let voice = get("model")?;
+                let name = Path::new(&voice)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (vec![voice], name, "/info")
+            }
             "sd" => {
                 let checkpoint = get("model")?;
                 let stem = Path::new(&checkpoint)
