@@ -11,7 +11,7 @@
 //!    ("synthesizing piece 3 of 12");
 //! 3. with more than one piece, the closure returns each piece as WAV ([`Audio::Wav`]); the
 //!    samples are spooled to a temporary file in the job's work directory (memory stays flat
-//!    however long the text) and must all share one [`WavSpec`](crate::media::WavSpec);
+//!    however long the text) and must all share one [`WavSpec`];
 //! 4. the result is written in the format the user asked for: WAV with one header of the
 //!    right length, headerless PCM, or, for a compressed [`Encoding`], encoded **once** by
 //!    ffmpeg from the joined WAV.
