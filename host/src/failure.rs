@@ -35,6 +35,9 @@ pub(crate) enum Class {
     Exists,
     /// A download or archive failed verification.
     Integrity,
+    /// A registry serves an index older than one seen before, or an expired one, or the
+    /// install would go below the installed version.
+    Stale,
     /// An output cannot be written where it was asked to go (no such directory, no
     /// permission, a directory in the way).
     Unwritable,
@@ -65,6 +68,7 @@ impl Class {
             Class::Signalled(signal) => crate::signals::exit_code(signal),
             Class::Detached => 12,
             Class::Unwritable => 13,
+            Class::Stale => 14,
         }
     }
 
@@ -86,6 +90,7 @@ impl Class {
             Class::Signalled(_) => "signalled",
             Class::Detached => "detached",
             Class::Unwritable => "unwritable",
+            Class::Stale => "stale",
         }
     }
 

@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 
 use crate::error::Result;
 use crate::index::{INDEX_SCHEMA, first_schema};
+use crate::report::Reporter;
 use crate::resolve::HostInfo;
 use crate::source::Registry;
 
@@ -41,11 +42,14 @@ pub struct SearchHit {
 }
 
 /// Searches `registries`, best matches first: the exact name, then names containing the text,
-/// then the rest, each alphabetically. Plugins with no version for this host are left out.
+/// then the rest, each alphabetically. Plugins with no version for this host are left out, and
+/// so are catalog lines whose name is not a valid plugin name (one warning per registry says
+/// how many).
 pub fn search(
     registries: &[Registry],
     query: &SearchQuery,
     host: &HostInfo,
+    reporter: &dyn Reporter,
 ) -> Result<Vec<SearchHit>> {
     let words: Vec<String> = query
         .text
@@ -56,8 +60,20 @@ pub fn search(
         .collect();
     let mut hits: HashMap<String, (u8, SearchHit)> = HashMap::new();
     for registry in registries {
-        let text = registry.catalog_text()?;
-        let newest = newest_installable(&text, host, &hits);
+        let text = registry.catalog_text();
+        for warning in registry.take_warnings() {
+            reporter.warning(&warning);
+        }
+        let text = text?;
+        let (newest, invalid) = newest_installable(&text, host, &hits);
+        if invalid > 0 {
+            reporter.warning(&format!(
+                "registry `{}`: skipped {invalid} catalog line{} whose name is not a valid \
+                 plugin name",
+                registry.name(),
+                if invalid == 1 { "" } else { "s" }
+            ));
+        }
         for (name, line) in newest {
             let Some(rank) = rank(&line, &words, query) else {
                 continue;
@@ -118,7 +134,8 @@ impl CatalogLine<'_> {
     }
 }
 
-/// Returns the newest installable line of each plugin in `catalog` not among `found` already.
+/// Returns the newest installable line of each plugin in `catalog` not among `found` already,
+/// and how many lines were skipped for an invalid name.
 ///
 /// The catalog is cut into one piece per core at line boundaries: parsing is nearly all of
 /// search's time, and lines are independent.
@@ -126,7 +143,7 @@ fn newest_installable<'a>(
     catalog: &'a str,
     host: &HostInfo,
     found: &HashMap<String, (u8, SearchHit)>,
-) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+) -> (HashMap<Cow<'a, str>, CatalogLine<'a>>, usize) {
     let pieces = std::thread::available_parallelism().map_or(1, usize::from);
     let mut chunks = Vec::with_capacity(pieces);
     let mut rest = catalog;
@@ -139,7 +156,7 @@ fn newest_installable<'a>(
         chunks.push(chunk);
         rest = tail;
     }
-    let parts: Vec<HashMap<Cow<'a, str>, CatalogLine<'a>>> = std::thread::scope(|scope| {
+    let parts: Vec<(HashMap<Cow<'a, str>, CatalogLine<'a>>, usize)> = std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| scope.spawn(move || newest_in(chunk, host, found)))
@@ -153,31 +170,40 @@ fn newest_installable<'a>(
             .collect()
     });
     let mut newest = HashMap::new();
-    for part in parts {
+    let mut invalid = 0;
+    for (part, skipped) in parts {
+        invalid += skipped;
         for (name, line) in part {
             keep_newer(&mut newest, name, line);
         }
     }
-    newest
+    (newest, invalid)
 }
 
-/// Returns the newest installable line of each plugin among `lines`.
+/// Returns the newest installable line of each plugin among `lines`, and how many lines named
+/// no valid plugin name (the same rule as index file names: a name is printed, so it must not
+/// carry escape sequences or look-alike characters).
 fn newest_in<'a>(
     lines: &'a str,
     host: &HostInfo,
     found: &HashMap<String, (u8, SearchHit)>,
-) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+) -> (HashMap<Cow<'a, str>, CatalogLine<'a>>, usize) {
     let mut newest = HashMap::new();
+    let mut invalid = 0;
     for line in lines.lines() {
         // Unparsable lines are reported by the install path, which reads index files.
         let Ok(line) = serde_json::from_str::<CatalogLine<'_>>(line.trim()) else {
             continue;
         };
+        if !launcher_sdk::is_identifier(&line.name) {
+            invalid += 1;
+            continue;
+        }
         if line.installable(host) && !found.contains_key(line.name.as_ref()) {
             keep_newer(&mut newest, line.name.clone(), line);
         }
     }
-    newest
+    (newest, invalid)
 }
 
 fn keep_newer<'a>(
@@ -263,14 +289,31 @@ mod tests {
             line("other", "0.3.0", ""),
         ]
         .join("\n");
-        let newest = newest_in(&catalog, &host(), &HashMap::new());
+        let (newest, invalid) = newest_in(&catalog, &host(), &HashMap::new());
+        assert_eq!(invalid, 0);
         assert_eq!(newest.len(), 2);
         assert_eq!(newest["voice"].vers, Version::new(1, 1, 0));
         assert_eq!(newest["other"].vers, Version::new(0, 3, 0));
         // Splitting across threads gives the same answer.
-        let split = newest_installable(&catalog, &host(), &HashMap::new());
+        let (split, _) = newest_installable(&catalog, &host(), &HashMap::new());
         assert_eq!(split["voice"].vers, Version::new(1, 1, 0));
         assert_eq!(split.len(), 2);
+    }
+
+    #[test]
+    fn lines_with_invalid_names_are_skipped_and_counted() {
+        let catalog = [
+            line("voice", "1.0.0", ""),
+            line("Voice", "9.0.0", ""),
+            line("\\u001b]0;owned\\u0007", "9.0.0", ""),
+            line("voice\u{202e}", "9.0.0", ""),
+            line("", "9.0.0", ""),
+        ]
+        .join("\n");
+        let (newest, invalid) = newest_installable(&catalog, &host(), &HashMap::new());
+        assert_eq!(invalid, 4);
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest["voice"].vers, Version::new(1, 0, 0));
     }
 
     #[test]

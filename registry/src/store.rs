@@ -17,7 +17,8 @@
 //! at any point leaves the previous lockfile and every directory it names. Replacing a version
 //! directory moves the old one into `.staging/old-<name>@<version>-<n>` first, so it can be put
 //! back. Leftovers are cleaned up the next time the store is locked: staging entries are
-//! removed (or moved back, when the lockfile still names them), and version directories that no
+//! removed (or moved back, when the lockfile still names them) unless an install working
+//! without the lock still uses them, and version directories that no
 //! entry names are deleted. Deleting them later rather than at once means a library that a
 //! running launcher still has loaded is not pulled away mid-job on platforms that forbid it.
 
@@ -78,6 +79,11 @@ impl Store {
         &self.plugins
     }
 
+    /// Returns the staging directory (same file system as the version directories).
+    pub(crate) fn staging(&self) -> &Path {
+        &self.staging
+    }
+
     /// Returns the lockfile's path.
     pub fn lockfile_path(&self) -> PathBuf {
         self.home.join(LOCKFILE)
@@ -86,6 +92,22 @@ impl Store {
     /// Returns the directory where HTTP registries cache their index files.
     pub fn index_cache_dir(&self) -> PathBuf {
         self.home.join("cache").join("index")
+    }
+
+    /// Returns the directory where verified archives of HTTP registries are kept.
+    pub fn archive_cache_dir(&self) -> PathBuf {
+        self.home.join("cache").join("archives")
+    }
+
+    /// Empties the caches (index files and archives); returns the bytes freed. Nothing
+    /// installed depends on them: they only spare downloads and allow `--offline`.
+    pub fn clean_cache(&self) -> Result<u64> {
+        let mut freed = 0;
+        for dir in [self.index_cache_dir(), self.archive_cache_dir()] {
+            freed += tree_size(&dir);
+            remove_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        }
+        Ok(freed)
     }
 
     /// Reads the lockfile, with a warning for each entry that could not be read.
@@ -292,6 +314,8 @@ impl<'a> StoreLock<'a> {
             library_sha256,
             library_size: library_meta.len(),
             library_mtime: mtime_nanos(&library_meta),
+            signed_by: None,
+            seen: None,
         };
         self.commit(staged, entry.clone(), reporter)?;
         Ok(entry)
@@ -405,7 +429,7 @@ impl<'a> StoreLock<'a> {
             let name = item.file_name().to_string_lossy().into_owned();
             if let Some((plugin, version)) = parse_old(&name) {
                 self.recover_replaced(&path, plugin, &version);
-            } else {
+            } else if !crate::install::is_in_flight(&path) {
                 let _ = remove_all(&path);
             }
         }
@@ -587,11 +611,22 @@ fn parse_old(file_name: &str) -> Option<(&str, Version)> {
 }
 
 /// Returns a name part that no other staging entry of this process or another has.
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{}{nanos}", std::process::id())
+}
+
+/// Returns the bytes of the files under `path` (0 if it is missing).
+fn tree_size(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
 }
 
 /// Removes a file or a directory tree; a missing one is fine.

@@ -10,11 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use launcher_registry::publish::{KeyPair, PublishRequest, find_docs, publish, sign, yank};
+use launcher_registry::freshness::DEFAULT_VALIDITY;
+use launcher_registry::publish::{
+    KeyPair, PublishRequest, Signing, find_docs, publish, refresh_signature, sign, yank,
+};
 use launcher_registry::verify::{sha256_file, trusted_comment};
 use launcher_registry::{
     ArchiveError, Error, ErrorKind, HostInfo, InstallContext, InstallOptions, InstallOutcome,
@@ -143,8 +146,20 @@ impl Fixture {
             host: None,
             target: Some(target),
             docs: find_docs(&dir).unwrap(),
+            now: SystemTime::now(),
+            validity: Some(DEFAULT_VALIDITY),
         })
         .unwrap()
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.work().join("key")
+    }
+
+    /// Re-signs the index's freshness statement, as a publisher does after editing by hand.
+    fn resign(&self) {
+        let key = self.key_path();
+        refresh_signature(&self.index(), &signing(&key)).unwrap();
     }
 
     fn config(&self, location: &str) -> RegistryConfig {
@@ -205,6 +220,7 @@ impl Fixture {
             }
             fs::write(&path, out).unwrap();
         }
+        self.resign();
     }
 
     /// Replaces the published archive of `name` `version` with `bytes`, declaring its true
@@ -235,6 +251,15 @@ impl Fixture {
     }
 }
 
+fn signing(key: &Path) -> Signing<'_> {
+    Signing {
+        secret_key: key,
+        password: None,
+        now: SystemTime::now(),
+        validity: Some(DEFAULT_VALIDITY),
+    }
+}
+
 fn install_with(
     store: &Store,
     registry: &Registry,
@@ -252,7 +277,7 @@ fn install_with(
         reporter,
     };
     let spec: PluginSpec = spec.parse()?;
-    store.lock(&NoReporter)?.install(&cx, &spec, options)
+    store.install(&cx, &spec, options)
 }
 
 fn host() -> HostInfo {
@@ -377,11 +402,16 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
             category: category.map(str::to_string),
             task: task.map(str::to_string),
         };
-        search(std::slice::from_ref(&registry), &query, &host())
-            .unwrap()
-            .into_iter()
-            .map(|h| format!("{}@{}", h.name, h.version))
-            .collect::<Vec<_>>()
+        search(
+            std::slice::from_ref(&registry),
+            &query,
+            &host(),
+            &NoReporter,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|h| format!("{}@{}", h.name, h.version))
+        .collect::<Vec<_>>()
     };
     assert_eq!(query(None, None, None), ["echo@1.0.0", "say-it@1.0.0"]);
     assert_eq!(query(Some("say"), None, None), ["say-it@1.0.0"]);
@@ -473,7 +503,13 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
     // Newer versions appear: outdated shows them, update stays within ^1.
     fx.publish(&plugin("echo", "1.1.0"));
     fx.publish(&plugin("echo", "2.0.0"));
-    let report = outdated(&store, std::slice::from_ref(&registry), &host()).unwrap();
+    let report = outdated(
+        &store,
+        std::slice::from_ref(&registry),
+        &host(),
+        &NoReporter,
+    )
+    .unwrap();
     assert_eq!(report.len(), 1);
     assert_eq!(report[0].installed.to_string(), "1.0.0");
     assert_eq!(
@@ -516,7 +552,7 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
         .update(&cx, Some("echo"))
         .unwrap();
     assert!(!results[0].1.as_ref().unwrap().changed);
-    let report = outdated(&store, std::slice::from_ref(&registry), &host).unwrap();
+    let report = outdated(&store, std::slice::from_ref(&registry), &host, &NoReporter).unwrap();
     assert_eq!(report[0].wanted, None);
     assert_eq!(
         report[0]
@@ -650,9 +686,13 @@ fn http_index_files_are_cached_with_etags_and_read_offline() {
     assert_eq!(served.requests().len(), before);
 
     // 404, 410 and 451 mean no such plugin; other errors say what the server said.
+    assert_eq!(again.versions("other").unwrap(), None);
+    served.fault("/ot/he/other", Reply::Respond(Response::new(451)));
+    assert_eq!(again.versions("other").unwrap(), None);
+    // But a file the signed statement lists cannot be made to vanish.
     served.fault("/ec/ho/echo", Reply::Respond(Response::new(410)));
-    assert_eq!(again.versions("echo").unwrap(), None);
-    assert!(!store.index_cache_dir().join("web/ec/ho/echo").exists());
+    let err = again.versions("echo").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Freshness { .. }), "{err}");
     served.fault("/ec/ho/echo", Reply::Respond(Response::new(500)));
     let err = again.versions("echo").unwrap_err();
     assert!(
@@ -737,7 +777,7 @@ fn refuses_a_checksum_mismatch() {
     );
     assert!(
         err.to_string()
-            .starts_with("checksum mismatch for `echo` 2.0.0 (expected "),
+            .starts_with("checksum mismatch for `echo` 2.0.0: the archive is not the one with"),
         "{err}"
     );
 }
@@ -1026,7 +1066,14 @@ fn refuses_an_index_line_for_another_abi() {
 #[test]
 fn refuses_only_yanked_versions_unless_allowed() {
     let yank_two = |fx: &Fixture, _: &StaticServer| {
-        yank(&fx.index(), "echo", &Version::new(2, 0, 0), true).unwrap()
+        yank(
+            &fx.index(),
+            "echo",
+            &Version::new(2, 0, 0),
+            true,
+            Some(&signing(&fx.key_path())),
+        )
+        .unwrap()
     };
     let err = refused("echo@2", yank_two);
     assert!(
@@ -1040,7 +1087,14 @@ fn refuses_only_yanked_versions_unless_allowed() {
 
     let fx = Fixture::new();
     fx.publish(&plugin("echo", "2.0.0"));
-    yank(&fx.index(), "echo", &Version::new(2, 0, 0), true).unwrap();
+    yank(
+        &fx.index(),
+        "echo",
+        &Version::new(2, 0, 0),
+        true,
+        Some(&signing(&fx.key_path())),
+    )
+    .unwrap();
     let store = fx.store();
     let registry = fx.local(&store);
     let options = InstallOptions {
@@ -1090,6 +1144,7 @@ fn skips_index_lines_of_an_unknown_schema() {
         r#"{{"v":2,"name":"echo","vers":"9.0.0","abi":1,"future":{{"shape":"unknown"}}}}"#
     )
     .unwrap();
+    fx.resign();
     struct Warnings(Mutex<Vec<String>>);
     impl Reporter for Warnings {
         fn warning(&self, message: &str) {
@@ -1369,7 +1424,14 @@ fn sync_reinstalls_pinned_yanked_versions_and_local_libraries_but_not_changed_ar
         .unwrap()
         .install_local(&local, &probe, &NoReporter)
         .unwrap();
-    yank(&fx.index(), "echo", &Version::new(1, 0, 0), true).unwrap();
+    yank(
+        &fx.index(),
+        "echo",
+        &Version::new(1, 0, 0),
+        true,
+        Some(&signing(&fx.key_path())),
+    )
+    .unwrap();
 
     let lockfile = fs::read(store.lockfile_path()).unwrap();
     let sync_into = |name: &str| {
@@ -1513,7 +1575,7 @@ fn registries_are_searched_in_order_unless_one_is_named() {
     );
 
     // Search takes each name from the first registry that has it.
-    let hits = search(&registries, &SearchQuery::default(), &host).unwrap();
+    let hits = search(&registries, &SearchQuery::default(), &host, &NoReporter).unwrap();
     let found: Vec<String> = hits
         .iter()
         .map(|h| format!("{}@{} ({})", h.name, h.version, h.registry))
