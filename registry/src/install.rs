@@ -641,7 +641,7 @@ fn check_not_rolled_back(
 
 /// Checks that every registry `lockfile` names is configured and trusts the key that signed
 /// each of its plugins; the error lists everything missing.
-fn check_sync_needs(registries: &[Registry], lockfile: &Lockfile) -> Result<()> {
+pub fn check_sync_needs(registries: &[Registry], lockfile: &Lockfile) -> Result<()> {
     let mut missing: Vec<String> = Vec::new();
     for entry in &lockfile.plugins {
         let Source::Registry { registry, index } = &entry.source else {

@@ -60,7 +60,8 @@ pub use error::{ArchiveError, Error, ErrorKind, Result, SignatureError};
 pub use extract::{Limits, extract};
 pub use index::{Artifact, IndexConfig, IndexFile, IndexLine, index_path};
 pub use install::{
-    InstallContext, InstallOptions, InstallOutcome, Outdated, outdated, yanked_installed,
+    InstallContext, InstallOptions, InstallOutcome, Outdated, check_sync_needs, outdated,
+    yanked_installed,
 };
 pub use lockfile::{LockEntry, Lockfile, Source};
 pub use plugin_toml::PluginToml;

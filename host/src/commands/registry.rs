@@ -45,7 +45,7 @@ pub(crate) fn registry_failure(err: launcher_registry::Error) -> anyhow::Error {
         ErrorKind::Validation { .. }
         | ErrorKind::InvalidManifest { .. }
         | ErrorKind::InvalidPluginToml { .. } => Class::InvalidInput,
-        ErrorKind::RegistryConfig { .. } => Class::Usage,
+        ErrorKind::RegistryConfig { .. } | ErrorKind::Publish { .. } => Class::Usage,
         _ => Class::Failure,
     };
     let mut message = err.to_string();
@@ -474,6 +474,14 @@ pub(crate) fn sync(
             Ok(lockfile)
         })
         .transpose()?;
+    if let Some(recorded) = &recorded {
+        // With no registry configured at all, say what the lockfile needs rather than only
+        // that none is configured.
+        let home = Home::locate()?;
+        if Registries::load(&home)?.entries.is_empty() {
+            launcher_registry::check_sync_needs(&[], recorded).map_err(registry_failure)?;
+        }
+    }
     with_registries(globals, offline, |store, cx| {
         let results = store
             .sync(cx, recorded.as_ref(), allow_downgrade)
