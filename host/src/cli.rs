@@ -11,7 +11,8 @@ use launcher_sdk::ContentKind;
 /// 4 tool not ready (missing setting), 5 invalid input, 6 service rejected credentials,
 /// 7 rate limited, 8 service unavailable, 9 timeout, 10 output exists, 11 verification
 /// failed, 12 detached (a remote job goes on; `launcher run --resume ID` picks it up),
-/// 13 output cannot be written, 130 cancelled by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
+/// 13 output cannot be written, 14 registry stale or downgrade refused, 130 cancelled by
+/// Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 #[derive(Debug, Parser)]
 #[command(
     name = "launcher",

@@ -252,7 +252,9 @@ impl StoreLock<'_> {
         let current = self.lockfile().get(&entry.name).cloned();
         if let Some(current) = &current {
             check_downgrade(current, &entry.version, allow_downgrade, "")?;
-            entry.seen = max_seen(entry.seen.take(), current.seen.clone());
+            if current.source == entry.source {
+                entry.seen = max_seen(entry.seen.take(), current.seen.clone());
+            }
         }
         self.commit(staged, entry.clone(), cx.reporter)?;
         Ok(InstallOutcome {

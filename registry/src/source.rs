@@ -565,16 +565,19 @@ impl Registry {
         let source = self.archive_source(name, &location)?;
         // Opened before the staging file exists, so a refused source leaves nothing behind.
         let mut file = match &source {
-            ArchiveSource::File(path) => {
-                Some(
-                    open_regular(path).map_err(|message| ErrorKind::RefusedLocation {
+            ArchiveSource::File(path) => Some(match open_regular(path) {
+                Ok(file) => file,
+                Err(Some(e)) => return Err(Error::io("open", path, e)),
+                Err(None) => {
+                    return Err(ErrorKind::RefusedLocation {
                         registry: self.name.clone(),
                         name: name.to_string(),
                         location: location.clone(),
-                        message,
-                    })?,
-                )
-            }
+                        message: "it is not a regular file".to_string(),
+                    }
+                    .into());
+                }
+            }),
             ArchiveSource::Url(url) if self.offline => {
                 return Err(ErrorKind::NotCached {
                     registry: self.name.clone(),
@@ -726,10 +729,10 @@ impl Registry {
     }
 }
 
-/// Opens a local archive for reading, refusing anything but a regular file. The open does not
-/// block (a FIFO would wait for a writer forever), and the check is made on the opened file,
-/// so nothing can be swapped in between.
-fn open_regular(path: &Path) -> std::result::Result<File, String> {
+/// Opens a local archive for reading; `Err(None)` when it is not a regular file. The open does
+/// not block (a FIFO would wait for a writer forever), and the check is made on the opened
+/// file, so nothing can be swapped in between.
+fn open_regular(path: &Path) -> std::result::Result<File, Option<io::Error>> {
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -737,14 +740,9 @@ fn open_regular(path: &Path) -> std::result::Result<File, String> {
         use std::os::unix::fs::OpenOptionsExt;
         options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
     }
-    let file = options
-        .open(path)
-        .map_err(|e| format!("it cannot be opened: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("it cannot be read: {e}"))?;
-    if !meta.is_file() {
-        return Err("it is not a regular file".to_string());
+    let file = options.open(path).map_err(Some)?;
+    if !file.metadata().map_err(Some)?.is_file() {
+        return Err(None);
     }
     Ok(file)
 }
@@ -1117,6 +1115,127 @@ mod tests {
         let err = config.check("default").unwrap_err().to_string();
         assert!(err.contains("no trusted key"), "{err}");
         assert!(config.check("Bad Name").is_err());
+    }
+
+    #[test]
+    fn cache_entries_without_validators_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.jsonl");
+        let entry = CacheEntry {
+            etag: None,
+            last_modified: None,
+            body: "{\"v\":1}\n\n{\"v\":1}\n".to_string(),
+        };
+        write_cache(&path, &entry).unwrap();
+        let read = read_cache(&path)
+            .unwrap()
+            .expect("readable without validators");
+        assert_eq!((read.etag, read.last_modified), (None, None));
+        assert_eq!(read.body, entry.body);
+    }
+
+    fn registry(index: &str) -> (tempfile::TempDir, Registry) {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let keys = crate::publish::KeyPair::generate(None).unwrap();
+        let config = RegistryConfig {
+            index: index.to_string(),
+            trust: vec![keys.public_base64()],
+        };
+        let registry = Registry::open("r", &config, &store, false).unwrap();
+        (home, registry)
+    }
+
+    #[test]
+    fn http_registries_download_only_over_http() {
+        let (_home, web) = registry("https://plugins.example/index/");
+        let refused = |location: &str| match web.archive_source("echo", location) {
+            Err(e) => matches!(e.kind(), ErrorKind::RefusedLocation { .. }),
+            Ok(_) => false,
+        };
+        assert!(refused("file:///etc/passwd"));
+        assert!(refused("FILE:///dev/zero"));
+        assert!(refused("ftp://plugins.example/echo.tar.gz"));
+        for fine in [
+            "archives/echo.tar.gz",
+            "//cdn.example/echo.tar.gz",
+            "https://cdn.example/echo.tar.gz",
+        ] {
+            assert!(
+                matches!(web.archive_source("echo", fine), Ok(ArchiveSource::Url(_))),
+                "{fine}"
+            );
+        }
+
+        let (_home, local) = registry("/srv/index");
+        assert!(matches!(
+            local.archive_source("echo", "file:///srv/archives/echo.tar.gz"),
+            Ok(ArchiveSource::File(_))
+        ));
+        assert!(matches!(
+            local.archive_source("echo", "archives/echo.tar.gz"),
+            Ok(ArchiveSource::File(p)) if p == Path::new("/srv/index/archives/echo.tar.gz")
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_open_and_fifos_do_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.tar.gz");
+        fs::write(&file, b"bytes").unwrap();
+        assert!(open_regular(&file).is_ok());
+        assert!(matches!(open_regular(Path::new("/dev/zero")), Err(None)));
+        assert!(matches!(open_regular(dir.path()), Err(None)));
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(open_regular(&fifo), Err(None)));
+        assert!(matches!(
+            open_regular(&dir.path().join("missing")),
+            Err(Some(_))
+        ));
+    }
+
+    #[test]
+    fn deadlines_scale_with_the_declared_size() {
+        let limits = DownloadLimits {
+            min_rate: 1000,
+            grace: Duration::from_secs(10),
+            ..DownloadLimits::default()
+        };
+        assert_eq!(limits.deadline(0), Duration::from_secs(10));
+        assert_eq!(limits.deadline(60_000), Duration::from_secs(70));
+    }
+
+    #[test]
+    fn the_archive_cache_keeps_the_most_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let path = dir.path().join(name);
+            fs::write(&path, [0u8; 100]).unwrap();
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + i as u64);
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        }
+        trim_cache(dir.path(), 250);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mid", "new"]);
     }
 
     #[test]
