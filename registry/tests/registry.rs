@@ -1582,3 +1582,144 @@ fn registries_are_searched_in_order_unless_one_is_named() {
         .collect();
     assert_eq!(found, ["alpha@1.0.0 (first)", "beta@1.0.0 (second)"]);
 }
+
+/// Collects warnings.
+#[derive(Default)]
+struct Warnings(Mutex<Vec<String>>);
+
+impl Reporter for Warnings {
+    fn warning(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[test]
+fn many_bad_index_and_catalog_lines_give_one_warning_each() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    let relative = launcher_registry::index_path("echo").unwrap();
+    let mut bad = String::new();
+    for i in 0..1000 {
+        bad.push_str(&format!(
+            "{{\"v\":1,\"name\":\"Echo\\u001b[31m{i}\",\"vers\":\"1.0.{i}\",\"abi\":1,\"host\":\"*\",\"targets\":{{}}}}\n"
+        ));
+    }
+    for file in [fx.index().join(relative), fx.index().join("catalog.jsonl")] {
+        let mut text = fs::read_to_string(&file).unwrap();
+        text.push_str(&bad);
+        fs::write(&file, text).unwrap();
+    }
+    fx.resign();
+    let store = fx.store();
+    let registry = fx.local(&store);
+    let warnings = Warnings::default();
+    install_with(
+        &store,
+        &registry,
+        "echo",
+        &InstallOptions::default(),
+        &probe,
+        &warnings,
+    )
+    .unwrap();
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("skipped 1000 lines"), "{seen:?}");
+    // Escapes in a hostile name are not passed on raw.
+    assert!(!seen[0].contains('\u{1b}'), "{seen:?}");
+
+    let warnings = Warnings::default();
+    let hits = search(
+        std::slice::from_ref(&registry),
+        &SearchQuery::default(),
+        &host(),
+        &warnings,
+    )
+    .unwrap();
+    assert_eq!(hits.len(), 1);
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("skipped 1000 catalog lines"), "{seen:?}");
+}
+
+#[test]
+fn an_index_that_forgets_a_version_seen_before_is_an_old_copy() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    fx.publish(&plugin("echo", "2.0.0"));
+    let store = fx.store();
+    let registry = fx.local(&store);
+    let outcome = fx.install(&store, &registry, "echo@^1").unwrap();
+    assert_eq!(outcome.entry.seen, Some(Version::new(2, 0, 0)));
+    let before = snapshot(&fx.home());
+
+    // The publisher's key re-signs an index without 2.0.0: fresh, but it forgot a version.
+    let relative = launcher_registry::index_path("echo").unwrap();
+    for file in [fx.index().join(relative), fx.index().join("catalog.jsonl")] {
+        let text = fs::read_to_string(&file).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("\"vers\":\"2.0.0\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&file, kept).unwrap();
+    }
+    fx.resign();
+    let registry = fx.local(&store);
+    let err = fx.install(&store, &registry, "echo@^1").unwrap_err();
+    match err.kind() {
+        ErrorKind::Stale { message, hint, .. } => {
+            assert!(message.contains("does not list 2.0.0"), "{message}");
+            assert!(hint.contains("--allow-downgrade"), "{hint}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let cx_host = host();
+    let cx = InstallContext {
+        registries: std::slice::from_ref(&registry),
+        host: &cx_host,
+        validate: &probe,
+        reporter: &NoReporter,
+    };
+    let results = store.update(&cx, None).unwrap();
+    assert!(
+        matches!(
+            results[0].1.as_ref().map_err(Error::kind),
+            Err(ErrorKind::Stale { .. })
+        ),
+        "{:?}",
+        results[0].1
+    );
+    assert!(
+        outdated(
+            &store,
+            std::slice::from_ref(&registry),
+            &host(),
+            &NoReporter
+        )
+        .is_err()
+    );
+    assert_eq!(snapshot(&fx.home()), before);
+}
+
+#[test]
+fn going_below_the_installed_version_needs_to_be_allowed() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    fx.publish(&plugin("echo", "2.0.0"));
+    let store = fx.store();
+    let registry = fx.local(&store);
+    fx.install(&store, &registry, "echo").unwrap();
+    let err = fx.install(&store, &registry, "echo@^1").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Downgrade { .. }), "{err}");
+    assert!(err.to_string().contains("`echo@^1` asks for it"), "{err}");
+    let allowed = InstallOptions {
+        allow_downgrade: true,
+        ..InstallOptions::default()
+    };
+    let outcome =
+        install_with(&store, &registry, "echo@^1", &allowed, &probe, &NoReporter).unwrap();
+    assert_eq!(outcome.entry.version, Version::new(1, 0, 0));
+    // It remembers that 2.0.0 exists.
+    assert_eq!(outcome.entry.seen, Some(Version::new(2, 0, 0)));
+}

@@ -1090,3 +1090,42 @@ fn sync_from_a_lockfile_on_a_fresh_home_says_what_it_needs() {
         Some("0.1.0")
     );
 }
+
+#[test]
+fn two_publishes_into_one_index_at_once_both_land_signed() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let library = ctx.built_library("launcher_fixture_panicky");
+    let spawn = |version: &str| {
+        ctx.cmd()
+            .args(["publish", library.to_str().unwrap(), "--index"])
+            .arg(reg.index())
+            .arg("--key")
+            .arg(reg.key())
+            .env("LAUNCHER_FIXTURE_VERSION", version)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = ["0.2.0", "0.3.0", "0.4.0"].map(spawn).into_iter().collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let index = std::fs::read_to_string(reg.index().join("pa/ni/panicky")).unwrap();
+    assert_eq!(index.lines().count(), 4, "{index}");
+    // The statement signed last covers every line: each version installs over HTTP.
+    for version in ["0.2.0", "0.3.0", "0.4.0"] {
+        ctx.run_with_env(
+            ["install", &format!("panicky@={version}")],
+            &[("LAUNCHER_FIXTURE_VERSION", version)],
+        )
+        .success();
+    }
+    assert_eq!(installed_version(&ctx, "panicky").as_deref(), Some("0.4.0"));
+}
