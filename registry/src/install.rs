@@ -349,18 +349,25 @@ impl Store {
                 entry,
                 rewrite: false,
             } => Ok(unchanged(entry)),
-            Plan::Unchanged { entry, rewrite } => {
+            Plan::Unchanged { entry, .. } => {
                 let mut lock = self.lock(cx.reporter)?;
                 report_lock_warnings(&lock, cx.reporter);
                 let current = lock.lockfile().get(&entry.name).cloned();
-                // Someone else may have changed it meanwhile; theirs stands.
-                if rewrite && current.as_ref().map(|c| &c.version) == Some(&entry.version) {
-                    let mut next = lock.lockfile().clone();
-                    next.upsert(entry.clone());
-                    lock.write_lockfile(next)?;
-                }
+                // Another launcher may have changed the entry meanwhile: only the requirement
+                // and the version seen are ours to record, and only on the same version.
+                let Some(mut updated) = current
+                    .clone()
+                    .filter(|c| c.version == entry.version && c.source == entry.source)
+                else {
+                    return Ok(unchanged(entry));
+                };
+                updated.requirement = entry.requirement;
+                updated.seen = max_seen(updated.seen.take(), entry.seen);
+                let mut next = lock.lockfile().clone();
+                next.upsert(updated.clone());
+                lock.write_lockfile(next)?;
                 Ok(InstallOutcome {
-                    entry,
+                    entry: updated,
                     previous: current,
                     changed: false,
                 })

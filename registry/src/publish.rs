@@ -774,6 +774,7 @@ mod tests {
     struct Fixture {
         dir: tempfile::TempDir,
         keys: KeyPair,
+        key: PathBuf,
     }
 
     impl Fixture {
@@ -784,7 +785,8 @@ mod tests {
                 .unwrap();
             fs::write(dir.path().join("libecho.so"), b"\x7fELF pretend library").unwrap();
             fs::write(dir.path().join("README.md"), b"# echo").unwrap();
-            Fixture { dir, keys }
+            let key = dir.path().join("key");
+            Fixture { dir, keys, key }
         }
 
         fn index(&self) -> PathBuf {
@@ -793,16 +795,11 @@ mod tests {
 
         fn signing(&self) -> Signing<'_> {
             Signing {
-                secret_key: self.key_path(),
+                secret_key: &self.key,
                 password: None,
                 now: SystemTime::now(),
                 validity: None,
             }
-        }
-
-        fn key_path(&self) -> &'static Path {
-            // Leaked once per fixture: tests only.
-            Box::leak(self.dir.path().join("key").into_boxed_path())
         }
 
         fn publish(&self, manifest: &Manifest, target: &str) -> Result<Published> {

@@ -520,7 +520,6 @@ impl Registry {
     /// `size` bytes and the registry's deadline; returns its sha256. The size check is exact:
     /// fewer bytes is an error too. A size above the limit or the free space is refused before
     /// anything is written.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn download(
         &self,
         name: &str,

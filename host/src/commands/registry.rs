@@ -461,13 +461,13 @@ pub(crate) fn sync(
 ) -> Result<()> {
     let recorded = lockfile
         .map(|path| {
-            let (lockfile, warnings) = Lockfile::read(path).map_err(registry_failure)?;
             if !path.is_file() {
                 return Err(fail(
                     Class::NotFound,
                     format!("no lockfile at {}", path.display()),
                 ));
             }
+            let (lockfile, warnings) = Lockfile::read(path).map_err(registry_failure)?;
             for warning in warnings {
                 globals.warn(&warning);
             }
