@@ -29,7 +29,9 @@ fi
 # Published versions are immutable, so a rebuild republishes into a fresh index.
 rm -rf "$registry/index"
 for plugin in target/release/liblauncher_plugin_*.so; do
-  "$launcher" -q publish "$plugin" --index "$registry/index" --key "$registry/keys/local.key"
+  # A local registry may be signed as never expiring: nobody can serve it an old copy.
+  "$launcher" -q publish "$plugin" --index "$registry/index" --key "$registry/keys/local.key" \
+    --expires never
 done
 "$launcher" -q registry add local "$registry/index" --trust "$registry/keys/local.pub"
 echo "setup: built target/release/launcher; registry \`local\` offers: $("$launcher" -q search --json | grep -c '"name"') plugins" >&2

@@ -11,7 +11,8 @@ use launcher_sdk::ContentKind;
 /// 4 tool not ready (missing setting), 5 invalid input, 6 service rejected credentials,
 /// 7 rate limited, 8 service unavailable, 9 timeout, 10 output exists, 11 verification
 /// failed, 12 detached (a remote job goes on; `launcher run --resume ID` picks it up),
-/// 13 output cannot be written, 130 cancelled by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
+/// 13 output cannot be written, 14 registry stale or downgrade refused, 130 cancelled by
+/// Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 #[derive(Debug, Parser)]
 #[command(
     name = "launcher",
@@ -69,6 +70,11 @@ pub(crate) enum Command {
     Publish(PublishArgs),
     /// Mark a published version as yanked (or not, with --undo) in a registry directory.
     Yank(YankArgs),
+    /// Manage the download cache: `cache clean` empties it.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Write plugins: `plugin new <name>` creates a crate that builds, tests and installs.
     Plugin {
         #[command(subcommand)]
@@ -95,6 +101,16 @@ pub(crate) enum Command {
     /// Ask a plugin library in this (child) process to describe its configured tools.
     #[command(name = "__describe", hide = true)]
     Describe(ProbeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Remove the cached index files and archives (installed plugins are not touched).
+    Clean {
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,7 +236,10 @@ pub(crate) struct InstallArgs {
     /// `launcher keys bind <tool>`.
     #[arg(long)]
     pub(crate) replace: bool,
-    /// Use only the cached index; fetch nothing.
+    /// Allow installing a version older than the installed one.
+    #[arg(long)]
+    pub(crate) allow_downgrade: bool,
+    /// Use only the cached index and archives; fetch nothing.
     #[arg(long)]
     pub(crate) offline: bool,
     /// Print what was installed as JSON.
@@ -270,7 +289,14 @@ pub(crate) struct OutdatedArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SyncArgs {
-    /// Use only the cached index.
+    /// Install what this lockfile (another machine's `plugins.lock`) records, instead of this
+    /// home's; says which registries and keys must be configured first.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) lockfile: Option<PathBuf>,
+    /// Allow installing versions older than the installed ones.
+    #[arg(long)]
+    pub(crate) allow_downgrade: bool,
+    /// Use only the cached index and archives.
     #[arg(long)]
     pub(crate) offline: bool,
     /// Print what was installed as JSON.
@@ -313,6 +339,18 @@ pub(crate) enum RegistryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-sign a registry directory's freshness statement (when it expired, or to give an older
+    /// registry one).
+    RefreshSignature {
+        /// The registry directory.
+        #[arg(long, value_name = "DIR")]
+        index: PathBuf,
+        /// The minisign secret key its plugins are signed with.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        expiry: ExpiryArgs,
+    },
     /// Make a minisign key pair for publishing (encrypted with $LAUNCHER_KEY_PASSWORD if set).
     Keygen {
         /// Where to write the secret key.
@@ -336,6 +374,17 @@ pub(crate) struct PublishArgs {
     /// The launcher versions the plugin works with (a semver requirement; default any).
     #[arg(long, value_name = "REQ")]
     pub(crate) host: Option<String>,
+    #[command(flatten)]
+    pub(crate) expiry: ExpiryArgs,
+}
+
+/// How long a registry's signed freshness statement stays valid.
+#[derive(Debug, Args)]
+pub(crate) struct ExpiryArgs {
+    /// Days until the registry's freshness statement expires and must be re-signed, or
+    /// `never` (accepted only from local registries).
+    #[arg(long, value_name = "DAYS|never", default_value = "30")]
+    pub(crate) expires: String,
 }
 
 #[derive(Debug, Args)]
@@ -345,9 +394,15 @@ pub(crate) struct YankArgs {
     /// The registry directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) index: PathBuf,
+    /// The minisign secret key, to re-sign the registry's freshness statement (needed when it
+    /// has one).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
     /// Unyank instead.
     #[arg(long)]
     pub(crate) undo: bool,
+    #[command(flatten)]
+    pub(crate) expiry: ExpiryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -413,8 +468,11 @@ impl Command {
                 RegistryCommand::Add { json, .. }
                 | RegistryCommand::List { json }
                 | RegistryCommand::Remove { json, .. } => *json,
-                RegistryCommand::Keygen { .. } => false,
+                RegistryCommand::Keygen { .. } | RegistryCommand::RefreshSignature { .. } => false,
             },
+            Command::Cache {
+                command: CacheCommand::Clean { json },
+            } => *json,
             Command::Version(a) => a.json,
             _ => false,
         }

@@ -11,6 +11,18 @@ pub(crate) const PLAYER: &str = "LAUNCHER_PLAYER";
 
 // Debug builds also honour `LAUNCHER_TEST_KILL_AT` and `LAUNCHER_TEST_PAUSE_AT`, the plugin
 // store's test-only failpoints; launcher-registry reads them (see its `failpoint` module).
+/// Registry downloads: the largest archive accepted (bytes, or with K, M or G), the slowest
+/// transfer accepted (bytes per second, same suffixes) and the seconds every download gets on
+/// top, and the size of the archive cache.
+pub(crate) const MAX_DOWNLOAD: &str = "LAUNCHER_MAX_DOWNLOAD";
+pub(crate) const DOWNLOAD_MIN_RATE: &str = "LAUNCHER_DOWNLOAD_MIN_RATE";
+pub(crate) const DOWNLOAD_GRACE: &str = "LAUNCHER_DOWNLOAD_GRACE";
+pub(crate) const ARCHIVE_CACHE_SIZE: &str = "LAUNCHER_ARCHIVE_CACHE_SIZE";
+
+/// Debug builds only: the time registry freshness statements are checked and issued at, in
+/// seconds since the Unix epoch, so tests can move the clock. Release builds ignore it.
+#[cfg(debug_assertions)]
+pub(crate) const TEST_NOW: &str = "LAUNCHER_TEST_NOW";
 
 /// The password of an encrypted minisign secret key, for `publish` and `registry keygen`.
 pub(crate) const KEY_PASSWORD: &str = "LAUNCHER_KEY_PASSWORD";

@@ -36,6 +36,9 @@ pub(crate) enum Class {
     Exists,
     /// A download or archive failed verification.
     Integrity,
+    /// A registry serves an index older than one seen before, or an expired one, or the
+    /// install would go below the installed version.
+    Stale,
     /// An output cannot be written where it was asked to go (no such directory, no
     /// permission, a directory in the way).
     Unwritable,
@@ -71,6 +74,7 @@ impl Class {
             Class::Detached => 12,
             Class::Unwritable => 13,
             Class::Conflict => 14,
+            Class::Stale => 15,
         }
     }
 
@@ -93,6 +97,7 @@ impl Class {
             Class::Detached => "detached",
             Class::Unwritable => "unwritable",
             Class::Conflict => "conflict",
+            Class::Stale => "stale",
         }
     }
 

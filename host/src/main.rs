@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command, LogsCommand, PluginCommand, RegistryCommand};
+use crate::cli::{CacheCommand, Cli, Command, LogsCommand, PluginCommand, RegistryCommand};
 use crate::commands::Globals;
 use crate::commands::registry;
 use crate::failure::Class;
@@ -126,6 +126,7 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
                     allow_yanked: args.allow_yanked,
                     reinstall: args.reinstall,
                     replace: args.replace,
+                    allow_downgrade: args.allow_downgrade,
                     offline: args.offline,
                     json: args.json,
                 },
@@ -146,7 +147,13 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             registry::update(globals, args.name.as_deref(), args.offline, args.json)
         }
         Command::Outdated(args) => registry::outdated(globals, args.offline, args.json),
-        Command::Sync(args) => registry::sync(globals, args.offline, args.json),
+        Command::Sync(args) => registry::sync(
+            globals,
+            args.lockfile.as_deref(),
+            args.allow_downgrade,
+            args.offline,
+            args.json,
+        ),
         Command::Registry(args) => match args.command {
             RegistryCommand::Add {
                 name,
@@ -159,15 +166,29 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             RegistryCommand::Keygen { secret, public } => {
                 registry::keygen(globals, &secret, public.as_deref())
             }
+            RegistryCommand::RefreshSignature { index, key, expiry } => {
+                registry::refresh_signature(globals, &index, &key, &expiry.expires)
+            }
         },
+        Command::Cache {
+            command: CacheCommand::Clean { json },
+        } => registry::clean_cache(globals, json),
         Command::Publish(args) => registry::publish(
             globals,
             &args.library,
             &args.index,
             &args.key,
             args.host.as_deref(),
+            &args.expiry.expires,
         ),
-        Command::Yank(args) => registry::yank(globals, &args.spec, &args.index, args.undo),
+        Command::Yank(args) => registry::yank(
+            globals,
+            &args.spec,
+            &args.index,
+            args.key.as_deref(),
+            args.undo,
+            &args.expiry.expires,
+        ),
         Command::Plugin {
             command: PluginCommand::New(args),
         } => commands::template::run(globals, &args),

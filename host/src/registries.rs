@@ -5,9 +5,10 @@
 //! matters: `install` looks in registries in the order they were added.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
-use launcher_registry::{Registry, RegistryConfig, Store};
+use launcher_registry::{DownloadLimits, Registry, RegistryConfig, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::write_atomic;
@@ -74,14 +75,97 @@ impl Registries {
                 .hint("add one with `launcher registry add <name> <url-or-path> --trust <public key>`")
                 .into());
         }
+        let limits = download_limits()?;
+        let now = now();
         self.entries
             .iter()
             .map(|e| {
                 Registry::open(&e.name, &e.config, store, offline)
+                    .map(|r| r.with_limits(limits).with_clock(now))
                     .map_err(crate::commands::registry::registry_failure)
             })
             .collect()
     }
+}
+
+/// Returns the names of store plugins whose installed version was yanked, from what is at hand
+/// (local registries and cached index files); empty when that cannot be read.
+pub(crate) fn yanked_installed(home: &Home) -> Vec<String> {
+    let Ok(store) = Store::open(home.data_dir()) else {
+        return Vec::new();
+    };
+    let registries = match Registries::load(home) {
+        Ok(registries) if !registries.entries.is_empty() => registries,
+        _ => return Vec::new(),
+    };
+    match registries.open(&store, true) {
+        Ok(open) => launcher_registry::yanked_installed(&store, &open),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Returns the time freshness statements are checked and issued at: the system clock, which
+/// debug builds let tests replace.
+pub(crate) fn now() -> SystemTime {
+    #[cfg(debug_assertions)]
+    if let Some(secs) = crate::env::var(crate::env::TEST_NOW).and_then(|v| v.parse::<u64>().ok()) {
+        return SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    }
+    SystemTime::now()
+}
+
+/// Returns the download limits, the defaults changed by the environment.
+pub(crate) fn download_limits() -> Result<DownloadLimits> {
+    use crate::env;
+    let mut limits = DownloadLimits::default();
+    let size = |name: &str| -> Result<Option<u64>> {
+        env::var(name)
+            .map(|v| {
+                parse_size(&v).ok_or_else(|| {
+                    crate::failure::Failure::new(
+                        Class::Usage,
+                        format!("{name}=`{v}` is not a size"),
+                    )
+                    .hint("give bytes, or a number with K, M or G (e.g. 512M)")
+                    .into()
+                })
+            })
+            .transpose()
+    };
+    if let Some(max) = size(env::MAX_DOWNLOAD)? {
+        limits.max_size = max;
+    }
+    if let Some(rate) = size(env::DOWNLOAD_MIN_RATE)? {
+        limits.min_rate = rate.max(1);
+    }
+    if let Some(cache) = size(env::ARCHIVE_CACHE_SIZE)? {
+        limits.cache_size = cache;
+    }
+    if let Some(grace) = env::var(env::DOWNLOAD_GRACE) {
+        let secs = grace.parse::<u64>().map_err(|_| {
+            fail(
+                Class::Usage,
+                format!(
+                    "{}=`{grace}` is not a number of seconds",
+                    env::DOWNLOAD_GRACE
+                ),
+            )
+        })?;
+        limits.grace = Duration::from_secs(secs);
+    }
+    Ok(limits)
+}
+
+/// Parses `1234`, `64K`, `512M` or `2G` (binary multiples) into bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, shift) = match text.chars().last()?.to_ascii_uppercase() {
+        'K' => (&text[..text.len() - 1], 10),
+        'M' => (&text[..text.len() - 1], 20),
+        'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// Returns a registry location as it should be stored: local paths made absolute.
@@ -144,3 +228,18 @@ pub(crate) fn find_more_hint(with_registry: &str) -> String {
 
 /// What to do when no registry is configured.
 pub(crate) const NO_REGISTRY_HINT: &str = "no registry is configured to find plugins in; add one with `launcher registry add NAME LOCATION --trust KEY`";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("1234"), Some(1234));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size(""), None);
+    }
+}

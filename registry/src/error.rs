@@ -155,8 +155,11 @@ pub enum ErrorKind {
         received: u64,
     },
 
-    /// The archive's sha256 differs from the index.
-    #[error("checksum mismatch for `{name}` {version} (expected {expected}, got {actual})")]
+    /// The archive's sha256 differs from the index. The message leaves out the sha256 of what
+    /// arrived: it could be the digest of any file a hostile index pointed at.
+    #[error(
+        "checksum mismatch for `{name}` {version}: the archive is not the one with sha256 {expected} the index declares"
+    )]
     ChecksumMismatch {
         /// The plugin.
         name: String,
@@ -166,6 +169,90 @@ pub enum ErrorKind {
         expected: String,
         /// The sha256 of the bytes received.
         actual: String,
+    },
+
+    /// The index declares an archive larger than this client accepts, or than the free space.
+    #[error("`{name}` {version} declares an archive of {declared} bytes: {message}")]
+    DownloadRefused {
+        /// The plugin.
+        name: String,
+        /// Its version.
+        version: Version,
+        /// The size the index declares.
+        declared: u64,
+        /// Which limit it exceeds.
+        message: String,
+    },
+
+    /// A download did not finish within its overall deadline.
+    #[error(
+        "download of `{name}` {version} did not finish within {seconds} s ({received} of {declared} bytes arrived)"
+    )]
+    DownloadDeadline {
+        /// The plugin.
+        name: String,
+        /// Its version.
+        version: Version,
+        /// The deadline, in seconds.
+        seconds: u64,
+        /// The bytes received.
+        received: u64,
+        /// The size the index declares.
+        declared: u64,
+    },
+
+    /// The `dl` template points somewhere this registry may not download from.
+    #[error("registry `{registry}` points `{name}` at `{location}`, which is refused: {message}")]
+    RefusedLocation {
+        /// The registry.
+        registry: String,
+        /// The plugin.
+        name: String,
+        /// Where the template points.
+        location: String,
+        /// Why it is refused.
+        message: String,
+    },
+
+    /// A registry's signed freshness statement is missing, unsigned, or does not match its
+    /// index files.
+    #[error("registry `{registry}` cannot be trusted to be current: {message}")]
+    Freshness {
+        /// The registry.
+        registry: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A registry serves an index older than one seen before, or its statement expired.
+    #[error("registry `{registry}` is stale: {message}")]
+    Stale {
+        /// The registry.
+        registry: String,
+        /// What is wrong.
+        message: String,
+        /// What the user (or the publisher) can do.
+        hint: String,
+    },
+
+    /// `sync --lockfile` needs registries or keys that are not configured.
+    #[error("the lockfile needs what is not configured here:\n  {}", missing.join("\n  "))]
+    SyncNeeds {
+        /// One line per missing registry or key, each saying how to add it.
+        missing: Vec<String>,
+    },
+
+    /// The install would go below the installed version.
+    #[error("`{name}` {installed} is installed; refusing to go back to {offered}{why}")]
+    Downgrade {
+        /// The plugin.
+        name: String,
+        /// The installed version.
+        installed: Version,
+        /// The version the request resolved to.
+        offered: Version,
+        /// Why the older version was chosen, starting with `; ` (or empty).
+        why: String,
     },
 
     /// The archive's signature is missing, malformed, untrusted or wrong.

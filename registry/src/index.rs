@@ -165,10 +165,15 @@ impl IndexFile {
                 }
             };
             match name {
+                None if !launcher_sdk::is_identifier(&parsed.name) => file.skipped.push(format!(
+                    "line {}: `{}` is not a valid plugin name",
+                    number + 1,
+                    parsed.name.escape_default()
+                )),
                 Some(name) if parsed.name != name => file.skipped.push(format!(
                     "line {}: names `{}`, not `{name}`",
                     number + 1,
-                    parsed.name
+                    parsed.name.escape_default()
                 )),
                 _ => file.lines.push(parsed),
             }

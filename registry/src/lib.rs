@@ -44,6 +44,7 @@ mod atomic;
 pub mod error;
 pub mod extract;
 mod failpoint;
+pub mod freshness;
 pub mod index;
 mod install;
 pub mod lockfile;
@@ -59,14 +60,19 @@ pub mod verify;
 pub use error::{ArchiveError, Error, ErrorKind, Result, SignatureError};
 pub use extract::{Limits, extract};
 pub use index::{Artifact, IndexConfig, IndexFile, IndexLine, index_path};
-pub use install::{InstallContext, InstallOptions, InstallOutcome, Outdated, outdated};
+pub use install::{
+    InstallContext, InstallOptions, InstallOutcome, Outdated, check_sync_needs, outdated,
+    yanked_installed,
+};
 pub use lockfile::{LockEntry, Lockfile, Source};
 pub use plugin_toml::PluginToml;
-pub use publish::{KeyPair, PublishRequest, Published, find_docs, publish, yank};
+pub use publish::{
+    KeyPair, PublishRequest, Published, Signing, find_docs, publish, refresh_signature, yank,
+};
 pub use report::{NoReporter, Reporter, Stage};
 pub use resolve::{HostInfo, PluginSpec, Request, ResolveError, resolve};
 pub use search::{SearchHit, SearchQuery, search};
-pub use source::{Registry, RegistryConfig};
+pub use source::{DownloadLimits, Registry, RegistryConfig};
 pub use store::{InstalledPlugin, ReadGuard, Store, StoreLock, StoreRead, Validate};
 pub use verify::TrustedKeys;
 

@@ -73,6 +73,14 @@ pub struct LockEntry {
     pub library_mtime: u64,
     /// The version directory, relative to the launcher home, with `/` separators.
     pub dir: String,
+    /// The id of the key that signed the archive (hex, as minisign prints it), so that a new
+    /// machine can be told which key to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// The highest version ever seen in the registry's index of this plugin: an index that no
+    /// longer lists it is an old copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Version>,
 }
 
 impl LockEntry {
@@ -333,6 +341,8 @@ mod tests {
             library_sha256: "bb".repeat(32),
             library_size: 1234,
             library_mtime: 1_700_000_000_123_456_789,
+            signed_by: None,
+            seen: None,
         }
     }
 

@@ -6,10 +6,15 @@
 //! and appends the line to the plugin's index file and to the catalog. Lines are never
 //! rewritten, with two exceptions that touch one line only: yanking flips its `yanked` flag,
 //! and publishing another target of a published version adds to its `targets`.
+//!
+//! Every change ends by re-signing the index's freshness statement ([`crate::freshness`]), and
+//! changes to one index directory take a lock on it (`.lock` inside), so two publishers at once
+//! cannot interleave their edits.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -20,6 +25,7 @@ use serde_json::Value;
 
 use crate::atomic;
 use crate::error::{Error, ErrorKind, Result};
+use crate::freshness::{self, STATEMENT_FILE, Statement};
 use crate::index::{
     Artifact, CATALOG_FILE, CONFIG_FILE, DEFAULT_DL_TEMPLATE, INDEX_SCHEMA, IndexConfig, IndexFile,
     IndexLine, index_path,
@@ -129,7 +135,7 @@ fn load_secret_key(path: &Path, password: Option<&str>) -> Result<SecretKey> {
     })
 }
 
-fn secret_key_from_text(
+pub(crate) fn secret_key_from_text(
     text: &str,
     password: Option<&str>,
 ) -> std::result::Result<SecretKey, String> {
@@ -203,7 +209,7 @@ pub fn sign(
     sign_with(archive, &key, trusted_comment)
 }
 
-fn sign_with(archive: &Path, key: &SecretKey, trusted_comment: &str) -> Result<String> {
+pub(crate) fn sign_with(archive: &Path, key: &SecretKey, trusted_comment: &str) -> Result<String> {
     let file = File::open(archive).map_err(|e| Error::io("read", archive, e))?;
     let untrusted = "signature from launcher publish";
     let failed = |e: minisign::PError| -> Error {
@@ -251,6 +257,56 @@ pub struct PublishRequest<'a> {
     pub target: Option<&'a str>,
     /// Files to pack beside the library (a README, a LICENSE); see [`find_docs`].
     pub docs: Vec<PathBuf>,
+    /// The time the freshness statement is issued at (normally the system clock).
+    pub now: SystemTime,
+    /// How long the freshness statement stays valid; `None` for never (local registries only).
+    pub validity: Option<Duration>,
+}
+
+/// How to re-sign an index's freshness statement: the key, and the statement's time and
+/// validity.
+#[derive(Debug, Clone)]
+pub struct Signing<'a> {
+    /// The minisign secret key file.
+    pub secret_key: &'a Path,
+    /// The secret key's password, if it is encrypted.
+    pub password: Option<&'a str>,
+    /// The time the statement is issued at (normally the system clock).
+    pub now: SystemTime,
+    /// How long it stays valid; `None` for never (local registries only).
+    pub validity: Option<Duration>,
+}
+
+/// Holds the lock of an index directory while it changes; other publishers wait.
+struct IndexLock(#[allow(dead_code)] File);
+
+fn lock_index(index: &Path) -> Result<IndexLock> {
+    fs::create_dir_all(index).map_err(|e| Error::io("create", index, e))?;
+    let path = index.join(".lock");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    file.lock().map_err(|e| Error::io("lock", &path, e))?;
+    Ok(IndexLock(file))
+}
+
+/// Re-signs the freshness statement of the index directory `index` (after an expiry, or to
+/// give a registry its first statement). Returns the new statement.
+pub fn refresh_signature(index: &Path, signing: &Signing<'_>) -> Result<Statement> {
+    if !index.join(CONFIG_FILE).is_file() {
+        return Err(ErrorKind::Publish {
+            index: index.to_path_buf(),
+            message: format!("it has no {CONFIG_FILE}, so it is not a registry"),
+        }
+        .into());
+    }
+    let key = load_secret_key(signing.secret_key, signing.password)?;
+    let _lock = lock_index(index)?;
+    freshness::write(index, &key, signing.now, signing.validity)
 }
 
 /// What was published.
@@ -310,7 +366,7 @@ pub fn publish(request: &PublishRequest<'_>) -> Result<Published> {
     }
     let key = load_secret_key(request.secret_key, request.password)?;
 
-    fs::create_dir_all(index).map_err(|e| Error::io("create", index, e))?;
+    let _lock = lock_index(index)?;
     let config = read_or_create_config(index)?;
     let relative =
         index_path(name).ok_or_else(|| refuse(format!("`{name}` is not a plugin name")))?;
@@ -401,6 +457,7 @@ pub fn publish(request: &PublishRequest<'_>) -> Result<Published> {
             line
         }
     };
+    freshness::write(index, &key, request.now, request.validity)?;
     Ok(Published {
         line,
         archive: destination,
@@ -655,12 +712,34 @@ fn edit_line(
     Ok(found)
 }
 
-/// Sets the `yanked` flag of `name` `version` in the index directory (and its catalog).
-pub fn yank(index: &Path, name: &str, version: &Version, yanked: bool) -> Result<()> {
+/// Sets the `yanked` flag of `name` `version` in the index directory (and its catalog), and
+/// re-signs the freshness statement with `signing`. Without `signing`, only an index that has
+/// no statement can be changed (clients would refuse the others as altered).
+pub fn yank(
+    index: &Path,
+    name: &str,
+    version: &Version,
+    yanked: bool,
+    signing: Option<&Signing<'_>>,
+) -> Result<()> {
     let relative = index_path(name).ok_or_else(|| ErrorKind::InvalidSpec {
         spec: name.to_string(),
         message: "not a plugin name".to_string(),
     })?;
+    let key = signing
+        .map(|s| load_secret_key(s.secret_key, s.password))
+        .transpose()?;
+    let _lock = lock_index(index)?;
+    if key.is_none() && index.join(STATEMENT_FILE).exists() {
+        return Err(ErrorKind::Publish {
+            index: index.to_path_buf(),
+            message: format!(
+                "it has a signed freshness statement ({STATEMENT_FILE}) that must be re-signed; \
+                 give the publisher's key (--key)"
+            ),
+        }
+        .into());
+    }
     let set = |value: &mut Value| {
         if let Some(object) = value.as_object_mut() {
             object.insert("yanked".to_string(), Value::Bool(yanked));
@@ -674,6 +753,9 @@ pub fn yank(index: &Path, name: &str, version: &Version, yanked: bool) -> Result
         .into());
     }
     edit_line(&index.join(CATALOG_FILE), name, version, set)?;
+    if let (Some(key), Some(signing)) = (key, signing) {
+        freshness::write(index, &key, signing.now, signing.validity)?;
+    }
     Ok(())
 }
 
@@ -692,6 +774,7 @@ mod tests {
     struct Fixture {
         dir: tempfile::TempDir,
         keys: KeyPair,
+        key: PathBuf,
     }
 
     impl Fixture {
@@ -702,11 +785,21 @@ mod tests {
                 .unwrap();
             fs::write(dir.path().join("libecho.so"), b"\x7fELF pretend library").unwrap();
             fs::write(dir.path().join("README.md"), b"# echo").unwrap();
-            Fixture { dir, keys }
+            let key = dir.path().join("key");
+            Fixture { dir, keys, key }
         }
 
         fn index(&self) -> PathBuf {
             self.dir.path().join("index")
+        }
+
+        fn signing(&self) -> Signing<'_> {
+            Signing {
+                secret_key: &self.key,
+                password: None,
+                now: SystemTime::now(),
+                validity: None,
+            }
         }
 
         fn publish(&self, manifest: &Manifest, target: &str) -> Result<Published> {
@@ -722,6 +815,8 @@ mod tests {
                 host: None,
                 target: Some(target),
                 docs: find_docs(self.dir.path()).unwrap(),
+                now: SystemTime::now(),
+                validity: Some(freshness::DEFAULT_VALIDITY),
             })
         }
     }
@@ -830,7 +925,24 @@ mod tests {
         fx.publish(&manifest("0.2.0"), "t").unwrap();
         let index_file = fx.index().join("ec/ho/echo");
         let before = fs::read_to_string(&index_file).unwrap();
-        yank(&fx.index(), "echo", &Version::new(0, 1, 0), true).unwrap();
+        let statement = fs::read(fx.index().join(STATEMENT_FILE)).unwrap();
+        // The signed statement must be re-signed: no key, no change.
+        let err = yank(&fx.index(), "echo", &Version::new(0, 1, 0), true, None).unwrap_err();
+        assert!(err.to_string().contains("--key"), "{err}");
+        assert_eq!(fs::read_to_string(&index_file).unwrap(), before);
+        let signing = fx.signing();
+        yank(
+            &fx.index(),
+            "echo",
+            &Version::new(0, 1, 0),
+            true,
+            Some(&signing),
+        )
+        .unwrap();
+        assert_ne!(
+            fs::read(fx.index().join(STATEMENT_FILE)).unwrap(),
+            statement
+        );
         let file = IndexFile::parse(&fs::read_to_string(&index_file).unwrap(), Some("echo"));
         assert!(file.lines[0].yanked && !file.lines[1].yanked);
         assert_eq!(
@@ -843,15 +955,71 @@ mod tests {
         );
         assert!(catalog.lines[0].yanked);
 
-        yank(&fx.index(), "echo", &Version::new(0, 1, 0), false).unwrap();
+        yank(
+            &fx.index(),
+            "echo",
+            &Version::new(0, 1, 0),
+            false,
+            Some(&signing),
+        )
+        .unwrap();
         let file = IndexFile::parse(&fs::read_to_string(&index_file).unwrap(), Some("echo"));
         assert!(!file.lines[0].yanked);
-        let err = yank(&fx.index(), "echo", &Version::new(9, 9, 9), true).unwrap_err();
+        let err = yank(
+            &fx.index(),
+            "echo",
+            &Version::new(9, 9, 9),
+            true,
+            Some(&signing),
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("`echo` 9.9.9 is not in this index"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn concurrent_publishes_into_one_index_all_land() {
+        let fx = Fixture::new();
+        fx.publish(&manifest("0.0.1"), "t").unwrap();
+        std::thread::scope(|scope| {
+            for i in 0..6 {
+                let fx = &fx;
+                scope.spawn(move || {
+                    fx.publish(&manifest(&format!("1.{i}.0")), "t").unwrap();
+                });
+            }
+        });
+        let file = IndexFile::parse(
+            &fs::read_to_string(fx.index().join("ec/ho/echo")).unwrap(),
+            Some("echo"),
+        );
+        assert_eq!(file.lines.len(), 7, "{:?}", file.skipped);
+        assert!(file.skipped.is_empty(), "{:?}", file.skipped);
+        let catalog = IndexFile::parse(
+            &fs::read_to_string(fx.index().join(CATALOG_FILE)).unwrap(),
+            None,
+        );
+        assert_eq!(catalog.lines.len(), 7);
+        // The last statement covers the final state of every file.
+        let statement: Statement =
+            serde_json::from_slice(&fs::read(fx.index().join(STATEMENT_FILE)).unwrap()).unwrap();
+        assert_eq!(statement.files, freshness::survey(&fx.index()).unwrap());
+    }
+
+    #[test]
+    fn refresh_signature_gives_an_index_a_newer_statement() {
+        let fx = Fixture::new();
+        fx.publish(&manifest("0.1.0"), "t").unwrap();
+        fs::remove_file(fx.index().join(STATEMENT_FILE)).unwrap();
+        let first = refresh_signature(&fx.index(), &fx.signing()).unwrap();
+        let second = refresh_signature(&fx.index(), &fx.signing()).unwrap();
+        assert!(second.issued > first.issued);
+        assert_eq!(second.expires, None);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(refresh_signature(empty.path(), &fx.signing()).is_err());
     }
 
     #[test]

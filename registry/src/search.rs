@@ -9,7 +9,8 @@ use serde::de::IgnoredAny;
 
 use crate::atomic;
 use crate::error::Result;
-use crate::index::{INDEX_SCHEMA, first_schema};
+use crate::index::{CATALOG_FILE, INDEX_SCHEMA, first_schema};
+use crate::report::Reporter;
 use crate::resolve::HostInfo;
 use crate::source::Registry;
 
@@ -42,11 +43,14 @@ pub struct SearchHit {
 }
 
 /// Searches `registries`, best matches first: the exact name, then names containing the text,
-/// then the rest, each alphabetically. Plugins with no version for this host are left out.
+/// then the rest, each alphabetically. Plugins with no version for this host are left out, and
+/// so are catalog lines whose name is not a valid plugin name (one warning per registry says
+/// how many).
 pub fn search(
     registries: &[Registry],
     query: &SearchQuery,
     host: &HostInfo,
+    reporter: &dyn Reporter,
 ) -> Result<Vec<SearchHit>> {
     let words: Vec<String> = query
         .text
@@ -60,7 +64,24 @@ pub fn search(
     // Each listing holds a name once, so the first registry needs no check.
     let mut earlier: HashSet<String> = HashSet::new();
     for (i, registry) in registries.iter().enumerate() {
-        let listing = listing(registry, host)?;
+        let listing = listing(registry, host);
+        for warning in registry.take_warnings() {
+            reporter.warning(&warning);
+        }
+        let listing = listing?;
+        let invalid = listing
+            .split_once('\n')
+            .and_then(|(head, _)| head.rsplit_once("\tinvalid "))
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        if invalid > 0 {
+            reporter.warning(&format!(
+                "registry `{}`: skipped {invalid} catalog line{} whose name is not a valid \
+                 plugin name",
+                registry.name(),
+                if invalid == 1 { "" } else { "s" }
+            ));
+        }
         let first_new = hits.len();
         for row in listing.lines().skip(1) {
             // A damaged row is as good as a missing one; the next catalog change rebuilds.
@@ -97,24 +118,40 @@ pub fn search(
 const LISTING_FILE: &str = "search-listing.tsv";
 
 /// The first line of a listing starts with this; a change of the row format changes it.
-const LISTING_FORMAT: &str = "launcher search listing 1";
+const LISTING_FORMAT: &str = "launcher search listing 2";
 
 /// Returns `registry`'s search listing for `host`: a header line, then one row per plugin with
 /// the newest version a bare install would pick (see [`Row`]).
 ///
-/// Parsing the catalog's JSON is nearly all the time a search takes (10,000 plugins: ~50 ms),
-/// and the answer only changes with the catalog or the launcher, so the listing is kept in the
-/// registry's cache directory, keyed on both, and rebuilt when either changes. Reading it back
-/// costs a stat of the catalog and one read of a file without signatures or artifacts.
+/// Parsing the catalog's JSON (and hashing it against the freshness statement) is nearly all
+/// the time a search takes (10,000 plugins: ~50 ms), and the answer only changes with the
+/// catalog or the launcher, so the listing is kept in the registry's cache directory and made
+/// again when either changes. Its header is the key: the catalog file's identity, the digest
+/// the registry's signed freshness statement gives for it now, and this launcher. The statement
+/// itself is fetched and verified on every search (signature, expiry, no rollback); a listing
+/// is only ever made from a catalog that matched its statement, so while the file is the same
+/// one and the statement still names the same digest, the listing stands for a verified
+/// catalog without hashing it again. The header ends with how many catalog lines were skipped
+/// for an invalid name, so the warning about them is repeated from the cache too.
 fn listing(registry: &Registry, host: &HostInfo) -> Result<String> {
+    let key = |stamp: &str| -> Result<String> {
+        let statement = registry.statement()?;
+        let digest = statement
+            .as_ref()
+            .and_then(|s| s.digest(CATALOG_FILE))
+            .unwrap_or("none");
+        Ok(format!(
+            "{LISTING_FORMAT}\tschema {INDEX_SCHEMA}\tabi {}\thost {}\ttarget {}\tcatalog {stamp}\tsha256 {digest}",
+            host.abi, host.version, host.target
+        ))
+    };
     let (stamp, catalog) = registry.catalog_stamp()?;
-    let key = format!(
-        "{LISTING_FORMAT}\tschema {INDEX_SCHEMA}\tabi {}\thost {}\ttarget {}\tcatalog {stamp}",
-        host.abi, host.version, host.target
-    );
     let path = registry.cache_dir().join(LISTING_FILE);
     if let Ok(text) = std::fs::read_to_string(&path)
-        && text.split_once('\n').is_some_and(|(head, _)| head == key)
+        && text
+            .split_once('\n')
+            .and_then(|(head, _)| head.rsplit_once("\tinvalid "))
+            .is_some_and(|(head, _)| head == key(&stamp).unwrap_or_default())
     {
         return Ok(text);
     }
@@ -122,11 +159,14 @@ fn listing(registry: &Registry, host: &HostInfo) -> Result<String> {
         Some(text) => text,
         None => registry.catalog_text()?,
     };
-    let mut newest: Vec<_> = newest_installable(&catalog, host).into_iter().collect();
+    // Asked again: reading the catalog may have fetched a newer statement, the one it matched.
+    let key = key(&stamp)?;
+    let (newest, invalid) = newest_installable(&catalog, host);
+    let mut newest: Vec<_> = newest.into_iter().collect();
     newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut text = String::with_capacity(catalog.len() / 4);
     text.push_str(&key);
-    text.push('\n');
+    text.push_str(&format!("\tinvalid {invalid}\n"));
     for (_, line) in &newest {
         Row::write(line, &mut text);
     }
@@ -272,14 +312,15 @@ impl CatalogLine<'_> {
     }
 }
 
-/// Returns the newest installable line of each plugin in `catalog`.
+/// Returns the newest installable line of each plugin in `catalog`, and how many lines were
+/// skipped for an invalid name.
 ///
 /// The catalog is cut into one piece per core at line boundaries: parsing is nearly all of
 /// search's time, and lines are independent.
 fn newest_installable<'a>(
     catalog: &'a str,
     host: &HostInfo,
-) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+) -> (HashMap<Cow<'a, str>, CatalogLine<'a>>, usize) {
     let pieces = std::thread::available_parallelism().map_or(1, usize::from);
     let mut chunks = Vec::with_capacity(pieces);
     let mut rest = catalog;
@@ -292,7 +333,7 @@ fn newest_installable<'a>(
         chunks.push(chunk);
         rest = tail;
     }
-    let parts: Vec<HashMap<Cow<'a, str>, CatalogLine<'a>>> = std::thread::scope(|scope| {
+    let parts: Vec<(HashMap<Cow<'a, str>, CatalogLine<'a>>, usize)> = std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
             .map(|chunk| scope.spawn(move || newest_in(chunk, host)))
@@ -306,27 +347,39 @@ fn newest_installable<'a>(
             .collect()
     });
     let mut newest = HashMap::new();
-    for part in parts {
+    let mut invalid = 0;
+    for (part, skipped) in parts {
+        invalid += skipped;
         for (name, line) in part {
             keep_newer(&mut newest, name, line);
         }
     }
-    newest
+    (newest, invalid)
 }
 
-/// Returns the newest installable line of each plugin among `lines`.
-fn newest_in<'a>(lines: &'a str, host: &HostInfo) -> HashMap<Cow<'a, str>, CatalogLine<'a>> {
+/// Returns the newest installable line of each plugin among `lines`, and how many lines named
+/// no valid plugin name (the same rule as index file names: a name is printed, so it must not
+/// carry escape sequences or look-alike characters).
+fn newest_in<'a>(
+    lines: &'a str,
+    host: &HostInfo,
+) -> (HashMap<Cow<'a, str>, CatalogLine<'a>>, usize) {
     let mut newest = HashMap::new();
+    let mut invalid = 0;
     for line in lines.lines() {
         // Unparsable lines are reported by the install path, which reads index files.
         let Ok(line) = serde_json::from_str::<CatalogLine<'_>>(line.trim()) else {
             continue;
         };
+        if !launcher_sdk::is_identifier(&line.name) {
+            invalid += 1;
+            continue;
+        }
         if line.installable(host) {
             keep_newer(&mut newest, line.name.clone(), line);
         }
     }
-    newest
+    (newest, invalid)
 }
 
 fn keep_newer<'a>(
@@ -428,14 +481,31 @@ mod tests {
             line("other", "0.3.0", ""),
         ]
         .join("\n");
-        let newest = newest_in(&catalog, &host());
+        let (newest, invalid) = newest_in(&catalog, &host());
+        assert_eq!(invalid, 0);
         assert_eq!(newest.len(), 2);
         assert_eq!(newest["voice"].vers, Version::new(1, 1, 0));
         assert_eq!(newest["other"].vers, Version::new(0, 3, 0));
         // Splitting across threads gives the same answer.
-        let split = newest_installable(&catalog, &host());
+        let (split, _) = newest_installable(&catalog, &host());
         assert_eq!(split["voice"].vers, Version::new(1, 1, 0));
         assert_eq!(split.len(), 2);
+    }
+
+    #[test]
+    fn lines_with_invalid_names_are_skipped_and_counted() {
+        let catalog = [
+            line("voice", "1.0.0", ""),
+            line("Voice", "9.0.0", ""),
+            line("\\u001b]0;owned\\u0007", "9.0.0", ""),
+            line("voice\u{202e}", "9.0.0", ""),
+            line("", "9.0.0", ""),
+        ]
+        .join("\n");
+        let (newest, invalid) = newest_installable(&catalog, &host());
+        assert_eq!(invalid, 4);
+        assert_eq!(newest.len(), 1);
+        assert_eq!(newest["voice"].vers, Version::new(1, 0, 0));
     }
 
     #[test]

@@ -12,15 +12,25 @@
 //! ```
 //!
 //! A later fetch sends them back (`If-None-Match`, `If-Modified-Since`), and a `304 Not
-//! Modified` answer reuses the cached body. In offline mode only the cache is read. A 404, 410
-//! or 451 means the file does not exist (no such plugin). Archives are never cached: they are
-//! streamed into a staging directory, hashed as they arrive and cut off at the declared size.
+//! Modified` answer reuses the cached body; a server that sends neither validator gets an empty
+//! header, and the body is still cached for offline use. In offline mode only the cache is
+//! read. A 404, 410 or 451 means the file does not exist (no such plugin).
+//!
+//! Every index file read is checked against the registry's signed freshness statement
+//! ([`crate::freshness`]).
+//!
+//! Archives are streamed into a staging directory, hashed as they arrive and cut off at the
+//! declared size, under an overall deadline scaled to that size ([`DownloadLimits`]). Where they
+//! may come from depends on the registry: one served over HTTP(S) downloads only over HTTP(S);
+//! only a local registry may name `file://` URLs or paths, and then only regular files. Verified
+//! archives of HTTP registries are kept under `cache/archives/` (bounded), so a reinstall or a
+//! `sync` works offline.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Once, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use reqwest::{StatusCode, Url, header};
 use semver::Version;
@@ -29,6 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic;
 use crate::error::{Error, ErrorKind, Result};
+use crate::freshness::{self, Memory, SIGNATURE_FILE, STATEMENT_FILE, Statement};
 use crate::index::{CATALOG_FILE, CONFIG_FILE, IndexConfig, IndexFile, index_path};
 use crate::report::Reporter;
 use crate::store::Store;
@@ -37,6 +48,40 @@ use crate::verify::{TrustedKeys, hex};
 /// The largest index file accepted over HTTP: a catalog of many thousands of plugins fits, a
 /// hostile server cannot exhaust memory.
 const MAX_INDEX_FILE: u64 = 256 << 20;
+
+/// Limits on archive downloads. The index is unsigned, so its declared sizes are only trusted
+/// as far as these allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadLimits {
+    /// The largest archive accepted, in bytes; a larger declared size is refused before
+    /// anything is written.
+    pub max_size: u64,
+    /// The slowest transfer accepted, in bytes per second: with `grace`, it sets each
+    /// download's overall deadline.
+    pub min_rate: u64,
+    /// Time every download gets on top of what `min_rate` allows (connection, slow start).
+    pub grace: Duration,
+    /// The most the archive cache may hold, in bytes; the oldest archives go first.
+    pub cache_size: u64,
+}
+
+impl Default for DownloadLimits {
+    fn default() -> Self {
+        DownloadLimits {
+            max_size: 1 << 30,
+            min_rate: 20 * 1024,
+            grace: Duration::from_secs(30),
+            cache_size: 1 << 30,
+        }
+    }
+}
+
+impl DownloadLimits {
+    /// Returns the overall deadline of a download of `size` bytes.
+    pub fn deadline(&self, size: u64) -> Duration {
+        self.grace + Duration::from_secs(size / self.min_rate.max(1))
+    }
+}
 
 /// A registry as the user configured it: where its index is, and which keys sign it.
 ///
@@ -140,9 +185,16 @@ pub struct Registry {
     location: Location,
     keys: TrustedKeys,
     cache: PathBuf,
+    archive_cache: PathBuf,
+    memory: Memory,
     offline: bool,
+    now: SystemTime,
+    limits: DownloadLimits,
     http: OnceLock<Http>,
     index_config: OnceLock<IndexConfig>,
+    /// The verified statement once loaded (`Some(None)`: a local registry without one).
+    statement: Mutex<Option<Option<Arc<Statement>>>>,
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Registry {
@@ -161,10 +213,112 @@ impl Registry {
             keys: TrustedKeys::parse(&config.trust)?,
             config: config.clone(),
             cache: store.index_cache_dir().join(name),
+            archive_cache: store.archive_cache_dir(),
+            memory: Memory::new(store.home(), name),
             offline,
+            now: SystemTime::now(),
+            limits: DownloadLimits::default(),
             http: OnceLock::new(),
             index_config: OnceLock::new(),
+            statement: Mutex::new(None),
+            warnings: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Sets the time freshness statements are checked against (the system clock by default).
+    pub fn with_clock(mut self, now: SystemTime) -> Registry {
+        self.now = now;
+        self
+    }
+
+    /// Sets the download limits.
+    pub fn with_limits(mut self, limits: DownloadLimits) -> Registry {
+        self.limits = limits;
+        self
+    }
+
+    /// Returns whether the registry is served over HTTP(S), rather than a local directory.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.location, Location::Http(_))
+    }
+
+    /// Returns (and forgets) the warnings gathered while reading the registry, such as a local
+    /// registry without a freshness statement.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn warn(&self, warning: String) {
+        let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+
+    /// Returns the registry's verified freshness statement, fetched once; `None` for a local
+    /// registry that has none (with a warning).
+    pub fn statement(&self) -> Result<Option<Arc<Statement>>> {
+        let loaded = self
+            .statement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match loaded {
+            Some(statement) => Ok(statement),
+            None => self.load_statement(),
+        }
+    }
+
+    /// Fetches and verifies the freshness statement (again).
+    fn load_statement(&self) -> Result<Option<Arc<Statement>>> {
+        let refuse = |message: String| -> Error {
+            ErrorKind::Freshness {
+                registry: self.name.clone(),
+                message,
+            }
+            .into()
+        };
+        let loaded = match self.fetch_raw(STATEMENT_FILE)? {
+            None if self.is_remote() => {
+                return Err(refuse(format!(
+                    "it has no signed freshness statement ({STATEMENT_FILE}), which a registry \
+                     served over HTTP(S) must have; its publisher makes one with `launcher \
+                     registry refresh-signature`"
+                )));
+            }
+            None => {
+                self.warn(format!(
+                    "registry `{}` has no signed freshness statement ({STATEMENT_FILE}), so an \
+                     old copy of it cannot be told from the current one; its publisher makes \
+                     one with `launcher registry refresh-signature`",
+                    self.name
+                ));
+                None
+            }
+            Some(text) => {
+                let sig = self.fetch_raw(SIGNATURE_FILE)?.ok_or_else(|| {
+                    refuse(format!("its {STATEMENT_FILE} has no {SIGNATURE_FILE}"))
+                })?;
+                let statement = freshness::verify(&self.name, &self.keys, &text, &sig)?;
+                if statement.expires.is_none() && self.is_remote() {
+                    return Err(refuse(
+                        "its freshness statement never expires, which only a local registry \
+                         may do; its publisher must re-sign it with an expiry"
+                            .to_string(),
+                    ));
+                }
+                statement.check_expiry(&self.name, self.now)?;
+                self.memory.check_and_remember(
+                    &self.name,
+                    &self.config.index,
+                    &statement,
+                    &text,
+                )?;
+                Some(Arc::new(statement))
+            }
+        };
+        *self.statement.lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded.clone());
+        Ok(loaded)
     }
 
     /// Returns the registry's name.
@@ -286,8 +440,45 @@ impl Registry {
         }
     }
 
-    /// Returns an index file's text, or `None` if it does not exist.
+    /// Returns an index file's text, or `None` if it does not exist, checked against the
+    /// freshness statement.
     fn fetch(&self, relative: &str) -> Result<Option<String>> {
+        let mut statement = self.statement()?;
+        let mut retried = false;
+        loop {
+            let text = self.fetch_raw(relative)?;
+            let Some(current) = &statement else {
+                return Ok(text);
+            };
+            let problem = match (current.digest(relative), &text) {
+                (None, None) => return Ok(None),
+                (Some(digest), Some(body)) if freshness::sha256(body.as_bytes()) == digest => {
+                    return Ok(text);
+                }
+                (Some(_), Some(_)) => {
+                    "does not match the digest in the registry's signed freshness statement \
+                     (an old or altered copy)"
+                }
+                (Some(_), None) => "is missing, though the signed freshness statement lists it",
+                (None, Some(_)) => "is not covered by the registry's signed freshness statement",
+            };
+            // The registry may have been published to since the statement was read: read both
+            // again, once (the newer statement must still not be older than the last).
+            if !retried && !self.offline {
+                retried = true;
+                statement = self.load_statement()?;
+                continue;
+            }
+            return Err(ErrorKind::Freshness {
+                registry: self.name.clone(),
+                message: format!("`{}` {problem}", self.describe(relative)),
+            }
+            .into());
+        }
+    }
+
+    /// Returns a file's text, or `None` if it does not exist, unchecked.
+    fn fetch_raw(&self, relative: &str) -> Result<Option<String>> {
         match &self.location {
             Location::Dir(root) => {
                 let path = root.join(relative);
@@ -369,7 +560,9 @@ impl Registry {
     }
 
     /// Streams the archive of `name` `version` for `target` into `dest` (a new file), capped at
-    /// `size` bytes; returns its sha256. The size check is exact: fewer bytes is an error too.
+    /// `size` bytes and the registry's deadline; returns its sha256. The size check is exact:
+    /// fewer bytes is an error too. A size above the limit or the free space is refused before
+    /// anything is written.
     pub(crate) fn download(
         &self,
         name: &str,
@@ -379,6 +572,31 @@ impl Registry {
         dest: &Path,
         reporter: &dyn Reporter,
     ) -> Result<String> {
+        let refuse = |message: String| -> Error {
+            ErrorKind::DownloadRefused {
+                name: name.to_string(),
+                version: version.clone(),
+                declared: size,
+                message,
+            }
+            .into()
+        };
+        if size > self.limits.max_size {
+            return Err(refuse(format!(
+                "more than the {} bytes this launcher accepts (LAUNCHER_MAX_DOWNLOAD sets the \
+                 limit)",
+                self.limits.max_size
+            )));
+        }
+        let dir = atomic::parent(dest);
+        if let Some(free) = free_space(dir)
+            && size > free
+        {
+            return Err(refuse(format!(
+                "more than the {free} bytes free in `{}`",
+                dir.display()
+            )));
+        }
         let template = self.index_config()?;
         let location = template
             .archive_location(name, version, target)
@@ -386,6 +604,31 @@ impl Registry {
                 location: self.describe(CONFIG_FILE),
                 message,
             })?;
+        let source = self.archive_source(name, &location)?;
+        // Opened before the staging file exists, so a refused source leaves nothing behind.
+        let mut file = match &source {
+            ArchiveSource::File(path) => Some(match open_regular(path) {
+                Ok(file) => file,
+                Err(Some(e)) => return Err(Error::io("open", path, e)),
+                Err(None) => {
+                    return Err(ErrorKind::RefusedLocation {
+                        registry: self.name.clone(),
+                        name: name.to_string(),
+                        location: location.clone(),
+                        message: "it is not a regular file".to_string(),
+                    }
+                    .into());
+                }
+            }),
+            ArchiveSource::Url(url) if self.offline => {
+                return Err(ErrorKind::NotCached {
+                    registry: self.name.clone(),
+                    what: url.to_string(),
+                }
+                .into());
+            }
+            ArchiveSource::Url(_) => None,
+        };
         let out = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -402,37 +645,78 @@ impl Registry {
             reporter,
         };
         reporter.download_started(name, version, size);
-        match self.archive_source(&location)? {
-            ArchiveSource::File(path) => {
-                let mut file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        match (&source, file.as_mut()) {
+            (ArchiveSource::File(path), Some(file)) => {
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let n = match file.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Error::io("read", &path, e)),
+                        Err(e) => return Err(Error::io("read", path, e)),
                     };
                     sink.push(&buf[..n])?;
                 }
             }
-            ArchiveSource::Url(url) => {
-                if self.offline {
-                    return Err(ErrorKind::NotCached {
-                        registry: self.name.clone(),
-                        what: url.to_string(),
-                    }
-                    .into());
-                }
-                self.http(&url)?.download(&url, &mut sink)?;
+            (ArchiveSource::Url(url), _) => {
+                let deadline = self.limits.deadline(size);
+                self.http(url)?.download(url, &mut sink, deadline)?;
             }
+            (ArchiveSource::File(_), None) => unreachable!("a file source is opened above"),
         }
         let sum = sink.finish()?;
         reporter.download_finished(name);
         Ok(sum)
     }
 
-    fn archive_source(&self, location: &str) -> Result<ArchiveSource> {
+    /// Returns where a verified archive with this sha256 is kept, for registries whose
+    /// archives are worth keeping (remote ones); `None` for a sha256 that is not 64 hex digits
+    /// (the index is unsigned: it must not pick a path).
+    fn archive_cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        let plain = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        (self.is_remote() && plain).then(|| {
+            self.archive_cache
+                .join(format!("{}.tar.gz", sha256.to_ascii_lowercase()))
+        })
+    }
+
+    /// Links (or copies) the cached archive with this sha256 to `dest`; returns whether there
+    /// was one. The caller verifies it as if it had been downloaded.
+    pub(crate) fn cached_archive(&self, sha256: &str, dest: &Path) -> bool {
+        let Some(cached) = self.archive_cache_path(sha256) else {
+            return false;
+        };
+        if !cached.is_file() {
+            return false;
+        }
+        let linked = fs::hard_link(&cached, dest).is_ok() || fs::copy(&cached, dest).is_ok();
+        if linked {
+            // Touched, so eviction takes the archives used least recently.
+            let _ = File::open(&cached).and_then(|f| f.set_modified(SystemTime::now()));
+        }
+        linked
+    }
+
+    /// Keeps a verified archive in the cache, then trims the cache to its limit. Best effort: a
+    /// cache that cannot be written only costs a later download.
+    pub(crate) fn keep_archive(&self, archive: &Path, sha256: &str) {
+        let Some(cached) = self.archive_cache_path(sha256) else {
+            return;
+        };
+        if cached.is_file() || fs::create_dir_all(&self.archive_cache).is_err() {
+            return;
+        }
+        let temp = self
+            .archive_cache
+            .join(format!(".{}.tmp", crate::store::unique()));
+        let copied = fs::hard_link(archive, &temp).is_ok() || fs::copy(archive, &temp).is_ok();
+        if copied && fs::rename(&temp, &cached).is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        trim_cache(&self.archive_cache, self.limits.cache_size);
+    }
+
+    fn archive_source(&self, name: &str, location: &str) -> Result<ArchiveSource> {
         let lower = location.to_ascii_lowercase();
         let invalid = |message: String| {
             ErrorKind::InvalidIndex {
@@ -441,26 +725,110 @@ impl Registry {
             }
             .into()
         };
+        let refused = |message: &str| -> Error {
+            ErrorKind::RefusedLocation {
+                registry: self.name.clone(),
+                name: name.to_string(),
+                location: location.to_string(),
+                message: message.to_string(),
+            }
+            .into()
+        };
+        let remote = self.is_remote();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             Url::parse(location)
                 .map(ArchiveSource::Url)
                 .map_err(|e| invalid(format!("`{location}` is not a URL: {e}")))
         } else if lower.starts_with("file://") {
+            if remote {
+                return Err(refused(
+                    "a registry served over HTTP(S) may download only over HTTP(S)",
+                ));
+            }
             Url::parse(location)
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
                 .map(ArchiveSource::File)
                 .ok_or_else(|| invalid(format!("`{location}` is not a local file URL")))
         } else if location.contains("://") {
-            Err(invalid(format!("`{location}` has an unsupported scheme")))
+            Err(refused(
+                "only http://, https:// and (for a local registry) file:// are allowed",
+            ))
         } else {
             match &self.location {
                 Location::Dir(root) => Ok(ArchiveSource::File(root.join(location))),
-                Location::Http(base) => base
-                    .join(location)
-                    .map(ArchiveSource::Url)
-                    .map_err(|e| invalid(format!("`{location}`: {e}"))),
+                Location::Http(base) => match base.join(location) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                        Ok(ArchiveSource::Url(url))
+                    }
+                    Ok(_) => Err(refused(
+                        "a registry served over HTTP(S) may download only over HTTP(S)",
+                    )),
+                    Err(e) => Err(invalid(format!("`{location}`: {e}"))),
+                },
             }
+        }
+    }
+}
+
+/// Opens a local archive for reading; `Err(None)` when it is not a regular file. The open does
+/// not block (a FIFO would wait for a writer forever), and the check is made on the opened
+/// file, so nothing can be swapped in between.
+fn open_regular(path: &Path) -> std::result::Result<File, Option<io::Error>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    let file = options.open(path).map_err(Some)?;
+    if !file.metadata().map_err(Some)?.is_file() {
+        return Err(None);
+    }
+    Ok(file)
+}
+
+/// Returns the bytes available to this user on the file system holding `dir`, if known.
+fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// Removes the least recently used archives until the cache holds at most `limit` bytes.
+fn trim_cache(dir: &Path, limit: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            meta.is_file().then(|| {
+                (
+                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    meta.len(),
+                    e.path(),
+                )
+            })
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= limit {
+            break;
+        }
+        if fs::remove_file(&path).is_ok() {
+            total -= len;
         }
     }
 }
@@ -649,7 +1017,7 @@ impl Http {
         })
     }
 
-    fn download(&self, url: &Url, sink: &mut Sink<'_>) -> Result<()> {
+    fn download(&self, url: &Url, sink: &mut Sink<'_>, deadline: Duration) -> Result<()> {
         let network = |e: reqwest::Error| -> Error {
             ErrorKind::Network {
                 url: url.to_string(),
@@ -657,7 +1025,7 @@ impl Http {
             }
             .into()
         };
-        self.runtime.block_on(async {
+        let transfer = async {
             let mut response = self.client.get(url.clone()).send().await.map_err(network)?;
             let status = response.status();
             if !status.is_success() {
@@ -680,7 +1048,23 @@ impl Http {
                     Err(e) => return Err(network(e)),
                 }
             }
-        })
+        };
+        // One deadline for the whole transfer: a per-read timeout alone lets a server that
+        // trickles a byte now and then keep an install going for ever.
+        let outcome = self
+            .runtime
+            .block_on(async { tokio::time::timeout(deadline, transfer).await });
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(ErrorKind::DownloadDeadline {
+                name: sink.name.to_string(),
+                version: sink.version.clone(),
+                seconds: deadline.as_secs(),
+                received: sink.received,
+                declared: sink.declared,
+            }
+            .into()),
+        }
     }
 }
 
@@ -702,8 +1086,13 @@ fn read_cache(path: &Path) -> Result<Option<CacheEntry>> {
         Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok(None),
         Err(e) => return Err(Error::io("read", path, e)),
     };
-    let Some((head, body)) = text.split_once("\n\n") else {
-        return Ok(None);
+    // Without validators the header is empty and the text starts with the blank line.
+    let (head, body) = match text.strip_prefix('\n') {
+        Some(body) => ("", body),
+        None => match text.split_once("\n\n") {
+            Some(split) => split,
+            None => return Ok(None),
+        },
     };
     let mut entry = CacheEntry {
         etag: None,
@@ -768,6 +1157,127 @@ mod tests {
         let err = config.check("default").unwrap_err().to_string();
         assert!(err.contains("no trusted key"), "{err}");
         assert!(config.check("Bad Name").is_err());
+    }
+
+    #[test]
+    fn cache_entries_without_validators_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.jsonl");
+        let entry = CacheEntry {
+            etag: None,
+            last_modified: None,
+            body: "{\"v\":1}\n\n{\"v\":1}\n".to_string(),
+        };
+        write_cache(&path, &entry).unwrap();
+        let read = read_cache(&path)
+            .unwrap()
+            .expect("readable without validators");
+        assert_eq!((read.etag, read.last_modified), (None, None));
+        assert_eq!(read.body, entry.body);
+    }
+
+    fn registry(index: &str) -> (tempfile::TempDir, Registry) {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::open(home.path()).unwrap();
+        let keys = crate::publish::KeyPair::generate(None).unwrap();
+        let config = RegistryConfig {
+            index: index.to_string(),
+            trust: vec![keys.public_base64()],
+        };
+        let registry = Registry::open("r", &config, &store, false).unwrap();
+        (home, registry)
+    }
+
+    #[test]
+    fn http_registries_download_only_over_http() {
+        let (_home, web) = registry("https://plugins.example/index/");
+        let refused = |location: &str| match web.archive_source("echo", location) {
+            Err(e) => matches!(e.kind(), ErrorKind::RefusedLocation { .. }),
+            Ok(_) => false,
+        };
+        assert!(refused("file:///etc/passwd"));
+        assert!(refused("FILE:///dev/zero"));
+        assert!(refused("ftp://plugins.example/echo.tar.gz"));
+        for fine in [
+            "archives/echo.tar.gz",
+            "//cdn.example/echo.tar.gz",
+            "https://cdn.example/echo.tar.gz",
+        ] {
+            assert!(
+                matches!(web.archive_source("echo", fine), Ok(ArchiveSource::Url(_))),
+                "{fine}"
+            );
+        }
+
+        let (_home, local) = registry("/srv/index");
+        assert!(matches!(
+            local.archive_source("echo", "file:///srv/archives/echo.tar.gz"),
+            Ok(ArchiveSource::File(_))
+        ));
+        assert!(matches!(
+            local.archive_source("echo", "archives/echo.tar.gz"),
+            Ok(ArchiveSource::File(p)) if p == Path::new("/srv/index/archives/echo.tar.gz")
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_open_and_fifos_do_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.tar.gz");
+        fs::write(&file, b"bytes").unwrap();
+        assert!(open_regular(&file).is_ok());
+        assert!(matches!(open_regular(Path::new("/dev/zero")), Err(None)));
+        assert!(matches!(open_regular(dir.path()), Err(None)));
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(matches!(open_regular(&fifo), Err(None)));
+        assert!(matches!(
+            open_regular(&dir.path().join("missing")),
+            Err(Some(_))
+        ));
+    }
+
+    #[test]
+    fn deadlines_scale_with_the_declared_size() {
+        let limits = DownloadLimits {
+            min_rate: 1000,
+            grace: Duration::from_secs(10),
+            ..DownloadLimits::default()
+        };
+        assert_eq!(limits.deadline(0), Duration::from_secs(10));
+        assert_eq!(limits.deadline(60_000), Duration::from_secs(70));
+    }
+
+    #[test]
+    fn the_archive_cache_keeps_the_most_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let path = dir.path().join(name);
+            fs::write(&path, [0u8; 100]).unwrap();
+            let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + i as u64);
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+        }
+        trim_cache(dir.path(), 250);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mid", "new"]);
     }
 
     #[test]

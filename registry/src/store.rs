@@ -22,7 +22,8 @@
 //! every directory it names in place: no command ever finds a plugin half-replaced, and none
 //! needs the lock to repair anything. What a killed change leaves (staging entries, directories
 //! no entry names, temporary lockfiles) is removed under the store lock, right after the next
-//! change and whenever the store is locked.
+//! change and whenever the store is locked, except the staging directory of an install still
+//! downloading (without the lock), which holds a lock file inside it.
 //!
 //! Readers (listing, routing, loading a library) never wait for a change: they take no store
 //! lock, but hold `.readers` shared from reading the lockfile until they have loaded what they
@@ -35,7 +36,7 @@
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use launcher_sdk::Manifest;
 use semver::Version;
@@ -90,6 +91,11 @@ impl Store {
         &self.plugins
     }
 
+    /// Returns the staging directory (same file system as the version directories).
+    pub(crate) fn staging(&self) -> &Path {
+        &self.staging
+    }
+
     /// Returns the lockfile's path.
     pub fn lockfile_path(&self) -> PathBuf {
         self.home.join(LOCKFILE)
@@ -98,6 +104,22 @@ impl Store {
     /// Returns the directory where HTTP registries cache their index files.
     pub fn index_cache_dir(&self) -> PathBuf {
         self.home.join("cache").join("index")
+    }
+
+    /// Returns the directory where verified archives of HTTP registries are kept.
+    pub fn archive_cache_dir(&self) -> PathBuf {
+        self.home.join("cache").join("archives")
+    }
+
+    /// Empties the caches (index files and archives); returns the bytes freed. Nothing
+    /// installed depends on them: they only spare downloads and allow `--offline`.
+    pub fn clean_cache(&self) -> Result<u64> {
+        let mut freed = 0;
+        for dir in [self.index_cache_dir(), self.archive_cache_dir()] {
+            freed += tree_size(&dir);
+            remove_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+        }
+        Ok(freed)
     }
 
     /// Reads the lockfile, with a warning for each entry that could not be read.
@@ -439,6 +461,8 @@ impl<'a> StoreLock<'a> {
             library_sha256,
             library_size: library_meta.len(),
             library_mtime: mtime_nanos(&library_meta),
+            signed_by: None,
+            seen: None,
         };
         self.commit(staged, entry, reporter)
     }
@@ -524,7 +548,10 @@ impl<'a> StoreLock<'a> {
         // Nothing in staging is named by a lockfile: it is what a killed change left.
         if let Ok(entries) = fs::read_dir(&self.store.staging) {
             for item in entries.flatten() {
-                let _ = remove_all(&item.path());
+                // An install downloading without the store lock holds its own entry.
+                if !crate::install::is_in_flight(&item.path()) {
+                    let _ = remove_all(&item.path());
+                }
             }
         }
 
@@ -687,6 +714,25 @@ pub(crate) fn mtime_nanos(meta: &fs::Metadata) -> u64 {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Returns a name part that no other staging entry of this process or another has.
+pub(crate) fn unique() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}{nanos}", std::process::id())
+}
+
+/// Returns the bytes of the files under `path` (0 if it is missing).
+fn tree_size(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
 }
 
 /// Removes a file or a directory tree; a missing one is fine.

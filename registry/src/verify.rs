@@ -84,6 +84,38 @@ impl TrustedKeys {
             })
     }
 
+    /// Checks that `signature` is a good signature of `bytes` by one of these keys; the
+    /// trusted comment is the caller's to check.
+    pub(crate) fn verify_bytes(
+        &self,
+        bytes: &[u8],
+        signature: &SignatureBox,
+    ) -> std::result::Result<(), SignatureError> {
+        let key = self.signer(signature)?;
+        minisign::verify(key, signature, io::Cursor::new(bytes), true, false, false)
+            .map_err(|e| SignatureError::Invalid(e.to_string()))
+    }
+
+    /// Returns the trusted key that made `signature`.
+    fn signer(&self, signature: &SignatureBox) -> std::result::Result<&PublicKey, SignatureError> {
+        if self.keys.is_empty() {
+            return Err(SignatureError::NoTrustedKeys);
+        }
+        self.keys
+            .iter()
+            .find(|k| k.keynum() == signature.keynum())
+            .ok_or_else(|| SignatureError::UntrustedKey {
+                key_id: key_id(signature.keynum()),
+            })
+    }
+
+    /// Returns whether `key_id` (hex, as [`TrustedKeys::key_ids`] gives it) is trusted.
+    pub fn trusts(&self, key_id: &str) -> bool {
+        self.key_ids()
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(key_id))
+    }
+
     fn check(
         &self,
         archive: &Path,
@@ -100,13 +132,7 @@ impl TrustedKeys {
         }
         let signature =
             SignatureBox::from_string(sig).map_err(|e| SignatureError::Malformed(e.to_string()))?;
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.keynum() == signature.keynum())
-            .ok_or_else(|| SignatureError::UntrustedKey {
-                key_id: key_id(signature.keynum()),
-            })?;
+        let key = self.signer(&signature)?;
         let file = File::open(archive).map_err(Check::Io)?;
         // Quiet: the minisign crate would otherwise print to stderr. Legacy (non-prehashed)
         // signatures are refused: they need the whole archive in memory.
@@ -186,6 +212,13 @@ fn parse_public_key(text: &str) -> Result<PublicKey> {
     PublicKeyBox::from_string(&boxed)
         .and_then(PublicKeyBox::into_public_key)
         .map_err(|e| invalid(format!("not a minisign public key: {e}")))
+}
+
+/// Returns the id of the key that made a minisign signature (its text), if it parses.
+pub fn signer_id(sig: &str) -> Option<String> {
+    SignatureBox::from_string(sig)
+        .ok()
+        .map(|s| key_id(s.keynum()))
 }
 
 /// Formats a minisign key number as the `minisign` tool prints key ids.

@@ -10,11 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use launcher_registry::publish::{KeyPair, PublishRequest, find_docs, publish, sign, yank};
+use launcher_registry::freshness::DEFAULT_VALIDITY;
+use launcher_registry::publish::{
+    KeyPair, PublishRequest, Signing, find_docs, publish, refresh_signature, sign, yank,
+};
 use launcher_registry::verify::{sha256_file, trusted_comment};
 use launcher_registry::{
     ArchiveError, Error, ErrorKind, HostInfo, InstallContext, InstallOptions, InstallOutcome,
@@ -143,8 +146,20 @@ impl Fixture {
             host: None,
             target: Some(target),
             docs: find_docs(&dir).unwrap(),
+            now: SystemTime::now(),
+            validity: Some(DEFAULT_VALIDITY),
         })
         .unwrap()
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.work().join("key")
+    }
+
+    /// Re-signs the index's freshness statement, as a publisher does after editing by hand.
+    fn resign(&self) {
+        let key = self.key_path();
+        refresh_signature(&self.index(), &signing(&key)).unwrap();
     }
 
     fn config(&self, location: &str) -> RegistryConfig {
@@ -205,6 +220,7 @@ impl Fixture {
             }
             fs::write(&path, out).unwrap();
         }
+        self.resign();
     }
 
     /// Replaces the published archive of `name` `version` with `bytes`, declaring its true
@@ -235,6 +251,15 @@ impl Fixture {
     }
 }
 
+fn signing(key: &Path) -> Signing<'_> {
+    Signing {
+        secret_key: key,
+        password: None,
+        now: SystemTime::now(),
+        validity: Some(DEFAULT_VALIDITY),
+    }
+}
+
 fn install_with(
     store: &Store,
     registry: &Registry,
@@ -252,7 +277,7 @@ fn install_with(
         reporter,
     };
     let spec: PluginSpec = spec.parse()?;
-    store.lock(&NoReporter)?.install(&cx, &spec, options)
+    store.install(&cx, &spec, options)
 }
 
 fn host() -> HostInfo {
@@ -378,11 +403,16 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
             category: category.map(str::to_string),
             task: task.map(str::to_string),
         };
-        search(std::slice::from_ref(&registry), &query, &host())
-            .unwrap()
-            .into_iter()
-            .map(|h| format!("{}@{}", h.name, h.version))
-            .collect::<Vec<_>>()
+        search(
+            std::slice::from_ref(&registry),
+            &query,
+            &host(),
+            &NoReporter,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|h| format!("{}@{}", h.name, h.version))
+        .collect::<Vec<_>>()
     };
     assert_eq!(query(None, None, None), ["echo@1.0.0", "say-it@1.0.0"]);
     assert_eq!(query(Some("say"), None, None), ["say-it@1.0.0"]);
@@ -474,7 +504,13 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
     // Newer versions appear: outdated shows them, update stays within ^1.
     fx.publish(&plugin("echo", "1.1.0"));
     fx.publish(&plugin("echo", "2.0.0"));
-    let report = outdated(&store, std::slice::from_ref(&registry), &host()).unwrap();
+    let report = outdated(
+        &store,
+        std::slice::from_ref(&registry),
+        &host(),
+        &NoReporter,
+    )
+    .unwrap();
     assert_eq!(report.len(), 1);
     assert_eq!(report[0].installed.to_string(), "1.0.0");
     assert_eq!(
@@ -517,7 +553,7 @@ fn publish_search_install_update_outdated_uninstall_sync_over_http() {
         .update(&cx, Some("echo"))
         .unwrap();
     assert!(!results[0].1.as_ref().unwrap().changed);
-    let report = outdated(&store, std::slice::from_ref(&registry), &host).unwrap();
+    let report = outdated(&store, std::slice::from_ref(&registry), &host, &NoReporter).unwrap();
     assert_eq!(report[0].wanted, None);
     assert_eq!(
         report[0]
@@ -601,6 +637,7 @@ fn search_listings_follow_the_catalog_they_were_made_from() {
             std::slice::from_ref(registry),
             &SearchQuery::default(),
             &host(),
+            &NoReporter,
         )
         .unwrap()
         .into_iter()
@@ -713,9 +750,13 @@ fn http_index_files_are_cached_with_etags_and_read_offline() {
     assert_eq!(served.requests().len(), before);
 
     // 404, 410 and 451 mean no such plugin; other errors say what the server said.
+    assert_eq!(again.versions("other").unwrap(), None);
+    served.fault("/ot/he/other", Reply::Respond(Response::new(451)));
+    assert_eq!(again.versions("other").unwrap(), None);
+    // But a file the signed statement lists cannot be made to vanish.
     served.fault("/ec/ho/echo", Reply::Respond(Response::new(410)));
-    assert_eq!(again.versions("echo").unwrap(), None);
-    assert!(!store.index_cache_dir().join("web/ec/ho/echo").exists());
+    let err = again.versions("echo").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Freshness { .. }), "{err}");
     served.fault("/ec/ho/echo", Reply::Respond(Response::new(500)));
     let err = again.versions("echo").unwrap_err();
     assert!(
@@ -800,7 +841,7 @@ fn refuses_a_checksum_mismatch() {
     );
     assert!(
         err.to_string()
-            .starts_with("checksum mismatch for `echo` 2.0.0 (expected "),
+            .starts_with("checksum mismatch for `echo` 2.0.0: the archive is not the one with"),
         "{err}"
     );
 }
@@ -1089,7 +1130,14 @@ fn refuses_an_index_line_for_another_abi() {
 #[test]
 fn refuses_only_yanked_versions_unless_allowed() {
     let yank_two = |fx: &Fixture, _: &StaticServer| {
-        yank(&fx.index(), "echo", &Version::new(2, 0, 0), true).unwrap()
+        yank(
+            &fx.index(),
+            "echo",
+            &Version::new(2, 0, 0),
+            true,
+            Some(&signing(&fx.key_path())),
+        )
+        .unwrap()
     };
     let err = refused("echo@2", yank_two);
     assert!(
@@ -1103,7 +1151,14 @@ fn refuses_only_yanked_versions_unless_allowed() {
 
     let fx = Fixture::new();
     fx.publish(&plugin("echo", "2.0.0"));
-    yank(&fx.index(), "echo", &Version::new(2, 0, 0), true).unwrap();
+    yank(
+        &fx.index(),
+        "echo",
+        &Version::new(2, 0, 0),
+        true,
+        Some(&signing(&fx.key_path())),
+    )
+    .unwrap();
     let store = fx.store();
     let registry = fx.local(&store);
     let options = InstallOptions {
@@ -1153,6 +1208,7 @@ fn skips_index_lines_of_an_unknown_schema() {
         r#"{{"v":2,"name":"echo","vers":"9.0.0","abi":1,"future":{{"shape":"unknown"}}}}"#
     )
     .unwrap();
+    fx.resign();
     struct Warnings(Mutex<Vec<String>>);
     impl Reporter for Warnings {
         fn warning(&self, message: &str) {
@@ -1432,7 +1488,14 @@ fn sync_reinstalls_pinned_yanked_versions_and_local_libraries_but_not_changed_ar
         .unwrap()
         .install_local(&local, &probe, &NoReporter)
         .unwrap();
-    yank(&fx.index(), "echo", &Version::new(1, 0, 0), true).unwrap();
+    yank(
+        &fx.index(),
+        "echo",
+        &Version::new(1, 0, 0),
+        true,
+        Some(&signing(&fx.key_path())),
+    )
+    .unwrap();
 
     let lockfile = fs::read(store.lockfile_path()).unwrap();
     let sync_into = |name: &str| {
@@ -1576,10 +1639,151 @@ fn registries_are_searched_in_order_unless_one_is_named() {
     );
 
     // Search takes each name from the first registry that has it.
-    let hits = search(&registries, &SearchQuery::default(), &host).unwrap();
+    let hits = search(&registries, &SearchQuery::default(), &host, &NoReporter).unwrap();
     let found: Vec<String> = hits
         .iter()
         .map(|h| format!("{}@{} ({})", h.name, h.version, h.registry))
         .collect();
     assert_eq!(found, ["alpha@1.0.0 (first)", "beta@1.0.0 (second)"]);
+}
+
+/// Collects warnings.
+#[derive(Default)]
+struct Warnings(Mutex<Vec<String>>);
+
+impl Reporter for Warnings {
+    fn warning(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[test]
+fn many_bad_index_and_catalog_lines_give_one_warning_each() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    let relative = launcher_registry::index_path("echo").unwrap();
+    let mut bad = String::new();
+    for i in 0..1000 {
+        bad.push_str(&format!(
+            "{{\"v\":1,\"name\":\"Echo\\u001b[31m{i}\",\"vers\":\"1.0.{i}\",\"abi\":1,\"host\":\"*\",\"targets\":{{}}}}\n"
+        ));
+    }
+    for file in [fx.index().join(relative), fx.index().join("catalog.jsonl")] {
+        let mut text = fs::read_to_string(&file).unwrap();
+        text.push_str(&bad);
+        fs::write(&file, text).unwrap();
+    }
+    fx.resign();
+    let store = fx.store();
+    let registry = fx.local(&store);
+    let warnings = Warnings::default();
+    install_with(
+        &store,
+        &registry,
+        "echo",
+        &InstallOptions::default(),
+        &probe,
+        &warnings,
+    )
+    .unwrap();
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("skipped 1000 lines"), "{seen:?}");
+    // Escapes in a hostile name are not passed on raw.
+    assert!(!seen[0].contains('\u{1b}'), "{seen:?}");
+
+    let warnings = Warnings::default();
+    let hits = search(
+        std::slice::from_ref(&registry),
+        &SearchQuery::default(),
+        &host(),
+        &warnings,
+    )
+    .unwrap();
+    assert_eq!(hits.len(), 1);
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("skipped 1000 catalog lines"), "{seen:?}");
+}
+
+#[test]
+fn an_index_that_forgets_a_version_seen_before_is_an_old_copy() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    fx.publish(&plugin("echo", "2.0.0"));
+    let store = fx.store();
+    let registry = fx.local(&store);
+    let outcome = fx.install(&store, &registry, "echo@^1").unwrap();
+    assert_eq!(outcome.entry.seen, Some(Version::new(2, 0, 0)));
+    let before = snapshot(&fx.home());
+
+    // The publisher's key re-signs an index without 2.0.0: fresh, but it forgot a version.
+    let relative = launcher_registry::index_path("echo").unwrap();
+    for file in [fx.index().join(relative), fx.index().join("catalog.jsonl")] {
+        let text = fs::read_to_string(&file).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("\"vers\":\"2.0.0\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        fs::write(&file, kept).unwrap();
+    }
+    fx.resign();
+    let registry = fx.local(&store);
+    let err = fx.install(&store, &registry, "echo@^1").unwrap_err();
+    match err.kind() {
+        ErrorKind::Stale { message, hint, .. } => {
+            assert!(message.contains("does not list 2.0.0"), "{message}");
+            assert!(hint.contains("--allow-downgrade"), "{hint}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let cx_host = host();
+    let cx = InstallContext {
+        registries: std::slice::from_ref(&registry),
+        host: &cx_host,
+        validate: &probe,
+        reporter: &NoReporter,
+    };
+    let results = store.update(&cx, None).unwrap();
+    assert!(
+        matches!(
+            results[0].1.as_ref().map_err(Error::kind),
+            Err(ErrorKind::Stale { .. })
+        ),
+        "{:?}",
+        results[0].1
+    );
+    assert!(
+        outdated(
+            &store,
+            std::slice::from_ref(&registry),
+            &host(),
+            &NoReporter
+        )
+        .is_err()
+    );
+    assert_eq!(snapshot(&fx.home()), before);
+}
+
+#[test]
+fn going_below_the_installed_version_needs_to_be_allowed() {
+    let fx = Fixture::new();
+    fx.publish(&plugin("echo", "1.0.0"));
+    fx.publish(&plugin("echo", "2.0.0"));
+    let store = fx.store();
+    let registry = fx.local(&store);
+    fx.install(&store, &registry, "echo").unwrap();
+    let err = fx.install(&store, &registry, "echo@^1").unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Downgrade { .. }), "{err}");
+    assert!(err.to_string().contains("`echo@^1` asks for it"), "{err}");
+    let allowed = InstallOptions {
+        allow_downgrade: true,
+        ..InstallOptions::default()
+    };
+    let outcome =
+        install_with(&store, &registry, "echo@^1", &allowed, &probe, &NoReporter).unwrap();
+    assert_eq!(outcome.entry.version, Version::new(1, 0, 0));
+    // It remembers that 2.0.0 exists.
+    assert_eq!(outcome.entry.seen, Some(Version::new(2, 0, 0)));
 }

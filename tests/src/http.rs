@@ -734,7 +734,16 @@ pub struct StaticServer {
 impl StaticServer {
     /// Serves `dir` on a loopback port until dropped.
     pub fn start(dir: impl Into<std::path::PathBuf>) -> StaticServer {
-        let dir = dir.into();
+        StaticServer::serve(dir.into(), true)
+    }
+
+    /// Serves `dir` as a bare server does: no `ETag` or `Last-Modified`, so clients cannot
+    /// revalidate and must cache what they get as it is.
+    pub fn start_without_validators(dir: impl Into<std::path::PathBuf>) -> StaticServer {
+        StaticServer::serve(dir.into(), false)
+    }
+
+    fn serve(dir: std::path::PathBuf, validators: bool) -> StaticServer {
         let faults: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
         let scripted = Arc::clone(&faults);
         let server = HttpServer::start(move |req| {
@@ -753,6 +762,9 @@ impl StaticServer {
             let Ok(bytes) = std::fs::read(dir.join(relative)) else {
                 return Reply::Respond(Response::new(404));
             };
+            if !validators {
+                return Reply::Respond(Response::new(200).body(bytes));
+            }
             let etag = {
                 use std::hash::{Hash, Hasher};
                 let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -34,6 +34,17 @@ pub(crate) fn run(
         .filter(|t| task.is_none_or(|task| t.spec.task(task).is_some()))
         .collect();
     tools.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+    // Only store plugins come from registries; listing bundled ones reads no index.
+    let yanked = if tools
+        .iter()
+        .any(|t| t.origin == crate::catalog::Origin::Store)
+    {
+        crate::registries::yanked_installed(&home)
+    } else {
+        Vec::new()
+    };
+    let is_yanked =
+        |t: &Tool| t.origin == crate::catalog::Origin::Store && yanked.contains(&t.plugin);
 
     if as_json {
         let items: Vec<_> = tools
@@ -56,6 +67,7 @@ pub(crate) fn run(
                     "cloud": t.spec.cloud,
                     "origin": t.origin,
                     "library": t.library,
+                    "yanked": is_yanked(t),
                 })
             })
             .collect();
@@ -87,9 +99,16 @@ pub(crate) fn run(
         .max()
         .unwrap_or(0)
         .max(5);
+    let plugin_label = |t: &Tool| {
+        if is_yanked(t) {
+            format!("{} {} (yanked)", t.plugin, t.version)
+        } else {
+            format!("{} {}", t.plugin, t.version)
+        }
+    };
     let plugin_width = tools
         .iter()
-        .map(|t| t.plugin.len() + t.version.len() + 1)
+        .map(|t| plugin_label(t).len())
         .max()
         .unwrap_or(0)
         .max(6);
@@ -127,7 +146,7 @@ pub(crate) fn run(
                 None => "ready".to_string(),
                 Some(group) => format!("not ready: {}", settings::describe_missing(group)),
             };
-            let plugin = format!("{} {}", t.plugin, t.version);
+            let plugin = plugin_label(t);
             let line = format!(
                 "  {:<id_width$}  {:<task_width$}  {:<plugin_width$}  {status}",
                 t.spec.id,

@@ -1,13 +1,13 @@
-//! The registry commands: `registry add|list|remove|keygen`, `search`, `install <name>`,
-//! `update`, `outdated`, `sync`, `publish` and `yank`.
+//! The registry commands: `registry add|list|remove|keygen|refresh-signature`, `search`,
+//! `install <name>`, `update`, `outdated`, `sync`, `publish`, `yank` and `cache clean`.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
 use launcher_registry::{
-    ErrorKind, HostInfo, InstallContext, InstallOptions, InstallOutcome, KeyPair, PluginSpec,
-    PublishRequest, RegistryConfig, SearchQuery, Store,
+    ErrorKind, HostInfo, InstallContext, InstallOptions, InstallOutcome, KeyPair, Lockfile,
+    PluginSpec, PublishRequest, RegistryConfig, SearchQuery, Signing, Store,
 };
 use launcher_sdk::serde_json::{self, json};
 use semver::Version;
@@ -32,7 +32,13 @@ pub(crate) fn registry_failure(err: launcher_registry::Error) -> anyhow::Error {
         ErrorKind::Network { .. } | ErrorKind::HttpStatus { .. } | ErrorKind::NotCached { .. } => {
             Class::Unavailable
         }
-        ErrorKind::DownloadTooLarge { .. }
+        ErrorKind::DownloadDeadline { .. } => Class::Timeout,
+        ErrorKind::Stale { .. } | ErrorKind::Downgrade { .. } => Class::Stale,
+        ErrorKind::SyncNeeds { .. } => Class::NotFound,
+        ErrorKind::DownloadRefused { .. }
+        | ErrorKind::RefusedLocation { .. }
+        | ErrorKind::Freshness { .. }
+        | ErrorKind::DownloadTooLarge { .. }
         | ErrorKind::DownloadTruncated { .. }
         | ErrorKind::ChecksumMismatch { .. }
         | ErrorKind::Signature { .. }
@@ -41,7 +47,7 @@ pub(crate) fn registry_failure(err: launcher_registry::Error) -> anyhow::Error {
         ErrorKind::Validation { .. }
         | ErrorKind::InvalidManifest { .. }
         | ErrorKind::InvalidPluginToml { .. } => Class::InvalidInput,
-        ErrorKind::RegistryConfig { .. } => Class::Usage,
+        ErrorKind::RegistryConfig { .. } | ErrorKind::Publish { .. } => Class::Usage,
         _ => Class::Failure,
     };
     let mut message = err.to_string();
@@ -54,7 +60,45 @@ pub(crate) fn registry_failure(err: launcher_registry::Error) -> anyhow::Error {
     if class == Class::Integrity {
         message.push_str("; nothing was installed");
     }
-    Failure::new(class, message).into()
+    let hint = match err.kind() {
+        ErrorKind::Stale { hint, .. } => Some(hint.clone()),
+        ErrorKind::Downgrade { .. } => {
+            Some("pass --allow-downgrade to install the older version anyway".to_string())
+        }
+        ErrorKind::DownloadDeadline { .. } => Some(
+            "the server is too slow; LAUNCHER_DOWNLOAD_MIN_RATE (bytes per second) and \
+             LAUNCHER_DOWNLOAD_GRACE (seconds) set how long a download may take"
+                .to_string(),
+        ),
+        ErrorKind::NotCached { .. } => {
+            Some("run it once online, so the index and archive are cached".to_string())
+        }
+        ErrorKind::SyncNeeds { .. } => {
+            Some("configure them with `launcher registry add`, then run the sync again".to_string())
+        }
+        _ => None,
+    };
+    let failure = Failure::new(class, message);
+    match hint {
+        Some(hint) => failure.hint(hint).into(),
+        None => failure.into(),
+    }
+}
+
+/// Returns the validity `--expires` asks for: days, or `never`.
+fn validity(expires: &str) -> Result<Option<std::time::Duration>> {
+    if expires.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    match expires.parse::<u64>() {
+        Ok(days) if days > 0 => Ok(Some(std::time::Duration::from_secs(days * 86_400))),
+        _ => Err(Failure::new(
+            Class::Usage,
+            format!("--expires `{expires}` is neither a number of days nor `never`"),
+        )
+        .hint("e.g. --expires 30; `never` suits only a registry used as a local directory")
+        .into()),
+    }
 }
 
 fn host_info() -> HostInfo {
@@ -203,8 +247,9 @@ pub(crate) fn search(
     let home = Home::locate()?;
     let store = Store::open(home.data_dir()).map_err(registry_failure)?;
     let registries = Registries::load(&home)?.open(&store, offline)?;
-    let hits =
-        launcher_registry::search(&registries, &query, &host_info()).map_err(registry_failure)?;
+    let progress = Progress::new(*globals);
+    let hits = launcher_registry::search(&registries, &query, &host_info(), &progress)
+        .map_err(registry_failure)?;
     // Thousands of lines: one buffered writer rather than a write per line.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if as_json {
@@ -276,6 +321,7 @@ pub(crate) struct InstallFlags {
     pub(crate) reinstall: bool,
     /// Install a plugin in place of the plugins whose tool ids it declares.
     pub(crate) replace: bool,
+    pub(crate) allow_downgrade: bool,
     pub(crate) offline: bool,
     pub(crate) json: bool,
 }
@@ -293,18 +339,19 @@ pub(crate) fn install(globals: &Globals, specs: &[String], flags: &InstallFlags)
         registry: flags.registry.clone(),
         allow_yanked: flags.allow_yanked,
         reinstall: flags.reinstall,
+        allow_downgrade: flags.allow_downgrade,
     };
     let mut done = Vec::new();
     let home = Home::locate()?;
     let claims = Claims::new(globals, &home, flags.replace)?;
-    let result = with_registries(globals, flags.offline, |lock, cx| {
+    let result = with_registries(globals, flags.offline, |store, cx| {
         let validate = claims.validator();
         let cx = InstallContext {
             validate: &validate,
             ..*cx
         };
         for spec in &specs {
-            let outcome = lock.install(&cx, spec, &options).map_err(|e| {
+            let outcome = store.install(&cx, spec, &options).map_err(|e| {
                 claims
                     .refusal(Some(&spec.name))
                     .unwrap_or_else(|| registry_failure(e))
@@ -418,13 +465,13 @@ pub(crate) fn update(
     let home = Home::locate()?;
     // An update may declare new tools: it must not take them from another plugin either.
     let claims = Claims::new(globals, &home, false)?;
-    with_registries(globals, offline, |lock, cx| {
+    with_registries(globals, offline, |store, cx| {
         let validate = claims.validator();
         let cx = InstallContext {
             validate: &validate,
             ..*cx
         };
-        let results = lock.update(&cx, name).map_err(registry_failure)?;
+        let results = store.update(&cx, name).map_err(registry_failure)?;
         if results.is_empty() {
             globals.status("nothing installed from a registry");
         }
@@ -444,10 +491,41 @@ pub(crate) fn update(
     })
 }
 
-/// `launcher sync`.
-pub(crate) fn sync(globals: &Globals, offline: bool, as_json: bool) -> Result<()> {
-    with_registries(globals, offline, |lock, cx| {
-        let results = lock.sync(cx).map_err(registry_failure)?;
+/// `launcher sync [--lockfile FILE]`.
+pub(crate) fn sync(
+    globals: &Globals,
+    lockfile: Option<&Path>,
+    allow_downgrade: bool,
+    offline: bool,
+    as_json: bool,
+) -> Result<()> {
+    let recorded = lockfile
+        .map(|path| {
+            if !path.is_file() {
+                return Err(fail(
+                    Class::NotFound,
+                    format!("no lockfile at {}", path.display()),
+                ));
+            }
+            let (lockfile, warnings) = Lockfile::read(path).map_err(registry_failure)?;
+            for warning in warnings {
+                globals.warn(&warning);
+            }
+            Ok(lockfile)
+        })
+        .transpose()?;
+    if let Some(recorded) = &recorded {
+        // With no registry configured at all, say what the lockfile needs rather than only
+        // that none is configured.
+        let home = Home::locate()?;
+        if Registries::load(&home)?.entries.is_empty() {
+            launcher_registry::check_sync_needs(&[], recorded).map_err(registry_failure)?;
+        }
+    }
+    with_registries(globals, offline, |store, cx| {
+        let results = store
+            .sync(cx, recorded.as_ref(), allow_downgrade)
+            .map_err(registry_failure)?;
         if results.is_empty() {
             globals.status("the lockfile records no plugins");
         }
@@ -455,10 +533,12 @@ pub(crate) fn sync(globals: &Globals, offline: bool, as_json: bool) -> Result<()
     })
 }
 
+/// Runs `body` with the store and the configured registries. The store lock is taken only to
+/// commit each change, never while downloading.
 fn with_registries(
     globals: &Globals,
     offline: bool,
-    body: impl FnOnce(&mut launcher_registry::StoreLock<'_>, &InstallContext<'_>) -> Result<()>,
+    body: impl FnOnce(&Store, &InstallContext<'_>) -> Result<()>,
 ) -> Result<()> {
     let home = Home::locate()?;
     let store = Store::open(home.data_dir()).map_err(registry_failure)?;
@@ -471,11 +551,7 @@ fn with_registries(
         validate: &validate,
         reporter: &progress,
     };
-    let mut lock = store.lock(&progress).map_err(registry_failure)?;
-    for warning in lock.warnings().to_vec() {
-        globals.warn(&warning);
-    }
-    body(&mut lock, &cx)
+    body(&store, &cx)
 }
 
 /// `launcher outdated`.
@@ -483,8 +559,9 @@ pub(crate) fn outdated(globals: &Globals, offline: bool, as_json: bool) -> Resul
     let home = Home::locate()?;
     let store = Store::open(home.data_dir()).map_err(registry_failure)?;
     let registries = Registries::load(&home)?.open(&store, offline)?;
-    let rows =
-        launcher_registry::outdated(&store, &registries, &host_info()).map_err(registry_failure)?;
+    let progress = Progress::new(*globals);
+    let rows = launcher_registry::outdated(&store, &registries, &host_info(), &progress)
+        .map_err(registry_failure)?;
     if as_json {
         let items: Vec<_> = rows
             .iter()
@@ -496,6 +573,7 @@ pub(crate) fn outdated(globals: &Globals, offline: bool, as_json: bool) -> Resul
                     "requirement": o.requirement,
                     "wanted": o.wanted.as_ref().map(ToString::to_string),
                     "latest": o.latest.as_ref().map(ToString::to_string),
+                    "yanked": o.yanked,
                 })
             })
             .collect();
@@ -506,16 +584,28 @@ pub(crate) fn outdated(globals: &Globals, offline: bool, as_json: bool) -> Resul
         globals.status("every plugin installed from a registry is up to date");
         return Ok(());
     }
+    for o in rows.iter().filter(|o| o.yanked) {
+        globals.warn(&format!(
+            "{} {} was yanked by its publisher after you installed it; update it, or install \
+             another version",
+            o.name, o.installed
+        ));
+    }
     println!(
         "{:<20} {:<10} {:<10} {:<10} requirement",
         "plugin", "installed", "wanted", "latest"
     );
     for o in rows {
         let show = |v: &Option<Version>| v.as_ref().map_or("-".to_string(), ToString::to_string);
+        let installed = if o.yanked {
+            format!("{} (yanked)", o.installed)
+        } else {
+            o.installed.to_string()
+        };
         println!(
             "{:<20} {:<10} {:<10} {:<10} {}",
             o.name,
-            o.installed.to_string(),
+            installed,
             show(&o.wanted),
             show(&o.latest),
             o.requirement
@@ -531,7 +621,9 @@ pub(crate) fn publish(
     index: &Path,
     key: &Path,
     host: Option<&str>,
+    expires: &str,
 ) -> Result<()> {
+    let validity = validity(expires)?;
     let manifest = loader::probe(library).map_err(|reason| {
         fail(
             Class::InvalidInput,
@@ -556,6 +648,8 @@ pub(crate) fn publish(
         host,
         target: None,
         docs,
+        now: crate::registries::now(),
+        validity,
     })
     .map_err(registry_failure)?;
     globals.status(&format!(
@@ -569,7 +663,14 @@ pub(crate) fn publish(
 }
 
 /// `launcher yank`.
-pub(crate) fn yank(globals: &Globals, spec: &str, index: &Path, undo: bool) -> Result<()> {
+pub(crate) fn yank(
+    globals: &Globals,
+    spec: &str,
+    index: &Path,
+    key: Option<&Path>,
+    undo: bool,
+    expires: &str,
+) -> Result<()> {
     let (name, version) = spec.split_once('@').ok_or_else(|| {
         fail(
             Class::Usage,
@@ -582,10 +683,63 @@ pub(crate) fn yank(globals: &Globals, spec: &str, index: &Path, undo: bool) -> R
             format!("`{version}` is not an exact version: {e}"),
         )
     })?;
-    launcher_registry::yank(index, name, &version, !undo).map_err(registry_failure)?;
+    let password = env::var(env::KEY_PASSWORD);
+    let validity = validity(expires)?;
+    let signing = key.map(|secret_key| Signing {
+        secret_key,
+        password: password.as_deref(),
+        now: crate::registries::now(),
+        validity,
+    });
+    launcher_registry::yank(index, name, &version, !undo, signing.as_ref())
+        .map_err(registry_failure)?;
     globals.status(&format!(
         "{} {name} {version}",
         if undo { "unyanked" } else { "yanked" }
     ));
+    Ok(())
+}
+
+/// `launcher registry refresh-signature`.
+pub(crate) fn refresh_signature(
+    globals: &Globals,
+    index: &Path,
+    key: &Path,
+    expires: &str,
+) -> Result<()> {
+    let password = env::var(env::KEY_PASSWORD);
+    let statement = launcher_registry::refresh_signature(
+        index,
+        &Signing {
+            secret_key: key,
+            password: password.as_deref(),
+            now: crate::registries::now(),
+            validity: validity(expires)?,
+        },
+    )
+    .map_err(registry_failure)?;
+    let until = match statement.expires {
+        Some(expires) => format!("valid until {expires} (seconds since the Unix epoch)"),
+        None => "never expiring".to_string(),
+    };
+    globals.status(&format!(
+        "signed the freshness statement of {} ({} files, {until})",
+        index.display(),
+        statement.files.len()
+    ));
+    Ok(())
+}
+
+/// `launcher cache clean`.
+pub(crate) fn clean_cache(globals: &Globals, as_json: bool) -> Result<()> {
+    let home = Home::locate()?;
+    let store = Store::open(home.data_dir()).map_err(registry_failure)?;
+    let freed = store.clean_cache().map_err(registry_failure)?;
+    globals.status(&format!(
+        "removed the cached registry index files and archives ({freed} bytes)"
+    ));
+    if as_json {
+        crate::commands::print_json(json!({ "freed": freed }))?;
+    }
     Ok(())
 }

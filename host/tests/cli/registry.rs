@@ -207,8 +207,21 @@ fn publish_search_install_run_update_outdated_uninstall_sync() {
     )
     .success();
     assert_eq!(installed_version(&ctx, "panicky").as_deref(), Some("1.0.0"));
-    ctx.run_with_env(
+    // Going back is refused unless asked for.
+    let back = ctx.run_with_env(
         ["install", "panicky@~0.2"],
+        &[("LAUNCHER_FIXTURE_VERSION", "0.2.0")],
+    );
+    back.expect_code(15);
+    assert!(
+        back.stderr.contains("refusing to go back to 0.2.0")
+            && back.stderr.contains("--allow-downgrade"),
+        "{}",
+        back.stderr
+    );
+    assert_eq!(installed_version(&ctx, "panicky").as_deref(), Some("1.0.0"));
+    ctx.run_with_env(
+        ["install", "panicky@~0.2", "--allow-downgrade"],
         &[("LAUNCHER_FIXTURE_VERSION", "0.2.0")],
     )
     .success();
@@ -329,8 +342,9 @@ fn tampered_or_unverifiable_downloads_install_nothing() {
         other_key.with_extension("pub").to_str().unwrap(),
     ])
     .success();
+    // The registry's freshness statement is the first thing signed that the client checks.
     let out = ctx.run_with_env(["install", "panicky@0.2.0"], &env);
-    assert_refused(&ctx, &out, 11, "signature check failed", &before);
+    assert_refused(&ctx, &out, 11, "which is not trusted", &before);
 
     // The previous version still runs.
     ctx.run([
@@ -370,6 +384,8 @@ fn resolution_failures_say_why() {
         "panicky@0.1.0",
         "--index",
         reg.index().to_str().unwrap(),
+        "--key",
+        reg.key().to_str().unwrap(),
     ])
     .success();
     let out = ctx.run(["install", "panicky"]);
@@ -385,6 +401,8 @@ fn resolution_failures_say_why() {
         "panicky@0.1.0",
         "--index",
         reg.index().to_str().unwrap(),
+        "--key",
+        reg.key().to_str().unwrap(),
         "--undo",
     ])
     .success();
@@ -606,4 +624,508 @@ fn a_missing_trust_file_is_named() {
         out.stderr
     );
     assert!(!out.stderr.contains("Base64"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust: freshness, downgrades, where archives come from, deadlines, caches.
+
+/// Seconds since the Unix epoch, now.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Copies a directory tree (regular files and directories only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        let dest = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+/// Serves an older copy of the index at the same address, as a replaying mirror would.
+fn replace_tree(dir: &Path, with: &Path) {
+    std::fs::remove_dir_all(dir).unwrap();
+    copy_tree(with, dir);
+}
+
+fn resign(ctx: &TestContext, reg: &Published, extra: &[&str]) {
+    let (index, key) = (reg.index(), reg.key());
+    let mut cmd = ctx.cmd();
+    cmd.args(["registry", "refresh-signature", "--index"])
+        .arg(&index)
+        .arg("--key")
+        .arg(&key)
+        .args(extra);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn archive_url_path(reg: &Published, version: &str) -> String {
+    let archive = reg.archive("panicky", version);
+    format!("/{}", archive.strip_prefix(reg.index()).unwrap().display())
+}
+
+#[test]
+fn a_replayed_older_signed_index_is_refused() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let old = tempfile::tempdir().unwrap();
+    copy_tree(&reg.index(), old.path());
+    reg.publish_panicky(&ctx, "0.2.0");
+    reg.publish_panicky(&ctx, "0.3.0");
+    ctx.run_with_env(
+        ["install", "panicky"],
+        &[("LAUNCHER_FIXTURE_VERSION", "0.3.0")],
+    )
+    .success();
+    ctx.run(["outdated"]).success();
+
+    // The mirror now serves the index as it was before 0.2.0: validly signed, but older.
+    replace_tree(&reg.index(), old.path());
+    let before = store_state(ctx.home.path());
+    for command in [vec!["install", "panicky"], vec!["outdated"], vec!["update"]] {
+        let out = ctx.run(&command);
+        assert_refused(&ctx, &out, 15, "is stale", &before);
+        assert!(out.stderr.contains("old copy"), "{}", out.stderr);
+    }
+    // Even with the memory of statements gone, the lockfile knows 0.3.0 was installed from it.
+    std::fs::remove_dir_all(ctx.home.path().join("trust")).unwrap();
+    let out = ctx.run(["outdated"]);
+    assert_refused(&ctx, &out, 15, "does not list 0.3.0", &before);
+    assert_eq!(installed_version(&ctx, "panicky").as_deref(), Some("0.3.0"));
+}
+
+#[test]
+fn an_expired_statement_is_an_error_until_the_publisher_resigns() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let later = (now_secs() + 31 * 86_400).to_string();
+    let out = ctx.run_with_env(["install", "panicky"], &[("LAUNCHER_TEST_NOW", &later)]);
+    out.expect_code(15);
+    assert!(
+        out.stderr.contains("expired") && out.stderr.contains("refresh-signature"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(installed_version(&ctx, "panicky"), None);
+
+    let mut cmd = ctx.cmd();
+    cmd.env("LAUNCHER_TEST_NOW", &later);
+    cmd.args([
+        "registry",
+        "refresh-signature",
+        "--index",
+        reg.index().to_str().unwrap(),
+        "--key",
+        reg.key().to_str().unwrap(),
+    ]);
+    assert!(cmd.status().unwrap().success());
+    ctx.run_with_env(["install", "panicky"], &[("LAUNCHER_TEST_NOW", &later)])
+        .success();
+    // A statement that never expires is for local registries only.
+    resign(&ctx, &reg, &["--expires", "never"]);
+    let out = ctx.run(["search"]);
+    out.expect_code(11);
+    assert!(out.stderr.contains("never expires"), "{}", out.stderr);
+}
+
+#[test]
+fn a_local_registry_without_a_statement_warns_but_works_and_an_http_one_fails() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    for file in ["freshness.json", "freshness.json.minisig"] {
+        std::fs::remove_file(reg.index().join(file)).unwrap();
+    }
+    ctx.run([
+        "registry",
+        "add",
+        "local",
+        reg.index().to_str().unwrap(),
+        "--trust",
+        reg.public_key().to_str().unwrap(),
+    ])
+    .success();
+    let out = ctx.run(["install", "panicky", "--registry", "local"]);
+    out.success();
+    assert!(
+        out.stderr.contains("warning:") && out.stderr.contains("no signed freshness statement"),
+        "{}",
+        out.stderr
+    );
+    let out = ctx.run(["install", "espeak", "--registry", "test"]);
+    out.expect_code(11);
+    assert!(out.stderr.contains("must have"), "{}", out.stderr);
+
+    // A never-expiring statement suits a local registry (setup.sh makes one).
+    resign(&ctx, &reg, &["--expires", "never"]);
+    let later = (now_secs() + 3650 * 86_400).to_string();
+    let out = ctx.run_with_env(
+        ["install", "espeak", "--registry", "local"],
+        &[("LAUNCHER_TEST_NOW", &later)],
+    );
+    out.success();
+    assert!(!out.stderr.contains("warning:"), "{}", out.stderr);
+}
+
+#[test]
+fn yanked_after_install_shows_in_outdated_and_list() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    ctx.run(["install", "panicky"]).success();
+    ctx.run([
+        "yank",
+        "panicky@0.1.0",
+        "--index",
+        reg.index().to_str().unwrap(),
+        "--key",
+        reg.key().to_str().unwrap(),
+    ])
+    .success();
+    let outdated = ctx.run(["outdated", "--json"]).json();
+    let row = &outdated.as_array().unwrap()[0];
+    assert_eq!(
+        (&row["name"], &row["yanked"]),
+        (&"panicky".into(), &true.into())
+    );
+    let text = ctx.run(["outdated"]);
+    assert!(text.stdout.contains("0.1.0 (yanked)"), "{}", text.stdout);
+    assert!(text.stderr.contains("was yanked"), "{}", text.stderr);
+    let list = ctx.run(["list"]);
+    assert!(
+        list.stdout.contains("panicky 0.1.0 (yanked)"),
+        "{}",
+        list.stdout
+    );
+    let tools = ctx.run(["list", "--json"]).json();
+    let tool = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["plugin"] == "panicky")
+        .unwrap()
+        .clone();
+    assert_eq!(tool["yanked"], true);
+    // A yank without the key would leave the signed statement wrong: refused.
+    let out = ctx.run([
+        "yank",
+        "espeak@0.1.0",
+        "--index",
+        reg.index().to_str().unwrap(),
+    ]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("--key"), "{}", out.stderr);
+}
+
+/// Points the registry's `dl` template at `dl` and re-signs the statement, so that only the
+/// template is hostile.
+fn set_dl(ctx: &TestContext, reg: &Published, dl: &str) {
+    std::fs::write(
+        reg.index().join("config.json"),
+        serde_json::json!({ "dl": dl }).to_string(),
+    )
+    .unwrap();
+    resign(ctx, reg, &[]);
+}
+
+#[test]
+fn an_http_registry_cannot_point_downloads_at_local_files() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let secret = ctx.work_file("secret-{name}-{version}-{target}");
+    set_dl(&ctx, &reg, &format!("file://{}", secret.display()));
+    let real = ctx.work_file(&format!(
+        "secret-panicky-0.1.0-{}",
+        launcher_registry::host_target()
+    ));
+    std::fs::write(&real, b"private bytes").unwrap();
+    let before = store_state(ctx.home.path());
+    let out = ctx.run(["install", "panicky"]);
+    assert_refused(&ctx, &out, 11, "may download only over HTTP(S)", &before);
+    // Nothing about the file leaks: no digest of it.
+    let digest = launcher_registry::verify::sha256_file(&real).unwrap();
+    assert!(!out.stderr.contains(&digest), "{}", out.stderr);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_local_registry_downloads_only_regular_files() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    resign(&ctx, &reg, &["--expires", "never"]);
+    ctx.run([
+        "registry",
+        "add",
+        "local",
+        reg.index().to_str().unwrap(),
+        "--trust",
+        reg.public_key().to_str().unwrap(),
+    ])
+    .success();
+    let archive = reg.archive("panicky", "0.1.0");
+    let before = store_state(ctx.home.path());
+
+    std::fs::remove_file(&archive).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &archive).unwrap();
+    let out = ctx.run(["install", "panicky", "--registry", "local"]);
+    assert_refused(&ctx, &out, 11, "not a regular file", &before);
+
+    std::fs::remove_file(&archive).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let started = Instant::now();
+    let out = ctx.run(["install", "panicky", "--registry", "local"]);
+    assert_refused(&ctx, &out, 11, "not a regular file", &before);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the FIFO blocked"
+    );
+}
+
+#[test]
+fn a_huge_declared_size_is_refused_before_anything_is_written() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let before = store_state(ctx.home.path());
+    let out = ctx.run_with_env(["install", "panicky"], &[("LAUNCHER_MAX_DOWNLOAD", "1K")]);
+    assert_refused(&ctx, &out, 11, "more than the 1024 bytes", &before);
+
+    // An index line declaring a petabyte: more than any disk here has free.
+    let relative = "pa/ni/panicky";
+    let path = reg.index().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let size = regex_free_size(&text);
+    let huge = text.replace(&format!("\"size\":{size}"), "\"size\":1125899906842624");
+    std::fs::write(&path, huge).unwrap();
+    resign(&ctx, &reg, &[]);
+    let out = ctx.run_with_env(
+        ["install", "panicky"],
+        &[("LAUNCHER_MAX_DOWNLOAD", "2000000G")],
+    );
+    assert_refused(&ctx, &out, 11, "bytes free in", &before);
+    assert!(
+        reg.server
+            .requests_for(&archive_url_path(&reg, "0.1.0"))
+            .is_empty(),
+        "nothing was fetched"
+    );
+}
+
+/// Returns the `size` of the first artifact in an index file's text.
+fn regex_free_size(text: &str) -> u64 {
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    line["targets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["size"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_trickling_download_hits_its_deadline_without_holding_the_store_lock() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let path = archive_url_path(&reg, "0.1.0");
+    reg.server.fault(
+        &path,
+        Reply::Stream(
+            Response::new(200),
+            launcher_testkit::http::StreamBody::new(|chunks| {
+                loop {
+                    chunks.send(b"x")?;
+                    chunks.pause(Duration::from_millis(500))?;
+                }
+            }),
+        ),
+    );
+    let started = Instant::now();
+    let slow = ctx
+        .cmd()
+        .args(["install", "panicky"])
+        .env("LAUNCHER_DOWNLOAD_GRACE", "4")
+        .env("LAUNCHER_DOWNLOAD_MIN_RATE", "1G")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while reg.server.requests_for(&path).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Meanwhile another install takes the store lock, commits and finishes.
+    let espeak = ctx.built_library("launcher_plugin_espeak");
+    ctx.run(["install", "--path", espeak.to_str().unwrap()])
+        .success();
+    let out = slow.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(9), "{stderr}");
+    assert!(stderr.contains("did not finish within 4 s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(installed_version(&ctx, "panicky"), None);
+    assert_eq!(installed_version(&ctx, "espeak").as_deref(), Some("0.1.0"));
+}
+
+#[test]
+fn a_server_without_validators_still_gives_an_offline_cache_and_archives_are_kept() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let bare = StaticServer::start_without_validators(reg.index());
+    ctx.run([
+        "registry",
+        "add",
+        "test",
+        &bare.url(),
+        "--trust",
+        reg.public_key().to_str().unwrap(),
+    ])
+    .success();
+    ctx.run(["install", "panicky"]).success();
+    ctx.run(["search"]).success();
+    drop(bare);
+
+    // The server is gone: the cached index and the kept archive are enough.
+    let search = ctx.run(["search", "--offline"]);
+    search.success();
+    assert!(search.stdout.contains("panicky"), "{}", search.stdout);
+    ctx.run(["install", "panicky", "--offline", "--reinstall"])
+        .success();
+    std::fs::remove_dir_all(ctx.home.path().join("plugins/panicky")).unwrap();
+    ctx.run(["sync", "--offline"]).success();
+    ctx.run([
+        "run",
+        "panicky",
+        "--mode",
+        "ok",
+        "--text",
+        "hi",
+        "-o",
+        "offline.wav",
+    ])
+    .success();
+
+    // Cleaning the cache takes that away, and says so.
+    let clean = ctx.run(["cache", "clean", "--json"]).json();
+    assert!(clean["freed"].as_u64().unwrap() > 0);
+    let out = ctx.run(["install", "panicky", "--offline", "--reinstall"]);
+    out.expect_code(8);
+    assert!(out.stderr.contains("offline"), "{}", out.stderr);
+}
+
+#[test]
+fn sync_from_a_lockfile_on_a_fresh_home_says_what_it_needs() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    ctx.run(["install", "panicky"]).success();
+    let lockfile = ctx.home.path().join("plugins.lock");
+
+    let fresh = test_context!();
+    let out = fresh.run(["sync", "--lockfile", lockfile.to_str().unwrap()]);
+    out.expect_code(3);
+    let recorded = std::fs::read_to_string(&lockfile).unwrap();
+    let key_id = recorded
+        .lines()
+        .find_map(|l| l.strip_prefix("signed_by = "))
+        .expect("the lockfile records the signing key")
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        out.stderr.contains("registry `test`")
+            && out.stderr.contains(&reg.server.url())
+            && out.stderr.contains(&key_id),
+        "{}",
+        out.stderr
+    );
+    // Trusting another key is not enough either.
+    let other = fresh.work_file("other.key");
+    fresh
+        .run(["registry", "keygen", other.to_str().unwrap()])
+        .success();
+    fresh
+        .run([
+            "registry",
+            "add",
+            "test",
+            &reg.server.url(),
+            "--trust",
+            other.with_extension("pub").to_str().unwrap(),
+        ])
+        .success();
+    let out = fresh.run(["sync", "--lockfile", lockfile.to_str().unwrap()]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("does not trust key"), "{}", out.stderr);
+
+    fresh
+        .run([
+            "registry",
+            "add",
+            "test",
+            &reg.server.url(),
+            "--trust",
+            reg.public_key().to_str().unwrap(),
+        ])
+        .success();
+    fresh
+        .run(["sync", "--lockfile", lockfile.to_str().unwrap()])
+        .success();
+    assert_eq!(
+        installed_version(&fresh, "panicky").as_deref(),
+        Some("0.1.0")
+    );
+}
+
+#[test]
+fn two_publishes_into_one_index_at_once_both_land_signed() {
+    let ctx = test_context!();
+    let reg = registry(&ctx);
+    let library = ctx.built_library("launcher_fixture_panicky");
+    let spawn = |version: &str| {
+        ctx.cmd()
+            .args(["publish", library.to_str().unwrap(), "--index"])
+            .arg(reg.index())
+            .arg("--key")
+            .arg(reg.key())
+            .env("LAUNCHER_FIXTURE_VERSION", version)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = ["0.2.0", "0.3.0", "0.4.0"].map(spawn).into_iter().collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let index = std::fs::read_to_string(reg.index().join("pa/ni/panicky")).unwrap();
+    assert_eq!(index.lines().count(), 4, "{index}");
+    // The statement signed last covers every line: each version installs over HTTP.
+    for version in ["0.2.0", "0.3.0", "0.4.0"] {
+        ctx.run_with_env(
+            ["install", &format!("panicky@={version}")],
+            &[("LAUNCHER_FIXTURE_VERSION", version)],
+        )
+        .success();
+    }
+    assert_eq!(installed_version(&ctx, "panicky").as_deref(), Some("0.4.0"));
 }
