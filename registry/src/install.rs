@@ -348,7 +348,15 @@ impl Store {
             Plan::Unchanged {
                 entry,
                 rewrite: false,
-            } => Ok(unchanged(entry)),
+            } => {
+                // Nothing to change, but what killed changes left (staging, directories no
+                // entry names) is still cleaned up when no other launcher holds the store, as
+                // a locked command would: a no-op install is what a user runs to repair.
+                if let Ok(Some(lock)) = self.try_lock() {
+                    report_lock_warnings(&lock, cx.reporter);
+                }
+                Ok(unchanged(entry))
+            }
             Plan::Unchanged { entry, .. } => {
                 let mut lock = self.lock(cx.reporter)?;
                 report_lock_warnings(&lock, cx.reporter);
