@@ -700,6 +700,9 @@ impl Registry {
     /// Keeps a verified archive in the cache, then trims the cache to its limit. Best effort: a
     /// cache that cannot be written only costs a later download.
     pub(crate) fn keep_archive(&self, archive: &Path, sha256: &str) {
+        if self.limits.cache_size == 0 {
+            return;
+        }
         let Some(cached) = self.archive_cache_path(sha256) else {
             return;
         };

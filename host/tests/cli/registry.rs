@@ -1027,6 +1027,30 @@ fn a_server_without_validators_still_gives_an_offline_cache_and_archives_are_kep
     let out = ctx.run(["install", "panicky", "--offline", "--reinstall"]);
     out.expect_code(8);
     assert!(out.stderr.contains("offline"), "{}", out.stderr);
+
+    // A cache of size 0 keeps nothing.
+    let bare = StaticServer::start_without_validators(reg.index());
+    ctx.run(["registry", "remove", "test"]).success();
+    ctx.run([
+        "registry",
+        "add",
+        "test",
+        &bare.url(),
+        "--trust",
+        reg.public_key().to_str().unwrap(),
+    ])
+    .success();
+    ctx.run_with_env(
+        ["install", "panicky", "--reinstall"],
+        &[("LAUNCHER_ARCHIVE_CACHE_SIZE", "0")],
+    )
+    .success();
+    let archives = ctx.home.path().join("cache/archives");
+    assert!(
+        launcher_testkit::cli::list_dir(&archives).is_empty(),
+        "{:?}",
+        launcher_testkit::cli::list_dir(&archives)
+    );
 }
 
 #[test]
