@@ -254,6 +254,15 @@ impl Memory {
         }
     }
 
+    /// Returns the issue time of the newest statement seen from `index`, if any.
+    pub(crate) fn newest_issued(&self, index: &str) -> Option<u64> {
+        fs::read(&self.path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Remembered>(&bytes).ok())
+            .filter(|r| r.index == index)
+            .map(|r| r.issued)
+    }
+
     /// Refuses `statement` if it is older than the newest seen from `index`, and remembers it
     /// if it is newer.
     pub(crate) fn check_and_remember(

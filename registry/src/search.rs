@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 
 use crate::atomic;
 use crate::error::Result;
+use crate::freshness::Statement;
 use crate::index::{CATALOG_FILE, INDEX_SCHEMA, first_schema};
 use crate::report::Reporter;
 use crate::resolve::HostInfo;
@@ -118,41 +119,53 @@ pub fn search(
 const LISTING_FILE: &str = "search-listing.tsv";
 
 /// The first line of a listing starts with this; a change of the row format changes it.
-const LISTING_FORMAT: &str = "launcher search listing 2";
+const LISTING_FORMAT: &str = "launcher search listing 3";
 
-/// Returns `registry`'s search listing for `host`: a header line, then one row per plugin with
-/// the newest version a bare install would pick (see [`Row`]).
+/// Returns `registry`'s search listing for `host`: a header line (see [`Header`]), then one
+/// row per plugin with the newest version a bare install would pick (see [`Row`]).
 ///
 /// Parsing the catalog's JSON (and hashing it against the freshness statement) is nearly all
 /// the time a search takes (10,000 plugins: ~50 ms), and the answer only changes with the
 /// catalog or the launcher, so the listing is kept in the registry's cache directory and made
-/// again when either changes. Its header is the key: the catalog file's identity, the digest
-/// the registry's signed freshness statement gives for it now, and this launcher. The statement
-/// itself is fetched and verified on every search (signature, expiry, no rollback); a listing
-/// is only ever made from a catalog that matched its statement, so while the file is the same
-/// one and the statement still names the same digest, the listing stands for a verified
-/// catalog without hashing it again. The header ends with how many catalog lines were skipped
-/// for an invalid name, so the warning about them is repeated from the cache too.
+/// again when either changes. A listing is only ever made from a catalog that matched the
+/// registry's verified statement, so while the catalog file is the same one and the statement
+/// still names the same digest for it, the listing stands for a verified catalog without
+/// hashing it again. The statement itself is verified on every search (signature, expiry, no
+/// rollback), except for a local registry whose statement files are the very ones verified
+/// when the listing was checked: then only its expiry and the newest statement seen since are
+/// checked again, from the header.
 fn listing(registry: &Registry, host: &HostInfo) -> Result<String> {
-    let key = |stamp: &str| -> Result<String> {
-        let statement = registry.statement()?;
-        let digest = statement
-            .as_ref()
-            .and_then(|s| s.digest(CATALOG_FILE))
-            .unwrap_or("none");
-        Ok(format!(
-            "{LISTING_FORMAT}\tschema {INDEX_SCHEMA}\tabi {}\thost {}\ttarget {}\tcatalog {stamp}\tsha256 {digest}",
-            host.abi, host.version, host.target
-        ))
-    };
     let (stamp, catalog) = registry.catalog_stamp()?;
+    let base = format!(
+        "{LISTING_FORMAT}\tschema {INDEX_SCHEMA}\tabi {}\thost {}\ttarget {}\tcatalog {stamp}",
+        host.abi, host.version, host.target
+    );
     let path = registry.cache_dir().join(LISTING_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path)
-        && text
-            .split_once('\n')
-            .and_then(|(head, _)| head.rsplit_once("\tinvalid "))
-            .is_some_and(|(head, _)| head == key(&stamp).unwrap_or_default())
+    let cached = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| Header::parse(&text, &base).map(|h| (h, text)));
+    let files = registry.statement_files_stamp();
+    if let (Some((header, text)), Some(files)) = (&cached, &files)
+        && header.files == *files
+        && header
+            .issued
+            .is_some_and(|issued| registry.still_fresh(issued, header.expires))
     {
+        return Ok(text.clone());
+    }
+    let statement = registry.statement()?;
+    let now = Header::of(statement.as_deref(), files, 0);
+    if let Some((header, text)) = cached
+        && header.digest == now.digest
+    {
+        if header.files != now.files {
+            // Re-signed without a change to the catalog: the rows stand, the header is renewed
+            // so the next search takes the short way again.
+            let rows = text.split_once('\n').map_or("", |(_, rows)| rows);
+            let renewed = format!("{}\n{rows}", now.with_invalid(header.invalid).line(&base));
+            let _ = atomic::write_file(&path, renewed.as_bytes());
+            return Ok(renewed);
+        }
         return Ok(text);
     }
     let catalog = match catalog {
@@ -160,13 +173,14 @@ fn listing(registry: &Registry, host: &HostInfo) -> Result<String> {
         None => registry.catalog_text()?,
     };
     // Asked again: reading the catalog may have fetched a newer statement, the one it matched.
-    let key = key(&stamp)?;
+    let statement = registry.statement()?;
+    let files = registry.statement_files_stamp();
     let (newest, invalid) = newest_installable(&catalog, host);
     let mut newest: Vec<_> = newest.into_iter().collect();
     newest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut text = String::with_capacity(catalog.len() / 4);
-    text.push_str(&key);
-    text.push_str(&format!("\tinvalid {invalid}\n"));
+    text.push_str(&Header::of(statement.as_deref(), files, invalid).line(&base));
+    text.push('\n');
     for (_, line) in &newest {
         Row::write(line, &mut text);
     }
@@ -176,6 +190,75 @@ fn listing(registry: &Registry, host: &HostInfo) -> Result<String> {
         .map_err(|_| ())
         .and_then(|()| atomic::write_file(&path, text.as_bytes()).map_err(|_| ()));
     Ok(text)
+}
+
+/// What a listing's first line records beyond its key (format, host and catalog identity):
+/// the statement it was checked against and how many catalog lines had invalid names.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    /// The identity of a local registry's statement files, or `none`.
+    files: String,
+    /// The statement's issue time; `None` when the registry has no statement.
+    issued: Option<u64>,
+    /// The statement's expiry; `None` for never.
+    expires: Option<u64>,
+    /// The catalog's digest in the statement, or `none`.
+    digest: String,
+    /// Catalog lines skipped for an invalid name.
+    invalid: usize,
+}
+
+impl Header {
+    fn of(statement: Option<&Statement>, files: Option<String>, invalid: usize) -> Header {
+        Header {
+            files: files.unwrap_or_else(|| "none".to_string()),
+            issued: statement.map(|s| s.issued),
+            expires: statement.and_then(|s| s.expires),
+            digest: statement
+                .and_then(|s| s.digest(CATALOG_FILE))
+                .unwrap_or("none")
+                .to_string(),
+            invalid,
+        }
+    }
+
+    fn with_invalid(self, invalid: usize) -> Header {
+        Header { invalid, ..self }
+    }
+
+    fn line(&self, base: &str) -> String {
+        let time = |t: Option<u64>| t.map_or_else(|| "none".to_string(), |t| t.to_string());
+        format!(
+            "{base}\tstatement {}\tissued {}\texpires {}\tsha256 {}\tinvalid {}",
+            self.files,
+            time(self.issued),
+            time(self.expires),
+            self.digest,
+            self.invalid
+        )
+    }
+
+    /// Reads the header of `listing` if it was made for `base`.
+    fn parse(listing: &str, base: &str) -> Option<Header> {
+        let (head, _) = listing.split_once('\n')?;
+        let mut fields = head.strip_prefix(base)?.strip_prefix('\t')?.split('\t');
+        let mut field = |name: &str| fields.next()?.strip_prefix(name)?.strip_prefix(' ');
+        let time = |t: &str| -> Option<Option<u64>> {
+            if t == "none" {
+                Some(None)
+            } else {
+                t.parse().ok().map(Some)
+            }
+        };
+        let header = Header {
+            files: field("statement")?.to_string(),
+            issued: time(field("issued")?)?,
+            expires: time(field("expires")?)?,
+            digest: field("sha256")?.to_string(),
+            invalid: field("invalid")?.parse().ok()?,
+        };
+        fields.next().is_none().then_some(header)
+    }
 }
 
 /// One plugin in a search listing: what search shows and matches, as tab-separated fields
@@ -572,5 +655,23 @@ mod tests {
         assert!(contains_folded("ÜNÏCODE", "ünï"));
         assert!(!contains_folded("ascii only", "ünï"));
         assert!(contains_folded("中文语音合成", "语音"));
+    }
+
+    #[test]
+    fn listing_headers_round_trip_and_belong_to_one_key() {
+        let header = Header {
+            files: "1 2 3 4 5.6;7 8 9 10 11.12;".to_string(),
+            issued: Some(1_700_000_000),
+            expires: None,
+            digest: "ab".repeat(32),
+            invalid: 3,
+        };
+        let listing = format!("{}\nrow\n", header.line("key\tcatalog 1"));
+        assert_eq!(Header::parse(&listing, "key\tcatalog 1"), Some(header));
+        assert_eq!(Header::parse(&listing, "key\tcatalog 2"), None);
+        let unsigned = Header::of(None, None, 0);
+        let listing = format!("{}\n", unsigned.line("k"));
+        assert_eq!(Header::parse(&listing, "k"), Some(unsigned));
+        assert_eq!(Header::parse("k\tstatement none\n", "k"), None);
     }
 }

@@ -410,19 +410,37 @@ impl Registry {
             }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
-        let mut stamp = format!("{} {}", meta.len(), crate::store::mtime_nanos(&meta));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            stamp.push_str(&format!(
-                " {} {} {}.{}",
-                meta.dev(),
-                meta.ino(),
-                meta.ctime(),
-                meta.ctime_nsec()
-            ));
-        }
+        let stamp = file_identity(&meta);
         Ok((stamp, text))
+    }
+
+    /// For a local registry, identifies its freshness statement and signature files as they
+    /// are now (as [`catalog_stamp`](Self::catalog_stamp) does the catalog), without reading
+    /// them; `None` for an HTTP registry or a local one without both files. A cache may then
+    /// stand for a statement it saw verified as long as these files are the same ones.
+    pub(crate) fn statement_files_stamp(&self) -> Option<String> {
+        let Location::Dir(root) = &self.location else {
+            return None;
+        };
+        let mut stamp = String::new();
+        for file in [STATEMENT_FILE, SIGNATURE_FILE] {
+            let meta = fs::metadata(root.join(file)).ok()?;
+            stamp.push_str(&file_identity(&meta));
+            stamp.push(';');
+        }
+        Some(stamp)
+    }
+
+    /// Returns whether a statement verified before, issued at `issued` and expiring at
+    /// `expires`, still stands now: not expired by this registry's clock, and no newer one
+    /// seen from this registry since.
+    pub(crate) fn still_fresh(&self, issued: u64, expires: Option<u64>) -> bool {
+        let now = freshness::seconds(self.now);
+        expires.is_none_or(|e| now < e)
+            && self
+                .memory
+                .newest_issued(&self.config.index)
+                .is_none_or(|newest| newest <= issued)
     }
 
     /// Returns the directory this registry's cached files live in.
@@ -1069,6 +1087,25 @@ impl Http {
             .into()),
         }
     }
+}
+
+/// Identifies one version of a file that is replaced by rename when it changes: a new version
+/// has a new inode and change time even when its size and modification time match.
+fn file_identity(meta: &fs::Metadata) -> String {
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut stamp = format!("{} {}", meta.len(), crate::store::mtime_nanos(meta));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        stamp.push_str(&format!(
+            " {} {} {}.{}",
+            meta.dev(),
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        ));
+    }
+    stamp
 }
 
 fn is_missing(status: StatusCode) -> bool {

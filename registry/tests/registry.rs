@@ -683,6 +683,21 @@ fn search_listings_follow_the_catalog_they_were_made_from() {
     fs::remove_file(listing("web")).unwrap();
     fs::create_dir(listing("web")).unwrap();
     assert_eq!(names(&web), ["echo@1.2.0", "zither@0.1.0"]);
+
+    // A cached listing never outlives its statement: past the expiry, search fails as an
+    // install would, though the listing (and the statement files) are unchanged.
+    assert_eq!(names(&local), ["echo@1.2.0", "zither@0.1.0"]);
+    let later = fx
+        .local(&store)
+        .with_clock(SystemTime::now() + DEFAULT_VALIDITY + Duration::from_secs(60));
+    let err = search(
+        std::slice::from_ref(&later),
+        &SearchQuery::default(),
+        &host(),
+        &NoReporter,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
 }
 
 #[test]
