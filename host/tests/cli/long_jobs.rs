@@ -141,6 +141,40 @@ fn testkit_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+fn a_job_killed_while_submitting_is_never_submitted_again_and_fails_clearly() {
+    let ctx = context();
+    let running = ctx.spawn_until(
+        ["run", "remote", "dust", "--submit-ms", "60000"],
+        "submitting",
+    );
+    running.signal("KILL");
+    running.wait();
+    let listed = states(&ctx);
+    assert_eq!(listed[0].1, "interrupted");
+    let resumed = ctx.run(["jobs", "resume"]);
+    resumed.expect_code(8);
+    assert!(
+        resumed
+            .stderr
+            .contains("unknown whether the remote service received it"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        resumed.stderr.contains("not submitted a second time"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        !resumed.stderr.contains("submitted task-"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(states(&ctx)[0].1, "failed");
+    assert!(videos(&ctx).is_empty());
+}
+
+#[test]
 fn jobs_cancel_cancels_the_remote_task_and_marks_the_job_cancelled() {
     let mut ctx = context();
     let log = ctx.home.path().join("remote.log");
@@ -264,7 +298,8 @@ fn a_cost_over_the_threshold_is_refused_without_a_terminal_unless_yes() {
     assert_eq!(videos(&ctx).len(), 1);
 
     // A raised limit, or a cheaper job, only shows the cost.
-    ctx.config("[defaults]\nconfirm_over = 10\n");
+    ctx.run(["config", "set", "defaults.confirm_over", "10"])
+        .success();
     let shown = ctx.run(paid);
     shown.success();
     assert!(
