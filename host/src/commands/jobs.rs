@@ -132,6 +132,7 @@ pub(crate) fn list(all: bool, limit: usize, as_json: bool) -> Result<()> {
                     "age_s": (now - r.created_ms).max(0) / 1000,
                     "output": planned_output(r),
                     "pid": pid,
+                    "progress": r.progress,
                     "error": r.error,
                 })
             })
@@ -146,7 +147,7 @@ pub(crate) fn list(all: bool, limit: usize, as_json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = records
+    let rows: Vec<[String; 7]> = records
         .iter()
         .map(|r| {
             let (state, _) = shown_state(dir, r);
@@ -157,10 +158,15 @@ pub(crate) fn list(all: bool, limit: usize, as_json: bool) -> Result<()> {
                 state.to_string(),
                 age(now - r.created_ms),
                 planned_output(r),
+                // A failed job says why; a live one where it stands.
+                r.error
+                    .clone()
+                    .or_else(|| r.state.resumable().then(|| r.progress.clone()).flatten())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    let header = ["ID", "TOOL", "TASK", "STATE", "AGE", "OUTPUT"];
+    let header = ["ID", "TOOL", "TASK", "STATE", "AGE", "OUTPUT", "DETAIL"];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

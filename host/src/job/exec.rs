@@ -177,6 +177,7 @@ pub(crate) fn execute(
                     io_error: None,
                     close_error: None,
                     reader_gone: false,
+                    progress_kept: None,
                 };
                 let finished = run(&plan, handler, work_dir);
                 let _ = tx.send(Msg::Done(Box::new(finished)));
@@ -711,6 +712,8 @@ struct Handler {
     io_error: Option<std::io::Error>,
     close_error: Option<anyhow::Error>,
     reader_gone: bool,
+    /// When the job's progress was last kept in the store.
+    progress_kept: Option<Instant>,
 }
 
 impl Handler {
@@ -729,6 +732,26 @@ impl Handler {
             level: LogLevel::Warn,
             message,
         }));
+    }
+
+    /// Keeps a recorded job's progress in the store for `launcher jobs`, at most once a second
+    /// so a chatty plugin does not turn into a stream of database writes.
+    fn keep_progress(&mut self, progress: &Progress) {
+        const EVERY: Duration = Duration::from_secs(1);
+        let Some(store) = &self.store else {
+            return;
+        };
+        if self.progress_kept.is_some_and(|at| at.elapsed() < EVERY) {
+            return;
+        }
+        self.progress_kept = Some(Instant::now());
+        let text = match progress.fraction {
+            Some(f) => format!("{} ({:.0}%)", progress.message, f * 100.0),
+            None => progress.message.clone(),
+        };
+        let text = settings::scrub(&text, &self.plan.secrets);
+        // Only `launcher jobs` reads it; a failed write costs that line, not the job.
+        let _ = store.set_progress(&self.plan.id, &text);
     }
 
     /// Takes the job's lock when it is first recorded, so other launchers see it is running.
@@ -802,6 +825,7 @@ impl EventHandler for Handler {
                 }
             }
             Event::Progress(p) => {
+                self.keep_progress(&p);
                 let _ = self.tx.send(Msg::Progress(p));
             }
             Event::Log(line) => {

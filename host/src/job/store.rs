@@ -8,7 +8,8 @@
 //! prompt and the answer, with the tool and model that answered. The history (`launcher
 //! logs`, schema 2) is one entry per job that ended: its tool, task, parameters, input text,
 //! outputs, duration, exit status and error, never a setting and never a secret; a chat job's
-//! entry names its conversation. `PRAGMA user_version` says which schema a file has; opening
+//! entry names its conversation. Schema 3 keeps a recorded job's last progress message, for
+//! `launcher jobs`. `PRAGMA user_version` says which schema a file has; opening
 //! an older file migrates it in place, keeping its data.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::output;
 
 /// The schema this launcher writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +82,13 @@ pub(crate) struct JobRecord {
     pub(crate) updated_ms: i64,
     /// Why it failed or was cancelled, when it says.
     pub(crate) error: Option<String>,
+    /// The last progress it reported while a launcher ran it.
+    pub(crate) progress: Option<String>,
 }
 
 /// The columns [`JobRow::read`] reads, in its order.
 const JOB_COLUMNS: &str =
-    "id, tool, task, params, outputs, checkpoint, state, created_ms, updated_ms, error";
+    "id, tool, task, params, outputs, checkpoint, state, created_ms, updated_ms, error, progress";
 
 /// A row of the jobs table, before its JSON columns are parsed.
 struct JobRow {
@@ -99,6 +102,7 @@ struct JobRow {
     created_ms: i64,
     updated_ms: i64,
     error: Option<String>,
+    progress: Option<String>,
 }
 
 impl JobRow {
@@ -114,6 +118,7 @@ impl JobRow {
             created_ms: r.get(7)?,
             updated_ms: r.get(8)?,
             error: r.get(9)?,
+            progress: r.get(10)?,
         })
     }
 
@@ -135,6 +140,7 @@ impl JobRow {
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
             error: self.error,
+            progress: self.progress,
             id,
         })
     }
@@ -213,6 +219,15 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps the last progress of a recorded job, for `launcher jobs`.
+    pub(crate) fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET progress = ?2 WHERE id = ?1",
+            params![id, progress],
+        )?;
+        Ok(())
+    }
+
     /// Sets the state of a recorded job (nothing happens for a job never recorded).
     pub(crate) fn set_state(&self, id: &str, state: State, error: Option<&str>) -> Result<()> {
         self.conn.execute(
@@ -260,6 +275,9 @@ impl Store {
         Ok(ids)
     }
 }
+
+/// Schema 3: the last progress a recorded job reported (`rendering, 40%`).
+const SCHEMA_3: &str = "ALTER TABLE jobs ADD COLUMN progress TEXT;";
 
 /// Schema 1: resumable jobs and conversations.
 const SCHEMA_1: &str = "
@@ -338,6 +356,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 2 {
         conn.execute_batch(SCHEMA_2)?;
+    }
+    if version < 3 {
+        conn.execute_batch(SCHEMA_3)?;
     }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     Ok(())
@@ -1098,6 +1119,13 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        // Schema 3's column is there too.
+        store
+            .checkpoint("j0", "t", "txt2vid", &Map::new(), &plan(), &Value::Null)
+            .unwrap();
+        store.set_progress("j0", "rendering (40%)").unwrap();
+        let job = store.get("j0").unwrap().unwrap();
+        assert_eq!(job.progress.as_deref(), Some("rendering (40%)"));
         let params = Map::new();
         store
             .record(&Entry::of(ended("j", "t", &params, &[])))

@@ -103,6 +103,12 @@ fn a_launcher_killed_mid_poll_loses_nothing_and_jobs_resume_writes_the_output_on
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].1, "interrupted", "a running job nobody holds");
     let id = listed[0].0.clone();
+    let shown = ctx.run(["jobs"]);
+    assert!(
+        shown.stdout.contains(&format!("rendering task-{id} (25%)")),
+        "the last progress is kept: {}",
+        shown.stdout
+    );
     assert!(videos(&ctx).is_empty(), "{:?}", ctx.work_files());
 
     // Resumed from another directory: the output still goes where it was planned.
@@ -223,6 +229,13 @@ fn a_job_another_launcher_runs_is_shown_running_and_waited_for_not_taken() {
     let job = &listed.json()[0];
     assert_eq!(job["state"], "running");
     assert!(job["pid"].as_u64().is_some(), "{job}");
+    assert!(
+        job["progress"]
+            .as_str()
+            .unwrap()
+            .starts_with("rendering task-"),
+        "{job}"
+    );
     let id = job["id"].as_str().unwrap().to_string();
 
     let cancel = ctx.run(["jobs", "cancel", &id]);
