@@ -396,3 +396,61 @@ fn on_a_terminal_a_cost_over_the_threshold_is_asked_and_only_yes_submits() {
     assert!(shown.contains("submitted task-"), "{shown}");
     assert_eq!(videos(&ctx).len(), 1);
 }
+
+#[test]
+fn an_output_download_that_breaks_off_is_resumed_and_an_expired_url_says_so() {
+    use launcher_testkit::http::{HttpServer, Reply, Response};
+    let video: Vec<u8> = [0x1A, 0x45, 0xDF, 0xA3]
+        .into_iter()
+        .chain((0..2_000_000u32).map(|i| (i % 251) as u8))
+        .collect();
+    let served = video.clone();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let server = HttpServer::start(move |request| {
+        if request.path.contains("expired") {
+            return Reply::Respond(Response::text(403, "AccessDenied: Request has expired"));
+        }
+        let whole = Response::new(200)
+            .header("Last-Modified", "Mon, 30 Nov 2026 12:00:00 GMT")
+            .body(served.clone());
+        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Reply::Truncate(whole, 700_000);
+        }
+        let start: usize = request
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.trim_end_matches('-').parse().ok())
+            .expect("the second request asks for the rest");
+        Reply::Respond(
+            Response::new(206)
+                .header(
+                    "Content-Range",
+                    format!("bytes {start}-{}/{}", served.len() - 1, served.len()),
+                )
+                .body(served[start..].to_vec()),
+        )
+    });
+    let ctx = context();
+    let url = format!("{}/out/video.webm", server.url());
+    let out = ctx.run([
+        "run", "remote", "sea", "--url", &url, "-o", "sea.webm", "--json",
+    ]);
+    out.success();
+    assert_eq!(out.json()["info"]["downloaded"], video.len() as u64);
+    assert!(std::fs::read(ctx.work_file("sea.webm")).unwrap() == video);
+    assert_eq!(ctx.work_files(), ["sea.webm"]);
+    assert_eq!(server.requests().len(), 2);
+
+    let expired = format!(
+        "{}/expired.webm?X-Amz-Date=20260101T000000Z&X-Amz-Expires=3600&X-Amz-Signature=s",
+        server.url()
+    );
+    let out = ctx.run(["run", "remote", "sea", "--url", &expired, "-o", "late.webm"]);
+    out.expect_code(8);
+    assert!(
+        out.stderr.contains("the output URL expired"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(ctx.work_files(), ["sea.webm"], "nothing partial is left");
+}
