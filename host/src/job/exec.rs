@@ -42,8 +42,32 @@ enum Msg {
     Crashed,
     /// The plugin asks to accept a cost; the answer goes back on the sender.
     Confirm(Cost, Sender<bool>),
-    /// The user answered the cost question.
-    Answer(bool),
+}
+
+/// The cost question while it is asked on the terminal: the first answer wins, the user's or
+/// the "no" of a signal that arrives first, and goes back to the waiting worker.
+struct Question {
+    reply: Sender<bool>,
+    answer: std::sync::Mutex<Option<bool>>,
+}
+
+impl Question {
+    /// Gives `yes` as the answer unless one was given; returns whether this one counted.
+    fn answer(&self, yes: bool) -> bool {
+        let Ok(mut answer) = self.answer.lock() else {
+            return false;
+        };
+        if answer.is_some() {
+            return false;
+        }
+        *answer = Some(yes);
+        let _ = self.reply.send(yes);
+        true
+    }
+
+    fn accepted(&self) -> bool {
+        self.answer.lock().is_ok_and(|a| *a == Some(true))
+    }
 }
 
 /// What became of the cost a plugin asked to confirm.
@@ -183,12 +207,11 @@ pub(crate) fn execute(
                 let _ = tx.send(Msg::Done(Box::new(finished)));
             })?
     };
-    let tx_answer = tx;
+    drop(tx);
 
     let mut signalled: Option<i32> = None;
     let mut priced: Option<Priced> = None;
-    // The worker waiting for the answer to the cost question, while it is asked.
-    let mut asking: Option<Sender<bool>> = None;
+    let mut question: Option<Arc<Question>> = None;
     let finished = loop {
         // The worker always says how it ended, even when it panicked.
         let msg = rx.recv().unwrap_or(Msg::Crashed);
@@ -227,18 +250,24 @@ pub(crate) fn execute(
                             .amount_text()
                         ));
                         eprint!("submit it? [y/N] ");
-                        let tx = tx_answer.clone();
+                        let asked = Arc::new(Question {
+                            reply,
+                            answer: std::sync::Mutex::new(None),
+                        });
+                        let reader = asked.clone();
                         // Read on a thread of its own so a signal still reaches this loop.
-                        let _ =
+                        let spawned =
                             std::thread::Builder::new()
                                 .name("answer".into())
                                 .spawn(move || {
                                     let mut line = String::new();
-                                    let answer = std::io::stdin().read_line(&mut line).is_ok()
-                                        && is_yes(&line);
-                                    let _ = tx.send(Msg::Answer(answer));
+                                    let read = std::io::stdin().read_line(&mut line).is_ok();
+                                    reader.answer(read && is_yes(&line));
                                 });
-                        asking = Some(reply);
+                        if spawned.is_err() {
+                            asked.answer(false);
+                        }
+                        question = Some(asked);
                         priced = Some(Priced {
                             cost,
                             verdict: Verdict::Declined,
@@ -246,23 +275,12 @@ pub(crate) fn execute(
                     }
                 }
             }
-            Msg::Answer(answer) => {
-                if let Some(reply) = asking.take() {
-                    if let Some(p) = &mut priced {
-                        p.verdict = if answer {
-                            Verdict::Accepted
-                        } else {
-                            Verdict::Declined
-                        };
-                    }
-                    let _ = reply.send(answer);
-                }
-            }
             Msg::Signal(signal) => {
-                if let Some(reply) = asking.take() {
-                    // A signal during the question is a no; nothing was submitted.
+                if let Some(asked) = &question
+                    && asked.answer(false)
+                {
+                    // A signal during the question is a no; end the prompt's line.
                     eprintln!();
-                    let _ = reply.send(false);
                 }
                 if signalled.is_some() {
                     // A second signal: stop at once, leaving nothing half-written.
@@ -289,6 +307,13 @@ pub(crate) fn execute(
     };
     let _ = worker.join();
     render.clear();
+    if let (Some(asked), Some(priced)) = (&question, &mut priced) {
+        priced.verdict = if asked.accepted() {
+            Verdict::Accepted
+        } else {
+            Verdict::Declined
+        };
+    }
     let duration = finished.duration;
     let outcome = conclude(
         &plan,
@@ -302,6 +327,9 @@ pub(crate) fn execute(
     if let Some(dir) = &work_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
+    record_history(&plan, &outcome, duration, data_dir, globals);
+    // Let go only once the store and the history say how the job ended, so a launcher waiting
+    // for it (`jobs wait`) reads the end, outputs included.
     let held = lock.lock().ok().and_then(|mut slot| slot.take());
     if let Some(held) = held {
         // A detached job stays resumable; any other end is final, and its lock file goes.
@@ -309,7 +337,6 @@ pub(crate) fn execute(
             held.finish();
         }
     }
-    record_history(&plan, &outcome, duration, data_dir, globals);
     outcome
 }
 
