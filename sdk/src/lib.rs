@@ -5,6 +5,11 @@
 //! sends it [`Job`]s; the plugin writes outputs through its [`Context`]. Nothing but C types
 //! and JSON crosses the library boundary (see [`abi`]), and the macro writes all the `unsafe`.
 //!
+//! Remote jobs that take minutes record where they stand with [`Context::checkpoint`] (before
+//! and after the submit request; see its docs) so the host can resume them, wait with
+//! [`poll`], ask the user to accept what paid work costs with [`Context::confirm_cost`] and a
+//! [`cost::PriceTable`], and fetch their outputs with the HTTP client's `download`.
+//!
 //! # Example
 //!
 //! ```
@@ -37,6 +42,9 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod cost;
+#[cfg(feature = "http")]
+pub mod download;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;

@@ -200,7 +200,7 @@ pub(crate) fn rerun(globals: &Globals, id: &str, raw: &[String]) -> Result<()> {
     globals.report_catalog(&catalog);
     let plan = plan_rerun(&entry, raw, &catalog, &config, &config_path)?;
     let new = plan.id.clone();
-    let outcome = exec::execute(plan, home.data_dir(), globals);
+    let outcome = exec::execute(plan, None, home.data_dir(), globals);
     if let Ok(store) = Store::open(home.data_dir()) {
         let _ = store.set_rerun_of(&new, &entry.id);
     }
@@ -238,7 +238,7 @@ fn plan_rerun(
     })?;
     let specs = params::params_of(&task, &tool.spec);
     let mut values = entry.params.clone();
-    let (mut explicit, mut force, mut json) = (None, false, false);
+    let (mut explicit, mut force, mut json, mut yes) = (None, false, false, false);
     let mut cli_settings = Vec::new();
     let mut changed: Vec<String> = Vec::new();
     let mut i = 0;
@@ -257,6 +257,7 @@ fn plan_rerun(
             "-o" | "--output" => explicit = Some(PathBuf::from(value("a file")?)),
             "--force" => force = true,
             "--json" => json = true,
+            "--yes" => yes = true,
             "-v" | "-q" => {}
             "--set" => {
                 let item = value("NAME=VALUE")?;
@@ -378,6 +379,10 @@ fn plan_rerun(
         detach: false,
         play: false,
         cancel_remote: false,
+        yes,
+        cancel_requested: false,
+        collect: false,
+        confirm_over: config.confirm_over(),
         resume: None,
         history: Vec::new(),
         conversation: None,
@@ -535,7 +540,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// `YYYY-MM-DD HH:MM:SS`, in UTC.
-fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let t = secs.rem_euclid(86_400);

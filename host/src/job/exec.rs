@@ -5,6 +5,11 @@
 //! its children, partial outputs are removed, exit 130/143/129); a job that recorded a remote
 //! checkpoint is detached instead (its record stays resumable, nothing remote is cancelled,
 //! exit 12) unless `--cancel-remote` was given. A second signal ends launcher at once.
+//!
+//! Money: a plugin asks before it submits paid work ([`launcher_sdk::Context::confirm_cost`]).
+//! The estimate is always shown; above `[defaults] confirm_over` the user is asked y/N on a
+//! terminal, `--yes` accepts without asking, and with nobody to ask the job is refused (exit
+//! 2). A declined or refused job submitted nothing and ends as cancelled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use launcher_sdk::abi::{CallError, Event, EventHandler};
+use launcher_sdk::cost::Cost;
 use launcher_sdk::serde_json::Value;
 use launcher_sdk::{CreateRequest, ErrorKind, Job, JobResult, LogLevel, LogLine, Progress};
 
 use crate::commands::Globals;
 use crate::failure::{Class, Failure, fail};
+use crate::job::lock::JobLock;
 use crate::job::plan::JobPlan;
 use crate::job::render::Render;
 use crate::job::store::{State, Store, Turn};
@@ -33,6 +40,77 @@ enum Msg {
     Done(Box<Finished>),
     /// The worker panicked in launcher's own code.
     Crashed,
+    /// The plugin asks to accept a cost; the answer goes back on the sender.
+    Confirm(Cost, Sender<bool>),
+}
+
+/// The cost question while it is asked on the terminal: the first answer wins, the user's or
+/// the "no" of a signal that arrives first, and goes back to the waiting worker.
+struct Question {
+    reply: Sender<bool>,
+    answer: std::sync::Mutex<Option<bool>>,
+}
+
+impl Question {
+    /// Gives `yes` as the answer unless one was given; returns whether this one counted.
+    fn answer(&self, yes: bool) -> bool {
+        let Ok(mut answer) = self.answer.lock() else {
+            return false;
+        };
+        if answer.is_some() {
+            return false;
+        }
+        *answer = Some(yes);
+        let _ = self.reply.send(yes);
+        true
+    }
+
+    fn accepted(&self) -> bool {
+        self.answer.lock().is_ok_and(|a| *a == Some(true))
+    }
+}
+
+/// What became of the cost a plugin asked to confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// At or below the threshold: shown only.
+    Shown,
+    /// Accepted by `--yes` or by the user's answer.
+    Accepted,
+    /// The user answered no.
+    Declined,
+    /// Above the threshold with nobody to ask, and no `--yes`.
+    Refused,
+}
+
+/// The cost of a job and what became of it, for the result and the failure message.
+struct Priced {
+    cost: Cost,
+    verdict: Verdict,
+}
+
+/// Decides about `cost` without asking: `None` when the user must be asked.
+fn judge(cost: &Cost, threshold: f64, yes: bool, can_ask: bool) -> Option<Verdict> {
+    if cost.amount <= threshold {
+        Some(Verdict::Shown)
+    } else if yes {
+        Some(Verdict::Accepted)
+    } else if can_ask {
+        None
+    } else {
+        Some(Verdict::Refused)
+    }
+}
+
+/// Reads the answer to the cost question: only an explicit yes accepts.
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// Returns whether the user can be asked a question: stdin and stderr are a terminal.
+fn can_ask() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// How the worker's part ended.
@@ -57,11 +135,26 @@ pub(crate) struct Report {
     pub(crate) outputs: Vec<crate::output::Written>,
     /// The job goes on remotely (`--detach`).
     pub(crate) detached: bool,
+    /// The job was cancelled as asked (`launcher jobs cancel`).
+    pub(crate) cancelled: bool,
 }
 
+/// The lock of the job being run, once it is recorded; shared by the worker, which takes it
+/// at the first checkpoint, and the watching thread, which lets it go when the job ends.
+type LockSlot = Arc<std::sync::Mutex<Option<JobLock>>>;
+
 /// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
-pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Result<Report> {
+///
+/// A resumed job must come with its [`JobLock`], taken by the caller: it is held until the
+/// job ends, so other launchers see a live one running it.
+pub(crate) fn execute(
+    plan: JobPlan,
+    lock: Option<JobLock>,
+    data_dir: &Path,
+    globals: &Globals,
+) -> Result<Report> {
     let plan = Arc::new(plan);
+    let lock: LockSlot = Arc::new(std::sync::Mutex::new(lock));
     let mut render = Render::new(*globals, plan.secrets.clone());
     for reason in &plan.reasons {
         globals.info(&format!("routing: {reason}"));
@@ -76,7 +169,9 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
     if subscription.is_none() {
         globals.info("cannot watch for signals; Ctrl-C will end launcher without cleaning up");
     }
-    let cancel = Arc::new(AtomicBool::new(false));
+    // `jobs cancel` resumes a job with cancellation asked from the start, so the plugin sends
+    // its cancel request instead of waiting.
+    let cancel = Arc::new(AtomicBool::new(plan.cancel_requested));
     let checkpointed = Arc::new(AtomicBool::new(false));
     let pending: Pending = Pending::default();
     let work_dir = make_work_dir(&plan, &pending);
@@ -90,24 +185,33 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
         let data_dir = data_dir.to_path_buf();
         let work_dir = work_dir.clone();
         let tx = tx.clone();
+        let lock = lock.clone();
         std::thread::Builder::new()
             .name(format!("job {}", plan.id))
             .spawn(move || {
-                let finished = run(
-                    &plan,
-                    &data_dir,
+                let handler = Handler {
+                    lock,
+                    outputs: Outputs::new(plan.outputs.clone(), pending),
+                    plan: plan.clone(),
                     cancel,
                     checkpointed,
-                    pending,
-                    tx.clone(),
-                    work_dir,
-                );
+                    tx: tx.clone(),
+                    data_dir,
+                    store: None,
+                    io_error: None,
+                    close_error: None,
+                    reader_gone: false,
+                    progress_kept: None,
+                };
+                let finished = run(&plan, handler, work_dir);
                 let _ = tx.send(Msg::Done(Box::new(finished)));
             })?
     };
     drop(tx);
 
     let mut signalled: Option<i32> = None;
+    let mut priced: Option<Priced> = None;
+    let mut question: Option<Arc<Question>> = None;
     let finished = loop {
         // The worker always says how it ended, even when it panicked.
         let msg = rx.recv().unwrap_or(Msg::Crashed);
@@ -121,7 +225,63 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
             }
             Msg::Progress(p) => render.progress(&p),
             Msg::Log(line) => render.log(&line),
+            Msg::Confirm(cost, reply) => {
+                render.clear();
+                render.set_cost(cost.clone());
+                let threshold = plan.confirm_over;
+                let about = format!("this job will cost about {cost}");
+                match judge(&cost, threshold, plan.yes, can_ask()) {
+                    Some(verdict) => {
+                        match verdict {
+                            Verdict::Accepted => render.say(&format!("{about}; accepted by --yes")),
+                            Verdict::Refused => {}
+                            _ => render.say(&about),
+                        }
+                        let _ = reply.send(matches!(verdict, Verdict::Shown | Verdict::Accepted));
+                        priced = Some(Priced { cost, verdict });
+                    }
+                    None => {
+                        render.say(&format!(
+                            "{about}, more than your limit of {} (`confirm_over`)",
+                            Cost {
+                                amount: threshold,
+                                ..cost.clone()
+                            }
+                            .amount_text()
+                        ));
+                        eprint!("submit it? [y/N] ");
+                        let asked = Arc::new(Question {
+                            reply,
+                            answer: std::sync::Mutex::new(None),
+                        });
+                        let reader = asked.clone();
+                        // Read on a thread of its own so a signal still reaches this loop.
+                        let spawned =
+                            std::thread::Builder::new()
+                                .name("answer".into())
+                                .spawn(move || {
+                                    let mut line = String::new();
+                                    let read = std::io::stdin().read_line(&mut line).is_ok();
+                                    reader.answer(read && is_yes(&line));
+                                });
+                        if spawned.is_err() {
+                            asked.answer(false);
+                        }
+                        question = Some(asked);
+                        priced = Some(Priced {
+                            cost,
+                            verdict: Verdict::Declined,
+                        });
+                    }
+                }
+            }
             Msg::Signal(signal) => {
+                if let Some(asked) = &question
+                    && asked.answer(false)
+                {
+                    // A signal during the question is a no; end the prompt's line.
+                    eprintln!();
+                }
                 if signalled.is_some() {
                     // A second signal: stop at once, leaving nothing half-written.
                     remove_pending(&pending);
@@ -147,11 +307,19 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
     };
     let _ = worker.join();
     render.clear();
+    if let (Some(asked), Some(priced)) = (&question, &mut priced) {
+        priced.verdict = if asked.accepted() {
+            Verdict::Accepted
+        } else {
+            Verdict::Declined
+        };
+    }
     let duration = finished.duration;
     let outcome = conclude(
         &plan,
         *finished,
         signalled,
+        priced.as_ref(),
         &checkpointed,
         data_dir,
         &mut render,
@@ -160,6 +328,15 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
         let _ = std::fs::remove_dir_all(dir);
     }
     record_history(&plan, &outcome, duration, data_dir, globals);
+    // Let go only once the store and the history say how the job ended, so a launcher waiting
+    // for it (`jobs wait`) reads the end, outputs included.
+    let held = lock.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(held) = held {
+        // A detached job stays resumable; any other end is final, and its lock file goes.
+        if !matches!(&outcome, Ok(report) if report.detached) {
+            held.finish();
+        }
+    }
     outcome
 }
 
@@ -244,6 +421,7 @@ fn conclude(
     plan: &JobPlan,
     finished: Finished,
     signalled: Option<i32>,
+    priced: Option<&Priced>,
     checkpointed: &AtomicBool,
     data_dir: &Path,
     render: &mut Render,
@@ -289,6 +467,28 @@ fn conclude(
                     render.say(&format!("kept {}, which was complete", path.display()));
                 }
             }
+            let cancelled = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<Failure>())
+                .is_some_and(|f| f.class == Class::Cancelled);
+            if plan.cancel_requested && cancelled {
+                set_state(
+                    State::Cancelled,
+                    Some("cancelled with `launcher jobs cancel`"),
+                );
+                render.say(&format!(
+                    "cancelled job {} at {}",
+                    plan.id, plan.tool.spec.id
+                ));
+                return Ok(Report {
+                    cancelled: true,
+                    ..Report::default()
+                });
+            }
+            if let Some(failure) = priced.and_then(|p| cost_failure(p, plan.confirm_over)) {
+                set_state(State::Cancelled, Some(&failure.message));
+                return Err(failure.into());
+            }
             if let Some(signal) = signalled {
                 set_state(State::Cancelled, None);
                 return Err(Failure::new(
@@ -324,12 +524,53 @@ fn conclude(
                 recorded,
                 conversation.as_deref(),
             )?;
+            if plan.cancel_requested {
+                render.say(&format!(
+                    "job {} had finished at {} before it could be cancelled",
+                    plan.id, plan.tool.spec.id
+                ));
+            }
             Ok(Report {
                 conversation,
                 outputs: written,
-                detached: false,
+                ..Report::default()
             })
         }
+    }
+}
+
+/// Returns the failure of a job whose cost was declined or refused: nothing was submitted.
+fn cost_failure(priced: &Priced, threshold: f64) -> Option<Failure> {
+    let cost = &priced.cost;
+    let limit = Cost {
+        amount: threshold,
+        ..cost.clone()
+    }
+    .amount_text();
+    match priced.verdict {
+        Verdict::Declined => Some(
+            Failure::new(
+                Class::Cancelled,
+                format!(
+                    "the job would cost about {cost}, and that was declined; nothing was submitted"
+                ),
+            )
+            .hint("run it again with other parameters (a shorter duration, a cheaper model)"),
+        ),
+        Verdict::Refused => Some(
+            Failure::new(
+                Class::Usage,
+                format!(
+                    "the job would cost about {cost}, more than your limit of {limit} \
+                     (`confirm_over`), and there is no terminal to ask on; nothing was submitted"
+                ),
+            )
+            .hint(
+                "add --yes to accept the cost, or raise `confirm_over` in the [defaults] of \
+                 config.toml",
+            ),
+        ),
+        Verdict::Shown | Verdict::Accepted => None,
     }
 }
 
@@ -376,28 +617,8 @@ fn record_turn(
 }
 
 /// The worker: loads the plugin, creates the tool, invokes the job.
-fn run(
-    plan: &Arc<JobPlan>,
-    data_dir: &Path,
-    cancel: Arc<AtomicBool>,
-    checkpointed: Arc<AtomicBool>,
-    pending: Pending,
-    tx: Sender<Msg>,
-    work_dir: Option<PathBuf>,
-) -> Finished {
+fn run(plan: &Arc<JobPlan>, mut handler: Handler, work_dir: Option<PathBuf>) -> Finished {
     let started = Instant::now();
-    let mut handler = Handler {
-        plan: plan.clone(),
-        outputs: Outputs::new(plan.outputs.clone(), pending),
-        cancel,
-        checkpointed,
-        tx,
-        data_dir: data_dir.to_path_buf(),
-        store: None,
-        io_error: None,
-        close_error: None,
-        reader_gone: false,
-    };
     let outcome = invoke(plan, &mut handler, work_dir);
     Finished {
         outcome,
@@ -455,6 +676,10 @@ fn make_work_dir(plan: &JobPlan, pending: &Pending) -> Option<PathBuf> {
         _ => plan.outputs.dir.clone(),
     };
     let dir = base.join(format!(".launcher-{}.work", plan.id));
+    if plan.resume.is_some() {
+        // Left by a launcher killed while it ran this job; the caller holds the job's lock.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     std::fs::create_dir(&dir).ok()?;
     let dir = dir.canonicalize().unwrap_or(dir);
     pending.lock().expect("pending list").push(dir.clone());
@@ -502,6 +727,7 @@ pub(crate) fn call_failure(tool: &str, err: CallError, secrets: &[String]) -> an
 
 /// Receives a job's events on the worker thread.
 struct Handler {
+    lock: LockSlot,
     plan: Arc<JobPlan>,
     outputs: Outputs,
     cancel: Arc<AtomicBool>,
@@ -513,6 +739,8 @@ struct Handler {
     io_error: Option<std::io::Error>,
     close_error: Option<anyhow::Error>,
     reader_gone: bool,
+    /// When the job's progress was last kept in the store.
+    progress_kept: Option<Instant>,
 }
 
 impl Handler {
@@ -533,6 +761,46 @@ impl Handler {
         }));
     }
 
+    /// Keeps a recorded job's progress in the store for `launcher jobs`, at most once a second
+    /// so a chatty plugin does not turn into a stream of database writes.
+    fn keep_progress(&mut self, progress: &Progress) {
+        const EVERY: Duration = Duration::from_secs(1);
+        let Some(store) = &self.store else {
+            return;
+        };
+        if self.progress_kept.is_some_and(|at| at.elapsed() < EVERY) {
+            return;
+        }
+        self.progress_kept = Some(Instant::now());
+        let text = match progress.fraction {
+            Some(f) => format!("{} ({:.0}%)", progress.message, f * 100.0),
+            None => progress.message.clone(),
+        };
+        let text = settings::scrub(&text, &self.plan.secrets);
+        // Only `launcher jobs` reads it; a failed write costs that line, not the job.
+        let _ = store.set_progress(&self.plan.id, &text);
+    }
+
+    /// Takes the job's lock when it is first recorded, so other launchers see it is running.
+    fn take_lock(&mut self) {
+        let Ok(mut slot) = self.lock.lock() else {
+            return;
+        };
+        if slot.is_some() {
+            return;
+        }
+        match JobLock::try_take(&self.data_dir, &self.plan.id) {
+            Ok(Ok(lock)) => *slot = Some(lock),
+            Ok(Err(_)) => {}
+            Err(err) => {
+                drop(slot);
+                self.warn(format!(
+                    "other launchers will see this job as interrupted: {err:#}"
+                ));
+            }
+        }
+    }
+
     /// Keeps a checkpoint in the job store, recording the job on the first one.
     fn keep_checkpoint(&mut self, value: &Value) {
         if self.store.is_none() {
@@ -544,6 +812,7 @@ impl Handler {
                 }
             }
         }
+        self.take_lock();
         let store = self.store.as_ref().expect("opened above");
         let plan = &self.plan;
         match store.checkpoint(
@@ -583,6 +852,7 @@ impl EventHandler for Handler {
                 }
             }
             Event::Progress(p) => {
+                self.keep_progress(&p);
                 let _ = self.tx.send(Msg::Progress(p));
             }
             Event::Log(line) => {
@@ -595,5 +865,79 @@ impl EventHandler for Handler {
 
     fn is_cancelled(&self) -> bool {
         self.reader_gone || self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn confirm_cost(&mut self, cost: &Cost) -> bool {
+        let (reply, answer) = mpsc::channel();
+        if self.tx.send(Msg::Confirm(cost.clone(), reply)).is_err() {
+            return false;
+        }
+        // No answer (the watching thread is gone) is a no: never submit unconfirmed.
+        answer.recv().unwrap_or(false) && !self.cancel.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(amount: f64) -> Cost {
+        Cost {
+            amount,
+            currency: "USD".into(),
+            what: "a video".into(),
+        }
+    }
+
+    #[test]
+    fn a_cost_above_the_threshold_asks_or_needs_yes() {
+        assert_eq!(judge(&cost(0.5), 1.0, false, false), Some(Verdict::Shown));
+        assert_eq!(judge(&cost(1.0), 1.0, false, false), Some(Verdict::Shown));
+        assert_eq!(judge(&cost(1.5), 1.0, true, false), Some(Verdict::Accepted));
+        assert_eq!(judge(&cost(1.5), 1.0, false, true), None);
+        assert_eq!(judge(&cost(1.5), 1.0, false, false), Some(Verdict::Refused));
+        assert_eq!(
+            judge(&cost(0.01), 0.0, false, false),
+            Some(Verdict::Refused)
+        );
+    }
+
+    #[test]
+    fn only_an_explicit_yes_accepts() {
+        assert!(is_yes("y\n"));
+        assert!(is_yes(" YES "));
+        for no in ["", "\n", "n", "no", "yep", "sure"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_cost_is_a_usage_failure_and_a_declined_one_a_cancellation() {
+        let refused = Priced {
+            cost: cost(3.2),
+            verdict: Verdict::Refused,
+        };
+        let failure = cost_failure(&refused, 1.0).unwrap();
+        assert_eq!(failure.class, Class::Usage);
+        assert!(
+            failure.message.contains("$3.20 (a video)"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.message.contains("$1.00"));
+        assert!(failure.hint.unwrap().contains("--yes"));
+        let declined = Priced {
+            cost: cost(3.2),
+            verdict: Verdict::Declined,
+        };
+        assert_eq!(
+            cost_failure(&declined, 1.0).unwrap().class,
+            Class::Cancelled
+        );
+        let shown = Priced {
+            cost: cost(0.2),
+            verdict: Verdict::Shown,
+        };
+        assert!(cost_failure(&shown, 1.0).is_none());
     }
 }

@@ -8,7 +8,8 @@
 //! prompt and the answer, with the tool and model that answered. The history (`launcher
 //! logs`, schema 2) is one entry per job that ended: its tool, task, parameters, input text,
 //! outputs, duration, exit status and error, never a setting and never a secret; a chat job's
-//! entry names its conversation. `PRAGMA user_version` says which schema a file has; opening
+//! entry names its conversation. Schema 3 keeps a recorded job's last progress message, for
+//! `launcher jobs`. `PRAGMA user_version` says which schema a file has; opening
 //! an older file migrates it in place, keeping its data.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::output;
 
 /// The schema this launcher writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub(crate) enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
             State::Detached => "detached",
@@ -75,6 +76,74 @@ pub(crate) struct JobRecord {
     pub(crate) outputs: output::Plan,
     pub(crate) checkpoint: Option<Value>,
     pub(crate) state: State,
+    /// When it was recorded (its first checkpoint), in Unix milliseconds.
+    pub(crate) created_ms: i64,
+    /// When its checkpoint or state last changed.
+    pub(crate) updated_ms: i64,
+    /// Why it failed or was cancelled, when it says.
+    pub(crate) error: Option<String>,
+    /// The last progress it reported while a launcher ran it.
+    pub(crate) progress: Option<String>,
+}
+
+/// The columns [`JobRow::read`] reads, in its order.
+const JOB_COLUMNS: &str =
+    "id, tool, task, params, outputs, checkpoint, state, created_ms, updated_ms, error, progress";
+
+/// A row of the jobs table, before its JSON columns are parsed.
+struct JobRow {
+    id: String,
+    tool: String,
+    task: String,
+    params: String,
+    outputs: String,
+    checkpoint: Option<String>,
+    state: String,
+    created_ms: i64,
+    updated_ms: i64,
+    error: Option<String>,
+    progress: Option<String>,
+}
+
+impl JobRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+        Ok(JobRow {
+            id: r.get(0)?,
+            tool: r.get(1)?,
+            task: r.get(2)?,
+            params: r.get(3)?,
+            outputs: r.get(4)?,
+            checkpoint: r.get(5)?,
+            state: r.get(6)?,
+            created_ms: r.get(7)?,
+            updated_ms: r.get(8)?,
+            error: r.get(9)?,
+            progress: r.get(10)?,
+        })
+    }
+
+    fn record(self) -> Result<JobRecord> {
+        let id = self.id;
+        Ok(JobRecord {
+            params: serde_json::from_str(&self.params)
+                .with_context(|| format!("job {id} has unreadable parameters"))?,
+            outputs: serde_json::from_str(&self.outputs)
+                .with_context(|| format!("job {id} has an unreadable output plan"))?,
+            checkpoint: self
+                .checkpoint
+                .map(|c| serde_json::from_str(&c))
+                .transpose()
+                .with_context(|| format!("job {id} has an unreadable checkpoint"))?,
+            state: State::parse(&self.state),
+            tool: self.tool,
+            task: self.task,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            error: self.error,
+            progress: self.progress,
+            id,
+        })
+    }
 }
 
 /// An open job store.
@@ -130,6 +199,8 @@ impl Store {
         checkpoint: &Value,
     ) -> Result<()> {
         let now = now_ms();
+        // A job may be resumed from another directory; its outputs still go where planned.
+        let outputs = outputs.anchored();
         self.conn.execute(
             "INSERT INTO jobs (id, created_ms, updated_ms, tool, task, params, outputs, checkpoint, state)
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, 'running')
@@ -141,9 +212,18 @@ impl Store {
                 tool,
                 task,
                 serde_json::to_string(params)?,
-                serde_json::to_string(outputs)?,
+                serde_json::to_string(&outputs)?,
                 serde_json::to_string(checkpoint)?,
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Keeps the last progress of a recorded job, for `launcher jobs`.
+    pub(crate) fn set_progress(&self, id: &str, progress: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE jobs SET progress = ?2 WHERE id = ?1",
+            params![id, progress],
         )?;
         Ok(())
     }
@@ -162,38 +242,26 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT id, tool, task, params, outputs, checkpoint, state FROM jobs WHERE id = ?1",
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
                 params![id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, String>(6)?,
-                    ))
-                },
+                JobRow::read,
             )
             .optional()?;
-        let Some((id, tool, task, params, outputs, checkpoint, state)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(JobRecord {
-            params: serde_json::from_str(&params)
-                .with_context(|| format!("job {id} has unreadable parameters"))?,
-            outputs: serde_json::from_str(&outputs)
-                .with_context(|| format!("job {id} has an unreadable output plan"))?,
-            checkpoint: checkpoint
-                .map(|c| serde_json::from_str(&c))
-                .transpose()
-                .with_context(|| format!("job {id} has an unreadable checkpoint"))?,
-            state: State::parse(&state),
-            id,
-            tool,
-            task,
-        }))
+        row.map(JobRow::record).transpose()
+    }
+
+    /// Returns recorded jobs, newest first: at most `limit`, and with `since_ms` only those
+    /// unfinished or changed since then.
+    pub(crate) fn jobs(&self, limit: usize, since_ms: Option<i64>) -> Result<Vec<JobRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE ?1 IS NULL OR state IN ('running', 'detached') OR updated_ms >= ?1
+             ORDER BY created_ms DESC, id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![since_ms, limit as i64], JobRow::read)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(JobRow::record).collect()
     }
 
     /// Returns the ids of recorded jobs that start with `prefix`, newest first.
@@ -207,6 +275,9 @@ impl Store {
         Ok(ids)
     }
 }
+
+/// Schema 3: the last progress a recorded job reported (`rendering, 40%`).
+const SCHEMA_3: &str = "ALTER TABLE jobs ADD COLUMN progress TEXT;";
 
 /// Schema 1: resumable jobs and conversations.
 const SCHEMA_1: &str = "
@@ -285,6 +356,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 2 {
         conn.execute_batch(SCHEMA_2)?;
+    }
+    if version < 3 {
+        conn.execute_batch(SCHEMA_3)?;
     }
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     Ok(())
@@ -781,7 +855,7 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -1045,6 +1119,13 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        // Schema 3's column is there too.
+        store
+            .checkpoint("j0", "t", "txt2vid", &Map::new(), &plan(), &Value::Null)
+            .unwrap();
+        store.set_progress("j0", "rendering (40%)").unwrap();
+        let job = store.get("j0").unwrap().unwrap();
+        assert_eq!(job.progress.as_deref(), Some("rendering (40%)"));
         let params = Map::new();
         store
             .record(&Entry::of(ended("j", "t", &params, &[])))

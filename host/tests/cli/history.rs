@@ -304,8 +304,9 @@ fn a_detached_job_is_recorded_as_such_and_its_resumption_completes_the_entry() {
         "remote",
         "a storm",
         "--detach",
+        // The resumed run waits what is left of it, as a real poll loop would.
         "--delay-ms",
-        "60000",
+        "300",
     ])
     .success();
     let entries = logs(&ctx, &[]);
