@@ -8,3 +8,5 @@ pub mod minimax;
 pub mod murf;
 pub mod ollama;
 pub mod openai;
+pub mod runway;
+pub mod tasks;
