@@ -88,6 +88,15 @@ pub const MODELS: &[Model] = &[
     },
 ];
 
+/// Returns the built-in prices, in US dollars per second of video (a credit is a cent).
+pub fn prices() -> launcher_sdk::cost::PriceTable {
+    let prices: Vec<(&str, f64)> = MODELS
+        .iter()
+        .map(|m| (m.id, f64::from(m.credits_per_second) / 100.0))
+        .collect();
+    launcher_sdk::cost::PriceTable::new(&prices, "USD")
+}
+
 /// The model `img2vid` uses when none is given.
 pub const DEFAULT_IMAGE_MODEL: &str = "gen4_turbo";
 /// The model `txt2vid` uses when none is given.

@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use launcher_sdk::cost::{self, PriceTable};
 use launcher_sdk::http::{Client, Request, Verdict};
 use launcher_sdk::remote::{self, Image};
 use launcher_sdk::serde_json::{Value, json};
@@ -47,6 +48,7 @@ pub struct Runway {
     client: Client,
     base: String,
     key: String,
+    prices: PriceTable,
 }
 
 /// The parameters of a job (types and ranges are checked by the host).
@@ -89,7 +91,8 @@ impl Plugin for Runway {
                 "timeout",
                 "RUNWAY_TIMEOUT",
                 "seconds one request may take (default 120)",
-            ));
+            ))
+            .setting(cost::prices_setting("RUNWAY_PRICES", "USD"));
         Manifest::new("runway", env!("CARGO_PKG_VERSION"))
             .description("Runway image-to-video and text-to-video")
             .tool(tool)
@@ -115,7 +118,13 @@ impl Plugin for Runway {
             .secrets_from(settings)
             .secret(key.as_str())
             .build()?;
-        Ok(Runway { client, base, key })
+        let prices = api::prices().with_override(settings.get(cost::PRICES_SETTING))?;
+        Ok(Runway {
+            client,
+            base,
+            key,
+            prices,
+        })
     }
 
     fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
@@ -129,7 +138,7 @@ impl Plugin for Runway {
         let task = match remote::resumed_task(job, "Runway")? {
             Some((task, checkpoint)) => {
                 result.info.insert("resumed".into(), true.into());
-                for key in ["model", "duration", "credits"] {
+                for key in ["model", "duration", "estimated_cost"] {
                     if let Some(value) = checkpoint.get(key) {
                         result.info.insert(key.into(), value.clone());
                     }
@@ -138,12 +147,19 @@ impl Plugin for Runway {
             }
             None => {
                 let video = self.plan(job)?;
-                let credits = video.model.credits_per_second * video.duration;
-                let facts = json!({
+                let mut facts = json!({
                     "model": video.model.id,
                     "duration": video.duration,
-                    "credits": credits,
                 });
+                let what = format!("{} s of {} video", video.duration, video.model.id);
+                if let Some(cost) =
+                    self.prices
+                        .estimate(video.model.id, f64::from(video.duration), &what)
+                {
+                    cx.confirm_cost(&cost)?;
+                    facts["estimated_cost"] =
+                        json!({"amount": cost.amount, "currency": cost.currency});
+                }
                 let body = video.body();
                 let url = format!("{}{}", self.base, video.path());
                 let task = remote::submit(cx, facts.clone(), |cx| {

@@ -93,7 +93,13 @@ fn img2vid_sends_a_data_uri_polls_and_downloads_the_mp4() {
     assert_eq!(done.checkpoints[0], json!({"state": "submitting"}));
     let task = done.checkpoints[1]["task"].as_str().unwrap();
     assert_eq!(result.info["task"], task);
-    assert_eq!(result.info["credits"], 50);
+    // 10 s of gen4_turbo at 5 credits a second, confirmed before the submit.
+    assert_eq!(result.info["estimated_cost"]["amount"], 0.5);
+    assert_eq!(done.costs.len(), 1);
+    assert_eq!(
+        done.costs[0].to_string(),
+        "$0.50 (10 s of gen4_turbo video)"
+    );
     // PENDING, RUNNING twice, SUCCEEDED: four looks, never closer than the scaled 5 s.
     let gaps = emulator.tasks().poll_gaps(task);
     assert_eq!(gaps.len(), 3, "{gaps:?}");
@@ -334,4 +340,31 @@ fn an_expired_result_link_says_so() {
         err.message
     );
     assert!(done.outputs.is_empty());
+}
+
+#[test]
+fn a_declined_cost_submits_nothing_and_prices_can_be_overridden() {
+    let emulator = RunwayEmulator::start(KEY);
+    let mut settings = settings(&emulator);
+    settings.set("prices", "veo3.1_fast=0.2");
+    let job = testing::job(
+        "txt2vid",
+        "runway",
+        json!({"prompt": "rain", "duration": 6}),
+    );
+    let done = Runner::new("runway", &settings)
+        .decline_costs()
+        .run::<Runway>(job);
+    assert_eq!(error(&done).kind, ErrorKind::Cancelled);
+    assert_eq!(
+        done.costs[0].to_string(),
+        "$1.20 (6 s of veo3.1_fast video)"
+    );
+    assert!(done.checkpoints.is_empty(), "{:?}", done.checkpoints);
+    assert!(emulator.creates().is_empty());
+
+    settings.set("prices", "veo3.1_fast=cheap");
+    let job = testing::job("txt2vid", "runway", json!({"prompt": "rain"}));
+    let done = testing::run::<Runway>("runway", &settings, job);
+    assert!(error(&done).message.contains("`prices` setting"));
 }
