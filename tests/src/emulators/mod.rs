@@ -4,6 +4,7 @@ pub mod a1111;
 pub mod azure;
 pub mod comfyui;
 pub mod elevenlabs;
+pub mod kling;
 pub mod minimax;
 pub mod murf;
 pub mod ollama;

@@ -160,7 +160,7 @@ fn error(status: u16, message: &str) -> Reply {
 
 fn handle(state: &State, req: &Request) -> Reply {
     if tasks::is_result(req) {
-        return tasks::serve_result(req, &state.video);
+        return tasks::serve_result(req, &state.video, "video/mp4");
     }
     if let Some(status) = lock(&state.faults).pop_front() {
         let reply = Response::json(
@@ -302,7 +302,7 @@ fn look(state: &State, id: &str) -> Reply {
         Phase::Succeeded { expires } => {
             task["status"] = json!("SUCCEEDED");
             let base = lock(&state.base).clone();
-            task["output"] = json!([tasks::result_link(&base, id, expires, Signing::Jwt)]);
+            task["output"] = json!([tasks::result_link(&base, id, "mp4", expires, Signing::Jwt)]);
         }
         Phase::Failed { code, message } => {
             task["status"] = json!("FAILED");

@@ -252,23 +252,32 @@ pub enum Signing {
     Expires,
 }
 
-/// Returns the link to task `id`'s result under `base`, expiring at `expires`.
-pub fn result_link(base: &str, id: &str, expires: u64, signing: Signing) -> String {
+/// Returns the link to task `id`'s result (a file ending `.extension`) under `base`,
+/// expiring at `expires`.
+pub fn result_link(
+    base: &str,
+    id: &str,
+    extension: &str,
+    expires: u64,
+    signing: Signing,
+) -> String {
     match signing {
         Signing::Jwt => {
             let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
             let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"id":"{id}","exp":{expires}}}"#));
-            format!("{base}/results/{id}.mp4?_jwt={header}.{claims}.emulator-signature")
+            format!("{base}/results/{id}.{extension}?_jwt={header}.{claims}.emulator-signature")
         }
         Signing::Expires => {
-            format!("{base}/results/{id}.mp4?Expires={expires}&Signature=emulator-signature")
+            format!(
+                "{base}/results/{id}.{extension}?Expires={expires}&Signature=emulator-signature"
+            )
         }
     }
 }
 
-/// Serves a result link made by [`result_link`]: `video` while the link lives, 403 once its
-/// expiry has passed, 404 for a link that names no expiry.
-pub fn serve_result(req: &Request, video: &[u8]) -> Reply {
+/// Serves a result link made by [`result_link`]: `file` (of `media_type`) while the link
+/// lives, 403 once its expiry has passed, 404 for a link that names no expiry.
+pub fn serve_result(req: &Request, file: &[u8], media_type: &str) -> Reply {
     let query = req.path.split_once('?').map(|(_, q)| q).unwrap_or("");
     let mut expires = None;
     for pair in query.split('&') {
@@ -294,8 +303,8 @@ pub fn serve_result(req: &Request, video: &[u8]) -> Reply {
         ),
         Some(_) => Reply::Respond(
             Response::new(200)
-                .header("Content-Type", "video/mp4")
-                .body(video.to_vec()),
+                .header("Content-Type", media_type)
+                .body(file.to_vec()),
         ),
     }
 }
