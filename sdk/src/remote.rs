@@ -64,6 +64,7 @@ pub fn submit(
     checkpoint.insert("state".into(), "submitted".into());
     checkpoint.insert("task".into(), id.clone().into());
     cx.checkpoint(&Value::Object(checkpoint))?;
+    cx.log(LogLevel::Info, format!("submitted task {id}"));
     Ok(id)
 }
 
