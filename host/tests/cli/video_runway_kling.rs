@@ -248,9 +248,25 @@ fn an_expired_result_link_is_a_clear_error() {
     ]);
     out.expect_code(8);
     assert!(
-        out.stderr.contains("download link expired 48 h ago"),
+        out.stderr.contains("output URL expired 2 days ago"),
         "{}",
         out.stderr
     );
     assert!(!ctx.work_file("x.mp4").exists());
+}
+
+#[test]
+fn jobs_cancel_deletes_a_detached_runway_task() {
+    let emulator = RunwayEmulator::start(RUNWAY_KEY);
+    let ctx = runway_context(&emulator);
+    let out = ctx.run([
+        "run", "txt2vid", "--tool", "runway", "--prompt", "fog", "--detach", "--yes",
+    ]);
+    out.success();
+    let id = job_id(&out.stderr);
+    let cancelled = ctx.run(["jobs", "cancel", &id, "--json"]);
+    cancelled.success();
+    assert_eq!(cancelled.json()[0]["state"], "cancelled");
+    assert_eq!(emulator.deleted().len(), 1, "{}", cancelled.stderr);
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
 }

@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use launcher_sdk::cost::{self, PriceTable};
 use launcher_sdk::http::{Client, Request};
+use launcher_sdk::media::{self, MediaFormat};
 use launcher_sdk::remote::{self, Image};
 use launcher_sdk::serde_json::{Map, Value, json};
 use launcher_sdk::wait::{Poll, Status};
 use launcher_sdk::{
-    Context, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError, SettingSpec,
-    Settings, ToolSpec, export_plugin,
+    ContentKind, Context, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError,
+    SettingSpec, Settings, ToolSpec, export_plugin,
 };
 use serde::Deserialize;
 
@@ -236,10 +237,6 @@ impl Plugin for Kling {
                 let (body, cost) = self.plan(job, kind)?;
                 if let Some(cost) = &cost {
                     cx.confirm_cost(cost)?;
-                    result.info.insert(
-                        "estimated_cost".into(),
-                        json!({"amount": cost.amount, "currency": cost.currency}),
-                    );
                 }
                 let url = format!("{}{}", self.base, kind.path());
                 let task = remote::submit(cx, json!({ "kind": kind.name() }), |cx| {
@@ -260,9 +257,9 @@ impl Plugin for Kling {
         };
         result.info.insert("task".into(), task.clone().into());
         let links = self.wait(kind, &task, cx)?;
-        let (name, media_type, extension) = match kind {
-            Kind::Images => ("image", "image/png", "png"),
-            _ => ("video", "video/mp4", "mp4"),
+        let name = match kind {
+            Kind::Images => "image",
+            _ => "video",
         };
         for (i, url) in links.iter().enumerate() {
             let name = if i == 0 {
@@ -270,10 +267,33 @@ impl Plugin for Kling {
             } else {
                 format!("{name}-{}", i + 1)
             };
-            remote::download(&self.client, url, cx, &name, media_type, extension)?;
+            let format = result_format(kind, url);
+            let mut out = cx.output(&name, format.media_type, format.extension)?;
+            self.client.download(&Request::get(url), &mut out)?;
+            out.finish()?;
         }
         Ok(result)
     }
+}
+
+/// Returns the format of a result: a video is MP4; an image is what its link's file name
+/// says (Kling serves PNG and JPEG), PNG when it says nothing known.
+fn result_format(kind: Kind, url: &str) -> MediaFormat {
+    let named = url
+        .split(['?', '#'])
+        .next()
+        .and_then(|path| path.rsplit_once('.'))
+        .and_then(|(_, extension)| media::format_for_name(extension));
+    let fallback = if kind == Kind::Images { "png" } else { "mp4" };
+    let wanted = if kind == Kind::Images {
+        ContentKind::Image
+    } else {
+        ContentKind::Video
+    };
+    named
+        .filter(|f| f.kind == wanted)
+        .or_else(|| media::format_for_name(fallback))
+        .expect("png and mp4 are known formats")
 }
 
 /// Returns the task of a successful answer, or the error its `code` says.
@@ -456,6 +476,19 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
         Settings::from_values(pairs.iter().copied())
+    }
+
+    #[test]
+    fn results_are_named_by_their_links() {
+        let image = |url| result_format(Kind::Images, url).extension;
+        assert_eq!(image("https://cdn.klingai.com/a/b.jpg?Expires=1"), "jpg");
+        assert_eq!(image("https://cdn.klingai.com/a/b.png"), "png");
+        assert_eq!(image("https://cdn.klingai.com/a/b"), "png");
+        assert_eq!(image("https://cdn.klingai.com/a/b.mp4"), "png");
+        assert_eq!(
+            result_format(Kind::TextToVideo, "https://x/v.mp4").extension,
+            "mp4"
+        );
     }
 
     #[test]

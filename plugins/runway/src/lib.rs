@@ -9,7 +9,7 @@
 //! what the model accepts before anything is sent; the job is checkpointed as submitting
 //! before the create request (which is never resent), then with the task id; the task is
 //! polled no more often than every 5 seconds, as Runway asks; and the result is streamed from
-//! its expiring link into the output. A resumed job goes on polling its task; a job cancelled
+//! its expiring link into the output (an expired link is reported as such). A resumed job goes on polling its task; a job cancelled
 //! while it waits deletes the task (`DELETE /v1/tasks/{id}`). See [`launcher_sdk::remote`].
 
 use std::time::Duration;
@@ -138,7 +138,7 @@ impl Plugin for Runway {
         let task = match remote::resumed_task(job, "Runway")? {
             Some((task, checkpoint)) => {
                 result.info.insert("resumed".into(), true.into());
-                for key in ["model", "duration", "estimated_cost"] {
+                for key in ["model", "duration"] {
                     if let Some(value) = checkpoint.get(key) {
                         result.info.insert(key.into(), value.clone());
                     }
@@ -147,7 +147,7 @@ impl Plugin for Runway {
             }
             None => {
                 let video = self.plan(job)?;
-                let mut facts = json!({
+                let facts = json!({
                     "model": video.model.id,
                     "duration": video.duration,
                 });
@@ -157,8 +157,6 @@ impl Plugin for Runway {
                         .estimate(video.model.id, f64::from(video.duration), &what)
                 {
                     cx.confirm_cost(&cost)?;
-                    facts["estimated_cost"] =
-                        json!({"amount": cost.amount, "currency": cost.currency});
                 }
                 let body = video.body();
                 let url = format!("{}{}", self.base, video.path());
@@ -186,7 +184,9 @@ impl Plugin for Runway {
             } else {
                 format!("video-{}", i + 1)
             };
-            remote::download(&self.client, url, cx, &name, "video/mp4", "mp4")?;
+            let mut out = cx.output(&name, "video/mp4", "mp4")?;
+            self.client.download(&Request::get(url), &mut out)?;
+            out.finish()?;
         }
         Ok(result)
     }
