@@ -371,3 +371,29 @@ fn a_declined_cost_submits_nothing_and_prices_can_be_overridden() {
     let done = testing::run::<Runway>("runway", &settings, job);
     assert!(error(&done).message.contains("`prices` setting"));
 }
+
+#[test]
+fn a_poll_that_meets_a_503_is_asked_again() {
+    let emulator = RunwayEmulator::start(KEY);
+    let mut faulted = false;
+    let job = testing::job("txt2vid", "runway", json!({"prompt": "rain"}));
+    let done = Runner::new("runway", &settings(&emulator))
+        .watch(|run| {
+            // Once the task is accepted, the next request (a poll) meets Runway shedding load.
+            if run.checkpoints.len() == 2 && !faulted {
+                faulted = true;
+                emulator.fail_next(503);
+            }
+            true
+        })
+        .run::<Runway>(job);
+    assert!(done.result.is_ok(), "{:?}", done.result);
+    assert!(faulted);
+    let polls = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with("/v1/tasks/"))
+        .count();
+    assert_eq!(polls, 5, "four looks and the one that met the 503");
+    assert_eq!(emulator.creates().len(), 1);
+}

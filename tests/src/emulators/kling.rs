@@ -372,3 +372,98 @@ fn look(state: &State, kind: &str, id: &str) -> Reply {
     }
     answer(200, 0, "SUCCEED", data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engines::request;
+
+    fn token(claims: &Value, secret: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signed = format!("{header}.{claims}");
+        let signature = URL_SAFE_NO_PAD.encode(hmac_sha256(secret.as_bytes(), signed.as_bytes()));
+        format!("{signed}.{signature}")
+    }
+
+    fn create(emulator: &KlingEmulator, token: &str) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        let url = format!("{}/v1/videos/text2video", emulator.url());
+        let body = json!({"prompt": "rain", "duration": "5"}).to_string();
+        let reply = request(
+            "POST",
+            &url,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap();
+        (reply.status, reply.json())
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2.
+        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn tokens_are_checked_for_signature_issuer_and_time() {
+        let emulator = KlingEmulator::start("ak", "sk");
+        let now = tasks::now();
+        let good = json!({"iss": "ak", "exp": now + 1800, "nbf": now - 5});
+        let (status, body) = create(&emulator, &token(&good, "sk"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["code"], 0);
+        assert_eq!(body["data"]["task_status"], "submitted");
+        for (claims, secret, code) in [
+            (good.clone(), "wrong", 1000),
+            (
+                json!({"iss": "other", "exp": now + 1800, "nbf": now - 5}),
+                "sk",
+                1000,
+            ),
+            (
+                json!({"iss": "ak", "exp": now + 1800, "nbf": now + 600}),
+                "sk",
+                1003,
+            ),
+            (
+                json!({"iss": "ak", "exp": now - 1, "nbf": now - 5}),
+                "sk",
+                1004,
+            ),
+        ] {
+            let (status, body) = create(&emulator, &token(&claims, secret));
+            assert_eq!(
+                (status, body["code"].as_i64()),
+                (401, Some(code)),
+                "{claims}"
+            );
+        }
+        assert_eq!(create(&emulator, "not-a-jwt").1["code"], 1002);
+        assert_eq!(emulator.claims(), [good]);
+    }
+
+    #[test]
+    fn data_uris_and_wrong_durations_are_refused() {
+        assert!(check(&json!({"prompt": "x", "duration": 5}), "text2video").is_err());
+        assert!(check(&json!({"prompt": "x", "duration": "7"}), "text2video").is_err());
+        let data_uri = json!({"image": "data:image/png;base64,iVBORw0KGgo="});
+        assert!(
+            check(&data_uri, "image2video")
+                .unwrap_err()
+                .contains("data: prefix")
+        );
+        assert!(check(&json!({"image": "iVBORw0KGgo="}), "image2video").is_ok());
+        assert_eq!(check(&json!({"prompt": "x", "n": 4}), "images"), Ok(4));
+        assert!(check(&json!({"prompt": "x", "n": 10}), "images").is_err());
+    }
+}

@@ -313,3 +313,117 @@ fn look(state: &State, id: &str) -> Reply {
     }
     Reply::Respond(Response::json(200, &task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engines::request;
+
+    const KEY: &str = "runway-test-key";
+
+    fn post(emulator: &RunwayEmulator, version: Option<&str>, body: &Value) -> (u16, Value) {
+        let auth = format!("Bearer {KEY}");
+        let mut headers = vec![
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        if let Some(version) = version {
+            headers.push(("X-Runway-Version", version));
+        }
+        let url = format!("{}/v1/image_to_video", emulator.url());
+        let reply = request("POST", &url, &headers, body.to_string().as_bytes()).unwrap();
+        (reply.status, reply.json())
+    }
+
+    #[test]
+    fn the_version_header_and_each_models_rules_are_enforced() {
+        let emulator = RunwayEmulator::start(KEY);
+        let good = json!({"model": "gen4_turbo", "promptImage": "https://example.com/a.png",
+                          "ratio": "1280:720", "duration": 5});
+        assert_eq!(post(&emulator, None, &good).0, 400);
+        assert_eq!(post(&emulator, Some("2023-01-01"), &good).0, 400);
+        let (status, body) = post(&emulator, Some(API_VERSION), &good);
+        assert_eq!(status, 200, "{body}");
+        assert!(body["id"].as_str().is_some());
+        for (change, says) in [
+            (json!({"ratio": "1920:1080"}), "Invalid ratio"),
+            (json!({"duration": 11}), "Invalid duration"),
+            (json!({"model": "veo9"}), "Invalid model"),
+            (
+                json!({"promptImage": "http://example.com/a.png"}),
+                "HTTPS URL or a data URI",
+            ),
+            (
+                json!({"promptImage": "data:image/gif;base64,R0lG"}),
+                "Unsupported image type",
+            ),
+            (json!({"promptText": "字".repeat(1001)}), "at most 1000"),
+            (json!({"seed": 4_294_967_296u64}), "seed"),
+        ] {
+            let mut body = good.clone();
+            for (k, v) in change.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let (status, answer) = post(&emulator, Some(API_VERSION), &body);
+            assert_eq!(status, 400, "{change}");
+            assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+        }
+        let mut big = good.clone();
+        big["promptImage"] = json!(format!(
+            "data:image/png;base64,{}",
+            "A".repeat(MAX_DATA_URI)
+        ));
+        let (status, answer) = post(&emulator, Some(API_VERSION), &big);
+        assert_eq!(status, 400);
+        assert!(
+            answer["error"].as_str().unwrap().contains("5MB"),
+            "{answer}"
+        );
+    }
+
+    #[test]
+    fn a_task_moves_through_its_states_and_a_deleted_one_is_gone() {
+        let emulator = RunwayEmulator::start(KEY);
+        emulator.tasks().script_next(tasks::Script {
+            throttled: 1,
+            running: 1,
+            ..tasks::Script::default()
+        });
+        let good = json!({"model": "veo3", "promptText": "x", "ratio": "1280:720", "duration": 8});
+        let auth = format!("Bearer {KEY}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("X-Runway-Version", API_VERSION),
+            ("Content-Type", "application/json"),
+        ];
+        let url = format!("{}/v1/text_to_video", emulator.url());
+        let id = request("POST", &url, &headers, good.to_string().as_bytes())
+            .unwrap()
+            .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let task_url = format!("{}/v1/tasks/{id}", emulator.url());
+        let look = || request("GET", &task_url, &headers, b"").unwrap().json();
+        assert_eq!(look()["status"], "PENDING");
+        assert_eq!(look()["status"], "THROTTLED");
+        let running = look();
+        assert_eq!(running["status"], "RUNNING");
+        assert_eq!(running["progress"], 0.5);
+        let done = look();
+        assert_eq!(done["status"], "SUCCEEDED");
+        let link = done["output"][0].as_str().unwrap();
+        let video = request("GET", link, &[], b"").unwrap();
+        assert_eq!(video.status, 200);
+        assert_eq!(video.body, emulator.video());
+        assert_eq!(
+            request("DELETE", &task_url, &headers, b"").unwrap().status,
+            204
+        );
+        assert_eq!(
+            request("GET", &task_url, &headers, b"").unwrap().status,
+            404
+        );
+        assert_eq!(emulator.deleted(), [id]);
+    }
+}
