@@ -143,7 +143,8 @@ fn approximately(d: Duration) -> String {
 
 /// Returns when a signed URL stops being valid, as its query says: `X-Amz-Date` plus
 /// `X-Amz-Expires` (S3 SigV4), `X-Goog-Date` plus `X-Goog-Expires` (GCS), `Expires` (S3 SigV2,
-/// CloudFront; Unix seconds), `se` (Azure SAS; RFC 3339), or `exp` (Unix seconds).
+/// CloudFront; Unix seconds), `se` (Azure SAS; RFC 3339), `exp` (Unix seconds), or the `exp`
+/// claim of a JWT in `_jwt` (Runway's links).
 fn url_expiry(url: &Url) -> Option<SystemTime> {
     let param = |name: &str| {
         url.query_pairs()
@@ -164,6 +165,18 @@ fn url_expiry(url: &Url) -> Option<SystemTime> {
         .or_else(|| unix("Expires"))
         .or_else(|| param("se").and_then(|se| rfc3339_time(&se)))
         .or_else(|| unix("exp"))
+        .or_else(|| param("_jwt").and_then(|token| jwt_expiry(&token)))
+}
+
+/// Reads the `exp` claim of a JWT without checking its signature (only its issuer can).
+fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    use base64::Engine as _;
+    let claims = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(claims.get("exp")?.as_u64()?))
 }
 
 /// Parses `20250102T030405Z`.
@@ -363,6 +376,12 @@ mod tests {
         );
         assert_eq!(at("https://cdn/x?exp=1704067200"), Some(1_704_067_200));
         assert_eq!(at("https://cdn/x?token=abc"), None);
+        // Runway: a JWT whose claims (`{"exp":1704067200}`) hold the expiry.
+        assert_eq!(
+            at("https://cf/t.mp4?_jwt=eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDQwNjcyMDB9.sig"),
+            Some(1_704_067_200)
+        );
+        assert_eq!(at("https://cf/t.mp4?_jwt=not-a-jwt"), None);
         assert_eq!(at("https://blob/x?se=2024-01-01\u{e9}00%3A00%3A00Z"), None);
         assert_eq!(at("https://s3/x?X-Amz-Date=garbage&X-Amz-Expires=60"), None);
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));

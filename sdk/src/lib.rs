@@ -54,6 +54,8 @@ pub mod multipart;
 mod params;
 mod plugin;
 pub mod process;
+#[cfg(feature = "http")]
+pub mod remote;
 pub mod speech;
 #[cfg(feature = "http")]
 pub mod stream;

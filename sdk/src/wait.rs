@@ -40,6 +40,11 @@ use std::time::{Duration, Instant};
 use crate::error::PluginError;
 use crate::plugin::{Cancel, Context};
 
+/// Debug builds only: [`poll`] divides its waits by this number (at least 1), so tests run a
+/// service's 5-second polling in milliseconds against an emulator instead of waiting. Release
+/// builds ignore it: a service's polling rule is never broken in the field.
+pub const TEST_TIME_SCALE: &str = "LAUNCHER_TEST_TIME_SCALE";
+
 /// The longest a [`sleep`] goes without looking at the cancel flag.
 const CANCEL_CHECK: Duration = Duration::from_millis(20);
 
@@ -186,10 +191,43 @@ where
         if left.is_zero() {
             return Err(gave_up(waited, attempt, &last));
         }
-        sleep(&*reporter, interval.min(left))?;
+        sleep(&*reporter, fast_forwarded(interval.min(left)))?;
         interval = policy.next_interval(interval);
         attempt = attempt.saturating_add(1);
     }
+}
+
+/// The scale set by [`fast_forward`], as `f64` bits; 0 when unset.
+#[cfg(feature = "testing")]
+static FAST_FORWARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Plugin tests (feature `testing`): divides every wait of [`poll`] in this process by
+/// `scale`, as [`TEST_TIME_SCALE`] does for a whole launcher run.
+#[cfg(feature = "testing")]
+pub fn fast_forward(scale: f64) {
+    FAST_FORWARD.store(scale.to_bits(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Returns `wait` divided by the test time scale, in a debug build where one is set.
+fn fast_forwarded(wait: Duration) -> Duration {
+    match test_time_scale() {
+        Some(scale) if cfg!(debug_assertions) => wait.div_f64(scale),
+        _ => wait,
+    }
+}
+
+fn test_time_scale() -> Option<f64> {
+    #[cfg(feature = "testing")]
+    {
+        let set = f64::from_bits(FAST_FORWARD.load(std::sync::atomic::Ordering::SeqCst));
+        if set.is_finite() && set >= 1.0 {
+            return Some(set);
+        }
+    }
+    std::env::var(TEST_TIME_SCALE)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 1.0)
 }
 
 fn gave_up(waited: Duration, looks: u32, last: &str) -> PluginError {

@@ -238,6 +238,47 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
+/// Returns a real MP4 (MPEG-4 Part 2 video, 64×36, `seconds` long at 10 frames a second)
+/// made by ffmpeg from its test pattern, made once per length and process. Emulators of video
+/// services serve it as their result, so a test can check the download with ffprobe.
+///
+/// Panics when ffmpeg cannot make it (`apt-get install ffmpeg`; the test setup installs it).
+pub fn tiny_mp4(seconds: u32) -> Vec<u8> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static MADE: OnceLock<Mutex<HashMap<u32, Vec<u8>>>> = OnceLock::new();
+    let made = MADE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut made = made
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    made.entry(seconds)
+        .or_insert_with(|| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let path = dir.path().join("tiny.mp4");
+            let output = Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "lavfi", "-i"])
+                .arg(format!("testsrc=size=64x36:rate=10:duration={seconds}"))
+                .args([
+                    "-c:v",
+                    "mpeg4",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-movflags",
+                    "+faststart",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run ffmpeg (apt-get install ffmpeg): {e}"));
+            assert!(
+                output.status.success(),
+                "ffmpeg could not make a test MP4: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            std::fs::read(&path).expect("ffmpeg wrote the MP4")
+        })
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,12 +45,13 @@ fn list_filters_by_category_and_task() {
         "{}",
         compose.stdout
     );
-    // No bundled tool makes video from text (yet).
-    let none = ctx.run(["list", "--task", "txt2vid"]);
-    none.success();
+    let video = ctx.run(["list", "--task", "txt2vid"]);
+    video.success();
     assert!(
-        none.stdout.is_empty() && none.stderr.contains("no tools installed for task txt2vid"),
-        "{none:?}"
+        video.stdout.contains("runway")
+            && video.stdout.contains("kling")
+            && !video.stdout.contains("espeak"),
+        "{video:?}"
     );
     ctx.run(["list", "--category", "smell"]).expect_code(2);
 }

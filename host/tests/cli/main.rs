@@ -25,4 +25,5 @@ mod store;
 mod template;
 mod text;
 mod trust;
+mod video_runway_kling;
 mod voices;
