@@ -625,6 +625,45 @@ impl Response {
         parse_json(&body)
     }
 
+    /// Streams the body into a new output `name` as it arrives, in the format its first bytes
+    /// show ([`media::sniff`](crate::media::sniff)), else `fallback` (a format named by the
+    /// URL's extension, say); returns that format and how many bytes were written.
+    ///
+    /// A remote file's kind is decided by its bytes, not by what was asked for, so a model
+    /// that made a video where an image was expected still writes a `.mp4`. An empty body, or
+    /// one in no known format without a fallback, is an unavailable error and opens nothing.
+    pub fn write_output(
+        mut self,
+        name: &str,
+        fallback: Option<crate::media::MediaFormat>,
+        cx: &mut Context<'_>,
+    ) -> Result<(crate::media::MediaFormat, u64), PluginError> {
+        let mut head = Vec::new();
+        while head.len() < 64 {
+            match self.chunk(&*cx)? {
+                Some(bytes) => head.extend_from_slice(&bytes),
+                None => break,
+            }
+        }
+        if head.is_empty() {
+            return Err(PluginError::unavailable(format!(
+                "{} sent an empty file where `{name}` was expected",
+                self.origin
+            )));
+        }
+        let format = crate::media::sniff(&head).or(fallback).ok_or_else(|| {
+            PluginError::unavailable(format!(
+                "{} sent `{name}` in a format that is not recognised",
+                self.origin
+            ))
+        })?;
+        let mut out = cx.output(name, format.media_type, format.extension)?;
+        out.write_all(&head)?;
+        let written = head.len() as u64 + self.copy_to(&mut out)?;
+        out.finish()?;
+        Ok((format, written))
+    }
+
     /// Returns `scheme://host:port` of the request, for messages.
     pub(crate) fn origin(&self) -> &str {
         &self.origin

@@ -67,6 +67,24 @@ pub fn ffprobe(path: &Path) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
 }
 
+/// Returns a real MP4 made by ffmpeg: `seconds` of a 64×64 test pattern in H.264, for
+/// emulators that serve videos. Fails when ffmpeg cannot run.
+pub fn tiny_mp4(seconds: u32) -> Result<Vec<u8>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("tiny.mp4");
+    let output = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=64x64:rate=10:duration={seconds}"))
+        .args(["-pix_fmt", "yuv420p", "-movflags", "+faststart"])
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("cannot run ffmpeg (apt-get install ffmpeg): {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    std::fs::read(&path).map_err(|e| e.to_string())
+}
+
 /// Returns how long the audio in `bytes` lasts by ffprobe, which reads what players read
 /// (an MP3's Xing frame count, an Ogg stream's last granule position, a WAV header).
 ///
