@@ -24,4 +24,7 @@ mod store;
 mod template;
 mod text;
 mod trust;
+// Signals a running job: Unix only.
+#[cfg(unix)]
+mod video_replicate_deepbrain;
 mod voices;

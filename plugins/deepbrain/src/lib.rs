@@ -231,7 +231,10 @@ impl Plugin for DeepBrain {
                 // Recorded before the request: a launcher stopped during it must not send it again.
                 cx.checkpoint(&json!({ "state": "submitting" }))?;
                 let project = self.submit(&script, cx)?;
-                cx.checkpoint(&json!({ "project": project }))?;
+                if let Err(err) = cx.checkpoint(&json!({ "project": project })) {
+                    cx.log(LogLevel::Warn, goes_on(&project));
+                    return Err(err);
+                }
                 cx.log(
                     LogLevel::Info,
                     format!("DeepBrain project {project} submitted"),
@@ -253,18 +256,17 @@ impl Plugin for DeepBrain {
         if let Err(err) = &outcome
             && err.kind == ErrorKind::Cancelled
         {
-            cx.log(
-                LogLevel::Warn,
-                format!(
-                    "DeepBrain has no way to stop a render: project {project} goes on in AI \
-                     Studios"
-                ),
-            );
+            cx.log(LogLevel::Warn, goes_on(&project));
         }
         let bytes = outcome?;
         result.info.insert("bytes".into(), Value::from(bytes));
         Ok(result)
     }
+}
+
+/// Says that a cancelled job's project keeps rendering: the API cannot stop one.
+fn goes_on(project: &str) -> String {
+    format!("DeepBrain has no way to stop a render: project {project} goes on in AI Studios")
 }
 
 impl DeepBrain {

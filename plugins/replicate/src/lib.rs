@@ -389,11 +389,18 @@ impl Plugin for Replicate {
             request = request.header("Prefer", format!("wait={WAIT_SECS}"));
         }
         let prediction: Prediction = self.client.send(&request, cx)?.json(&*cx)?;
-        cx.checkpoint(&json!({
+        let recorded = cx.checkpoint(&json!({
             "prediction": prediction.id,
             "model": model_text,
             "tokens": schema.tokens,
-        }))?;
+        }));
+        if let Err(err) = recorded {
+            // Stopped the moment the prediction was created: nothing can resume it.
+            if err.kind == ErrorKind::Cancelled {
+                self.cancel_prediction(&prediction.id, cx);
+            }
+            return Err(err);
+        }
         cx.log(
             LogLevel::Info,
             format!(
@@ -452,23 +459,28 @@ impl Replicate {
         if let Err(err) = &outcome
             && err.kind == ErrorKind::Cancelled
         {
-            let cancel = Request::post(format!("{}/v1/predictions/{id}/cancel", self.base))
-                .secret_header("Authorization", format!("Bearer {}", self.token));
-            match self
-                .client
-                .send_after_cancel(&cancel, Duration::from_secs(10))
-            {
-                Ok(_) => cx.log(
-                    LogLevel::Warn,
-                    format!("cancelled Replicate prediction {id}"),
-                ),
-                Err(e) => cx.log(
-                    LogLevel::Warn,
-                    format!("could not cancel Replicate prediction {id}: {}", e.message),
-                ),
-            }
+            self.cancel_prediction(&id, cx);
         }
         outcome
+    }
+
+    /// Cancels a prediction on the way out of a cancelled job; a failure is only logged.
+    fn cancel_prediction(&self, id: &str, cx: &mut Context<'_>) {
+        let cancel = Request::post(format!("{}/v1/predictions/{id}/cancel", self.base))
+            .secret_header("Authorization", format!("Bearer {}", self.token));
+        match self
+            .client
+            .send_after_cancel(&cancel, Duration::from_secs(10))
+        {
+            Ok(_) => cx.log(
+                LogLevel::Warn,
+                format!("cancelled Replicate prediction {id}"),
+            ),
+            Err(e) => cx.log(
+                LogLevel::Warn,
+                format!("could not cancel Replicate prediction {id}: {}", e.message),
+            ),
+        }
     }
 
     fn follow_inner(

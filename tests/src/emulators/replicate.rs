@@ -251,6 +251,24 @@ impl ReplicateEmulator {
         }
     }
 
+    /// Makes predictions of `model` spend `looks` looks processing, from now on.
+    pub fn set_looks(&self, model: &str, looks: u32) {
+        for spec in lock(&self.state.models).iter_mut() {
+            if spec.name == model {
+                spec.looks = looks;
+            }
+        }
+    }
+
+    /// Gives `model` a new OpenAPI description, as a new version of a model does.
+    pub fn replace_schema(&self, model: &str, openapi: Value) {
+        for spec in lock(&self.state.models).iter_mut() {
+            if spec.name == model {
+                spec.openapi = openapi.clone();
+            }
+        }
+    }
+
     /// Makes every output link answer 404, as links past their hour do.
     pub fn expire_outputs(&self) {
         *lock(&self.state.expired) = true;
