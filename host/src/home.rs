@@ -175,6 +175,8 @@ impl Position {
 pub(crate) struct Config {
     /// The tool to use for each task, when a task is named without `--tool`.
     pub(crate) defaults: BTreeMap<String, String>,
+    /// `[defaults] confirm_over`: the cost above which a paid job asks first.
+    pub(crate) confirm_over: Option<f64>,
     /// Settings per tool id. A key ending in `_command` names a shell command whose output
     /// is the value of the setting without that suffix (for password managers).
     pub(crate) tools: BTreeMap<String, BTreeMap<String, toml::Value>>,
@@ -190,7 +192,19 @@ pub(crate) struct Config {
     strays: Vec<String>,
 }
 
+/// The key of `[defaults]` that holds the cost threshold rather than a task's tool.
+pub(crate) const CONFIRM_OVER: &str = "confirm_over";
+
+/// The cost above which a paid job asks before it is submitted, when the config sets none: a
+/// few seconds of the cheaper video models run without a question, anything dearer asks.
+pub(crate) const DEFAULT_CONFIRM_OVER: f64 = 1.0;
+
 impl Config {
+    /// Returns the cost above which a paid job asks before it is submitted.
+    pub(crate) fn confirm_over(&self) -> f64 {
+        self.confirm_over.unwrap_or(DEFAULT_CONFIRM_OVER)
+    }
+
     /// Reads the config file and the keys store of `home`; a missing file is empty.
     ///
     /// A config file that does not parse is an error naming its line and column: for commands
@@ -286,6 +300,24 @@ impl Config {
                     })?;
                     for (task, value) in table.iter() {
                         let key_span = table.key(task).and_then(|k| k.span());
+                        if task == CONFIRM_OVER {
+                            let amount = value
+                                .as_float()
+                                .or_else(|| value.as_integer().map(|i| i as f64))
+                                .filter(|a| a.is_finite() && *a >= 0.0);
+                            let Some(amount) = amount else {
+                                return Err(invalid(
+                                    key_span,
+                                    format!(
+                                        "`defaults.{CONFIRM_OVER}` must be a number of zero or \
+                                         more (a cost in the tool's currency)"
+                                    ),
+                                ));
+                            };
+                            config.note(&format!("defaults.{task}"), text, key_span);
+                            config.confirm_over = Some(amount);
+                            continue;
+                        }
                         let Some(tool) = value.as_str() else {
                             return Err(invalid(
                                 key_span,
@@ -569,5 +601,25 @@ mod tests {
         assert!(warnings[2].contains("did you mean `program`"));
         assert!(warnings[3].contains("no installed tool `espeek`"));
         assert!(warnings[3].contains("did you mean `espeak`"));
+    }
+
+    #[test]
+    fn confirm_over_is_a_cost_in_defaults() {
+        let path = Path::new("c.toml");
+        assert_eq!(Config::default().confirm_over(), DEFAULT_CONFIRM_OVER);
+        let config =
+            Config::parse(path, "[defaults]\nconfirm_over = 2.5\ntts = \"espeak\"\n").unwrap();
+        assert_eq!(config.confirm_over(), 2.5);
+        assert_eq!(config.defaults.len(), 1, "not a task's default");
+        let config = Config::parse(path, "[defaults]\nconfirm_over = 0\n").unwrap();
+        assert_eq!(config.confirm_over(), 0.0);
+        for bad in ["\"cheap\"", "-1", "nan"] {
+            let text = format!("[defaults]\nconfirm_over = {bad}\n");
+            let err = Config::parse(path, &text).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("must be a number"),
+                "{bad}: {err:#}"
+            );
+        }
     }
 }

@@ -1,5 +1,5 @@
 /*
- * launcher_plugin.h: the launcher plugin ABI, version 2.1, for plugins written in C (or any
+ * launcher_plugin.h: the launcher plugin ABI, version 2.2, for plugins written in C (or any
  * language that can export C symbols).
  *
  * This header says in C what sdk/src/abi.rs says in Rust; sdk/tests/c_header.rs compiles it
@@ -16,8 +16,8 @@
  *     a pointer to a LauncherPluginApi table that lives as long as the library.
  *
  * Messages are JSON, UTF-8, passed as byte slices without a terminating NUL: the manifest,
- * create requests, jobs, job results, errors, output headers, progress, log lines and
- * checkpoints (their fields are documented on the Rust types in sdk/src/types.rs and
+ * create requests, jobs, job results, errors, output headers, progress, log lines,
+ * checkpoints and costs (their fields are documented on the Rust types in sdk/src/types.rs and
  * sdk/src/error.rs). A peer ignores JSON fields and enumeration values it does not know.
  *
  * Memory is freed by the side that allocated it:
@@ -55,7 +55,7 @@ extern "C" {
 /* The ABI major version; a host refuses a plugin of any other major. */
 #define LAUNCHER_ABI_MAJOR 2
 /* The ABI minor version this header describes; minors only append fields. */
-#define LAUNCHER_ABI_MINOR 1
+#define LAUNCHER_ABI_MINOR 2
 
 /* The first 8 bytes of every header: the 7 letters and a NUL (the string literal's own). */
 #define LAUNCHER_MAGIC "LNCHPLG"
@@ -148,6 +148,15 @@ typedef struct LauncherSink {
     /* Records a checkpoint (a small JSON value, such as a remote task id) that a later run
      * of the job receives as "resume"; LAUNCHER_SINK_UNSUPPORTED when the host keeps none. */
     int32_t (*checkpoint)(void *ctx, LauncherBytes value);
+
+    /* ---- appended by ABI 2.2: read only when size covers the field and the host's minor
+     *      is at least 2 ---- */
+
+    /* Asks the user to accept what a paid job will cost, before it is submitted:
+     * {"amount":0.5,"currency":"USD","what":"10 s of gen4_turbo video"}. LAUNCHER_SINK_OK
+     * when accepted; LAUNCHER_SINK_STOP when declined or refused: submit nothing and fail
+     * the job as cancelled. */
+    int32_t (*confirm)(void *ctx, LauncherBytes cost);
 } LauncherSink;
 
 /* The table launcher_plugin_init returns. Fields are only ever appended. */
@@ -189,6 +198,8 @@ typedef const LauncherPluginApi *(*LauncherInitFn)(uint32_t host_abi_minor);
 #define LAUNCHER_HEADER_SIZE_2_0 ((uint32_t)20)
 #define LAUNCHER_API_SIZE_2_0 ((uint32_t)offsetof(LauncherPluginApi, describe))
 #define LAUNCHER_SINK_SIZE_2_0 ((uint32_t)offsetof(LauncherSink, checkpoint))
+/* The size of the sink as ABI 2.1 froze it: everything before confirm (72 bytes on 64-bit). */
+#define LAUNCHER_SINK_SIZE_2_1 ((uint32_t)offsetof(LauncherSink, confirm))
 
 /* Returns whether a table whose size member says `size` holds all of `field` of struct
  * `type`, e.g. LAUNCHER_COVERS(sink->size, LauncherSink, checkpoint). */

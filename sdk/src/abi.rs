@@ -16,11 +16,13 @@
 //! # Growth
 //!
 //! ABI 2.0 froze the size of every table: [`HEADER_SIZE_2_0`], [`API_SIZE_2_0`] and
-//! [`SINK_SIZE_2_0`]. A minor version only appends fields. Each side accepts any table at least
-//! the 2.0 size and reads a later field only when the table's `size` covers it; the init
-//! function receives the host's minor, and a plugin newer than its host uses only what that
-//! host has. Minor 1 appended [`PluginApi::describe`] (tools and parameters that depend on
-//! configuration) and [`Sink::checkpoint`] (resumable jobs). Enumerations carried in JSON
+//! [`SINK_SIZE_2_0`]; each later minor froze the sizes it left ([`SINK_SIZE_2_1`]). A minor
+//! version only appends fields. Each side accepts any table at least the 2.0 size and reads a
+//! later field only when the table's `size` covers it; the init function receives the host's
+//! minor, and a plugin newer than its host uses only what that host has. Minor 1 appended
+//! [`PluginApi::describe`] (tools and parameters that depend on configuration) and
+//! [`Sink::checkpoint`] (resumable jobs); minor 2 appended [`Sink::confirm`] (asking the user
+//! to accept what a paid job costs). Enumerations carried in JSON
 //! tolerate values they do not know. `sdk/include/launcher_plugin.h` is the same ABI in C.
 //!
 //! Every entry point runs inside `catch_unwind`, because a panic unwinding out of `extern "C"`
@@ -37,6 +39,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+use crate::cost::Cost;
 use crate::error::PluginError;
 use crate::plugin::{Context, Events, Plugin};
 use crate::types::{
@@ -49,7 +52,7 @@ pub const MAGIC: [u8; 8] = *b"LNCHPLG\0";
 /// The ABI major version this SDK speaks; a host refuses any other.
 pub const ABI_MAJOR: u32 = 2;
 /// The ABI minor version this SDK speaks; minors only append.
-pub const ABI_MINOR: u32 = 1;
+pub const ABI_MINOR: u32 = 2;
 /// The name of the exported [`PluginHeader`] static.
 pub const HEADER_SYMBOL: &[u8] = b"LAUNCHER_PLUGIN_HEADER\0";
 /// The name of the exported init function, of type [`InitFn`].
@@ -61,6 +64,8 @@ pub const HEADER_SIZE_2_0: u32 = 20;
 pub const API_SIZE_2_0: u32 = offset_of!(PluginApi, describe) as u32;
 /// The size of [`Sink`] as of ABI 2.0 (everything before `checkpoint`), frozen.
 pub const SINK_SIZE_2_0: u32 = offset_of!(Sink, checkpoint) as u32;
+/// The size of [`Sink`] as of ABI 2.1 (everything before `confirm`), frozen.
+pub const SINK_SIZE_2_1: u32 = offset_of!(Sink, confirm) as u32;
 
 /// A call succeeded; the buffer holds its JSON result.
 pub const STATUS_OK: i32 = 0;
@@ -184,6 +189,9 @@ pub struct Sink {
     /// Minor 1: records a checkpoint (a small JSON value, such as a remote task id) that a later
     /// run of the job receives as [`Job::resume`]; [`SINK_UNSUPPORTED`] when the host keeps none.
     pub checkpoint: unsafe extern "C" fn(ctx: *mut c_void, value: Bytes) -> i32,
+    /// Minor 2: asks the user to accept a JSON [`Cost`] before paid work is submitted;
+    /// [`SINK_OK`] when accepted, [`SINK_STOP`] when declined or refused (send nothing).
+    pub confirm: unsafe extern "C" fn(ctx: *mut c_void, cost: Bytes) -> i32,
 }
 
 /// The table a plugin's init function returns. Fields are only ever appended.
@@ -493,6 +501,22 @@ impl Events for SinkEvents {
             _ => Err(()),
         }
     }
+
+    fn confirm(&mut self, cost: &Cost) -> Option<bool> {
+        if !host_has_confirm(HOST_ABI_MINOR.load(Ordering::Relaxed), self.size()) {
+            return None;
+        }
+        let sink = self.sink;
+        // SAFETY: host_has_confirm says the host's sink has this minor-2 field.
+        let status = self.json_call(cost, |ctx, json| unsafe { ((*sink).confirm)(ctx, json) });
+        Some(status == SINK_OK)
+    }
+}
+
+/// Returns whether a host of ABI minor `host_minor`, which passed a sink of `sink_size` bytes,
+/// can be asked to confirm a cost.
+fn host_has_confirm(host_minor: u32, sink_size: u32) -> bool {
+    host_minor >= 2 && covers(sink_size, offset_of!(Sink, confirm))
 }
 
 /// Exports a [`Plugin`] type as a launcher plugin library, so the author writes no `unsafe`.
@@ -576,6 +600,9 @@ pub trait EventHandler {
     fn keeps_checkpoints(&self) -> bool {
         true
     }
+    /// Returns whether the user accepts `cost` for this job; false stops it before anything
+    /// paid is submitted.
+    fn confirm_cost(&mut self, cost: &Cost) -> bool;
 }
 
 /// A plugin's table, checked and ready to call.
@@ -802,6 +829,7 @@ impl Instance {
             log: sink_log,
             is_cancelled: sink_is_cancelled,
             checkpoint: sink_checkpoint,
+            confirm: sink_confirm,
         };
         let mut out = Buffer::EMPTY;
         // SAFETY: instance, sink and slices are valid for the whole call.
@@ -934,6 +962,17 @@ unsafe extern "C" fn sink_checkpoint(ctx: *mut c_void, value: Bytes) -> i32 {
     })
 }
 
+unsafe extern "C" fn sink_confirm(ctx: *mut c_void, cost: Bytes) -> i32 {
+    with_state(ctx, |state| {
+        // SAFETY: the plugin passes a slice valid for this call.
+        match serde_json::from_slice::<Cost>(unsafe { cost.as_slice() }) {
+            Ok(cost) if state.handler.confirm_cost(&cost) => SINK_OK,
+            Ok(_) => SINK_STOP,
+            Err(e) => state.refuse(format!("unreadable cost: {e}")),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,6 +992,11 @@ mod tests {
 
         fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
             let kept = cx.checkpoint(&serde_json::json!({"remote": "task-1"}))?;
+            cx.confirm_cost(&Cost {
+                amount: 0.5,
+                currency: "USD".into(),
+                what: "an echo".into(),
+            })?;
             cx.text(job.require_str("prompt")?)?;
             let mut result = JobResult::default();
             result.info.insert("checkpoint_kept".into(), kept.into());
@@ -964,6 +1008,7 @@ mod tests {
         text: Vec<u8>,
         checkpoints: usize,
         closed: usize,
+        costs: Vec<Cost>,
     }
 
     impl EventHandler for Recorder {
@@ -979,6 +1024,11 @@ mod tests {
 
         fn is_cancelled(&self) -> bool {
             false
+        }
+
+        fn confirm_cost(&mut self, cost: &Cost) -> bool {
+            self.costs.push(cost.clone());
+            true
         }
     }
 
@@ -999,6 +1049,7 @@ mod tests {
             text: Vec::new(),
             checkpoints: 0,
             closed: 0,
+            costs: Vec::new(),
         };
         let result = instance.invoke(&echo_job(), &mut recorder).unwrap();
         (recorder, result)
@@ -1058,8 +1109,9 @@ mod tests {
             assert_eq!(HEADER_SIZE_2_0, 20);
             assert_eq!(API_SIZE_2_0, 48);
             assert_eq!(SINK_SIZE_2_0, 64);
+            assert_eq!(SINK_SIZE_2_1, 72);
             assert_eq!(size_of::<PluginApi>(), 56);
-            assert_eq!(size_of::<Sink>(), 72);
+            assert_eq!(size_of::<Sink>(), 80);
         }
         assert_eq!(size_of::<PluginHeader>() as u32, HEADER_SIZE_2_0);
     }
@@ -1085,6 +1137,12 @@ mod tests {
         let (recorder, result) = run(lib);
         assert_eq!(recorder.text, b"hello");
         assert_eq!(recorder.checkpoints, 1);
+        assert_eq!(
+            recorder.costs.len(),
+            1,
+            "this host is asked to confirm the cost"
+        );
+        assert_eq!(recorder.costs[0].what, "an echo");
         assert_eq!(
             recorder.closed, 1,
             "the text output is closed when the job ends"
@@ -1141,6 +1199,9 @@ mod tests {
         unsafe extern "C" fn never(_: *mut c_void, _: Bytes) -> i32 {
             panic!("a 2.0 sink has no checkpoint field")
         }
+        unsafe extern "C" fn never_confirm(_: *mut c_void, _: Bytes) -> i32 {
+            panic!("a 2.0 sink has no confirm field")
+        }
         let mut host = Host { text: Vec::new() };
         let sink = Sink {
             size: SINK_SIZE_2_0,
@@ -1152,6 +1213,7 @@ mod tests {
             log: ok_bytes,
             is_cancelled: no,
             checkpoint: never,
+            confirm: never_confirm,
         };
         let lib = PluginLib::of::<Echo>();
         let instance = lib
@@ -1168,6 +1230,18 @@ mod tests {
         let result: JobResult = lib.reply(status, out).unwrap();
         assert_eq!(host.text, b"hello");
         assert_eq!(result.info["checkpoint_kept"], false);
+    }
+
+    #[test]
+    fn only_a_host_of_minor_2_with_a_sink_that_has_the_field_is_asked_to_confirm() {
+        let full = size_of::<Sink>() as u32;
+        assert!(host_has_confirm(2, full));
+        assert!(host_has_confirm(3, full));
+        // A 2.1 host: its minor says no, and its sink ends before the field.
+        assert!(!host_has_confirm(1, SINK_SIZE_2_1));
+        assert!(!host_has_confirm(1, full));
+        assert!(!host_has_confirm(2, SINK_SIZE_2_1));
+        assert!(!host_has_confirm(0, SINK_SIZE_2_0));
     }
 
     #[test]
@@ -1199,6 +1273,7 @@ mod tests {
             text: Vec::new(),
             checkpoints: 0,
             closed: 0,
+            costs: Vec::new(),
         };
         // The SDK never writes to a closed output, so this job succeeds; the refusal itself is
         // checked by calling the sink below.

@@ -119,6 +119,20 @@ impl PluginError {
         err
     }
 
+    /// Returns the error of a resumed job whose submit request may or may not have reached
+    /// `service`: its checkpoint says `submitting` and holds no remote id. Submitting again
+    /// could charge twice, so the job fails and the user is sent to look.
+    pub fn submission_unknown(service: &str) -> Self {
+        Self::unavailable(format!(
+            "the launcher stopped while the job was being submitted to {service}, so it is \
+             unknown whether {service} received it"
+        ))
+        .with_hint(format!(
+            "check your {service} account for the task before running the job again; it was \
+             not submitted a second time"
+        ))
+    }
+
     /// Adds a hint telling the user what to do.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

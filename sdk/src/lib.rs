@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod cost;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;

@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::cost::Cost;
 use crate::error::PluginError;
 use serde_json::Value;
 
@@ -61,6 +62,9 @@ pub(crate) trait Events {
     /// Records a checkpoint: `Ok(true)` when kept, `Ok(false)` when the host keeps none,
     /// `Err` when the job must stop.
     fn checkpoint(&mut self, value: &Value) -> Result<bool, ()>;
+    /// Asks the host to accept a cost: `Some(true)` accepted, `Some(false)` declined or
+    /// refused, `None` when the host cannot be asked (older than ABI 2.2).
+    fn confirm(&mut self, cost: &Cost) -> Option<bool>;
 }
 
 /// What a running job can do: write outputs, report progress, log, record a checkpoint, and
@@ -194,9 +198,23 @@ impl<'a> Context<'a> {
     }
 
     /// Records a checkpoint: a small JSON value (a remote task id, say) from which a later run
-    /// of this job can pick the work up ([`Job::resume`](crate::Job::resume)). Record it as
-    /// soon as the remote service accepted the work. From then on, stopping the launcher
-    /// detaches the job instead of cancelling it, unless the user asked to cancel remote work.
+    /// of this job can pick the work up ([`Job::resume`](crate::Job::resume)). From then on,
+    /// stopping the launcher detaches the job instead of cancelling it, unless the user asked
+    /// to cancel remote work.
+    ///
+    /// # Submitting paid work: checkpoint before and after
+    ///
+    /// A submit must never be sent twice, and a launcher may be killed between sending it and
+    /// reading the answer. So an adapter records two checkpoints around the submit request:
+    ///
+    /// 1. `{"state": "submitting", ...}` **before** the request (with whatever it needs to
+    ///    find the task again, if the service allows that);
+    /// 2. the remote task id as soon as the service answered.
+    ///
+    /// A resumed job whose checkpoint still says `submitting` and carries no remote id may or
+    /// may not have reached the service. It must not submit again blindly: return
+    /// [`PluginError::submission_unknown`], and the host marks the job failed with that
+    /// message, so the user checks the service's dashboard instead of paying twice.
     ///
     /// Returns whether the host keeps it: an older host, or one running a job that cannot be
     /// resumed, keeps none, and the job simply goes on.
@@ -206,6 +224,37 @@ impl<'a> Context<'a> {
         self.events
             .checkpoint(&value)
             .map_err(|()| PluginError::cancelled())
+    }
+
+    /// Asks the host to accept what the job will cost, before the paid request is sent.
+    ///
+    /// The host always shows the estimate, and above the user's threshold asks on a terminal
+    /// (or refuses, when nobody can answer and `--yes` was not given). Returns a cancelled
+    /// error when the cost was declined: return it, and send nothing.
+    ///
+    /// A host older than ABI 2.2 cannot be asked. The job then goes on, after a warning that
+    /// states the cost: that host ran paid jobs without a question before this SDK existed,
+    /// the user chose the tool and gave it a key, and refusing would make every paid adapter
+    /// unusable with it. Adapters that must not run unconfirmed can require a newer launcher
+    /// in their registry entry.
+    pub fn confirm_cost(&mut self, cost: &crate::cost::Cost) -> Result<(), PluginError> {
+        match self.events.confirm(cost) {
+            Some(true) => Ok(()),
+            Some(false) => Err(PluginError::new(
+                crate::ErrorKind::Cancelled,
+                format!("the cost of the job, {cost}, was not accepted; nothing was submitted"),
+            )),
+            None => {
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "this job will cost about {cost}; this launcher is too old to ask \
+                         before paid work is submitted"
+                    ),
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Returns whether the host asked the job to stop.
@@ -320,6 +369,8 @@ pub(crate) struct TestHost {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) output: Vec<u8>,
     pub(crate) cancel: std::sync::Arc<AtomicBool>,
+    /// The answer to cost confirmations; `None` plays a host older than ABI 2.2.
+    pub(crate) accept_costs: Option<bool>,
 }
 
 #[cfg(test)]
@@ -345,5 +396,48 @@ impl Events for TestHost {
     }
     fn checkpoint(&mut self, _value: &Value) -> Result<bool, ()> {
         Ok(false)
+    }
+    fn confirm(&mut self, _cost: &Cost) -> Option<bool> {
+        self.accept_costs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn cost() -> Cost {
+        Cost {
+            amount: 2.5,
+            currency: "USD".into(),
+            what: "10 s of video".into(),
+        }
+    }
+
+    #[test]
+    fn a_declined_cost_cancels_the_job() {
+        let mut host = TestHost {
+            accept_costs: Some(false),
+            ..TestHost::default()
+        };
+        let err = Context::new(&mut host).confirm_cost(&cost()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Cancelled);
+        assert!(err.message.contains("$2.50"), "{}", err.message);
+        let mut host = TestHost {
+            accept_costs: Some(true),
+            ..TestHost::default()
+        };
+        Context::new(&mut host).confirm_cost(&cost()).unwrap();
+        assert!(host.logs.is_empty());
+    }
+
+    #[test]
+    fn a_host_that_cannot_be_asked_gets_a_warning_with_the_cost() {
+        let mut host = TestHost::default();
+        Context::new(&mut host).confirm_cost(&cost()).unwrap();
+        assert_eq!(host.logs.len(), 1);
+        assert_eq!(host.logs[0].level, LogLevel::Warn);
+        assert!(host.logs[0].message.contains("$2.50 (10 s of video)"));
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 
 use crate::abi::{CallError, Event, EventHandler, PluginLib};
+use crate::cost::Cost;
 use crate::error::PluginError;
 use crate::plugin::Plugin;
 use crate::types::{
@@ -34,6 +35,8 @@ pub struct Run {
     pub logs: Vec<LogLine>,
     /// The checkpoints recorded, in order.
     pub checkpoints: Vec<Value>,
+    /// The costs the plugin asked to confirm, in order.
+    pub costs: Vec<Cost>,
     /// Every write to every output, in order: the output's name and the bytes of that one
     /// write. Shows whether text arrived piece by piece.
     pub writes: Vec<(String, Vec<u8>)>,
@@ -107,6 +110,7 @@ pub struct Runner<'w> {
     config: serde_json::Map<String, Value>,
     cancel: Arc<AtomicBool>,
     watch: Option<Watch<'w>>,
+    accept_costs: bool,
 }
 
 impl<'w> Runner<'w> {
@@ -118,7 +122,15 @@ impl<'w> Runner<'w> {
             config: serde_json::Map::new(),
             cancel: Arc::new(AtomicBool::new(false)),
             watch: None,
+            accept_costs: true,
         }
+    }
+
+    /// Declines every cost the job asks to confirm, as a user answering "no" would; by
+    /// default costs are accepted (and recorded in [`Run::costs`]).
+    pub fn decline_costs(mut self) -> Self {
+        self.accept_costs = false;
+        self
     }
 
     /// Sets the configuration the host would describe the plugin's tools with: the
@@ -149,6 +161,7 @@ impl<'w> Runner<'w> {
             config,
             cancel,
             watch,
+            accept_costs,
         } = self;
         let mut collector = Collector {
             run: Run {
@@ -157,12 +170,14 @@ impl<'w> Runner<'w> {
                 progress: Vec::new(),
                 logs: Vec::new(),
                 checkpoints: Vec::new(),
+                costs: Vec::new(),
                 writes: Vec::new(),
                 result: Ok(JobResult::default()),
             },
             ids: Vec::new(),
             cancel,
             watch,
+            accept_costs,
         };
         let lib = PluginLib::of::<P>();
         let checked = lib.manifest().and_then(|manifest| {
@@ -243,6 +258,7 @@ struct Collector<'w> {
     ids: Vec<(u32, String)>,
     cancel: Arc<AtomicBool>,
     watch: Option<Watch<'w>>,
+    accept_costs: bool,
 }
 
 impl EventHandler for Collector<'_> {
@@ -286,5 +302,10 @@ impl EventHandler for Collector<'_> {
 
     fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn confirm_cost(&mut self, cost: &Cost) -> bool {
+        self.run.costs.push(cost.clone());
+        self.accept_costs
     }
 }

@@ -52,6 +52,7 @@ int main(void) {
     OFFSET(LauncherSink, log);
     OFFSET(LauncherSink, is_cancelled);
     OFFSET(LauncherSink, checkpoint);
+    OFFSET(LauncherSink, confirm);
 
     SIZE(LauncherPluginApi);
     OFFSET(LauncherPluginApi, size);
@@ -70,6 +71,7 @@ int main(void) {
     VALUE(LAUNCHER_HEADER_SIZE_2_0);
     VALUE(LAUNCHER_API_SIZE_2_0);
     VALUE(LAUNCHER_SINK_SIZE_2_0);
+    VALUE(LAUNCHER_SINK_SIZE_2_1);
     VALUE(LAUNCHER_STATUS_OK);
     VALUE(LAUNCHER_STATUS_ERROR);
     VALUE(LAUNCHER_STATUS_PANIC);
@@ -81,6 +83,8 @@ int main(void) {
     VALUE(sizeof(LAUNCHER_MAGIC));
     VALUE(LAUNCHER_COVERS(LAUNCHER_SINK_SIZE_2_0, LauncherSink, checkpoint));
     VALUE(LAUNCHER_COVERS(sizeof(LauncherSink), LauncherSink, checkpoint));
+    VALUE(LAUNCHER_COVERS(LAUNCHER_SINK_SIZE_2_1, LauncherSink, confirm));
+    VALUE(LAUNCHER_COVERS(sizeof(LauncherSink), LauncherSink, confirm));
     VALUE(LAUNCHER_COVERS(LAUNCHER_API_SIZE_2_0, LauncherPluginApi, describe));
     VALUE(LAUNCHER_COVERS(sizeof(LauncherPluginApi), LauncherPluginApi, describe));
     TEXT(LAUNCHER_HEADER_SYMBOL);
@@ -189,6 +193,7 @@ fn rust_facts() -> BTreeMap<String, String> {
     offset!("LauncherSink", Sink, log);
     offset!("LauncherSink", Sink, is_cancelled);
     offset!("LauncherSink", Sink, checkpoint);
+    offset!("LauncherSink", Sink, confirm);
 
     size!("LauncherPluginApi", PluginApi);
     offset!("LauncherPluginApi", PluginApi, size);
@@ -207,6 +212,7 @@ fn rust_facts() -> BTreeMap<String, String> {
     value!("LAUNCHER_HEADER_SIZE_2_0", HEADER_SIZE_2_0);
     value!("LAUNCHER_API_SIZE_2_0", API_SIZE_2_0);
     value!("LAUNCHER_SINK_SIZE_2_0", SINK_SIZE_2_0);
+    value!("LAUNCHER_SINK_SIZE_2_1", abi::SINK_SIZE_2_1);
     value!("LAUNCHER_STATUS_OK", abi::STATUS_OK);
     value!("LAUNCHER_STATUS_ERROR", abi::STATUS_ERROR);
     value!("LAUNCHER_STATUS_PANIC", abi::STATUS_PANIC);
@@ -223,6 +229,14 @@ fn rust_facts() -> BTreeMap<String, String> {
     );
     value!(
         "LAUNCHER_COVERS(sizeof(LauncherSink), LauncherSink, checkpoint)",
+        1
+    );
+    value!(
+        "LAUNCHER_COVERS(LAUNCHER_SINK_SIZE_2_1, LauncherSink, confirm)",
+        0
+    );
+    value!(
+        "LAUNCHER_COVERS(sizeof(LauncherSink), LauncherSink, confirm)",
         1
     );
     value!(

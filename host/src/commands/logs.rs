@@ -238,7 +238,7 @@ fn plan_rerun(
     })?;
     let specs = params::params_of(&task, &tool.spec);
     let mut values = entry.params.clone();
-    let (mut explicit, mut force, mut json) = (None, false, false);
+    let (mut explicit, mut force, mut json, mut yes) = (None, false, false, false);
     let mut cli_settings = Vec::new();
     let mut changed: Vec<String> = Vec::new();
     let mut i = 0;
@@ -257,6 +257,7 @@ fn plan_rerun(
             "-o" | "--output" => explicit = Some(PathBuf::from(value("a file")?)),
             "--force" => force = true,
             "--json" => json = true,
+            "--yes" => yes = true,
             "-v" | "-q" => {}
             "--set" => {
                 let item = value("NAME=VALUE")?;
@@ -378,6 +379,8 @@ fn plan_rerun(
         detach: false,
         play: false,
         cancel_remote: false,
+        yes,
+        confirm_over: config.confirm_over(),
         resume: None,
         history: Vec::new(),
         conversation: None,

@@ -5,6 +5,11 @@
 //! its children, partial outputs are removed, exit 130/143/129); a job that recorded a remote
 //! checkpoint is detached instead (its record stays resumable, nothing remote is cancelled,
 //! exit 12) unless `--cancel-remote` was given. A second signal ends launcher at once.
+//!
+//! Money: a plugin asks before it submits paid work ([`launcher_sdk::Context::confirm_cost`]).
+//! The estimate is always shown; above `[defaults] confirm_over` the user is asked y/N on a
+//! terminal, `--yes` accepts without asking, and with nobody to ask the job is refused (exit
+//! 2). A declined or refused job submitted nothing and ends as cancelled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use launcher_sdk::abi::{CallError, Event, EventHandler};
+use launcher_sdk::cost::Cost;
 use launcher_sdk::serde_json::Value;
 use launcher_sdk::{CreateRequest, ErrorKind, Job, JobResult, LogLevel, LogLine, Progress};
 
@@ -33,6 +39,53 @@ enum Msg {
     Done(Box<Finished>),
     /// The worker panicked in launcher's own code.
     Crashed,
+    /// The plugin asks to accept a cost; the answer goes back on the sender.
+    Confirm(Cost, Sender<bool>),
+    /// The user answered the cost question.
+    Answer(bool),
+}
+
+/// What became of the cost a plugin asked to confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// At or below the threshold: shown only.
+    Shown,
+    /// Accepted by `--yes` or by the user's answer.
+    Accepted,
+    /// The user answered no.
+    Declined,
+    /// Above the threshold with nobody to ask, and no `--yes`.
+    Refused,
+}
+
+/// The cost of a job and what became of it, for the result and the failure message.
+struct Priced {
+    cost: Cost,
+    verdict: Verdict,
+}
+
+/// Decides about `cost` without asking: `None` when the user must be asked.
+fn judge(cost: &Cost, threshold: f64, yes: bool, can_ask: bool) -> Option<Verdict> {
+    if cost.amount <= threshold {
+        Some(Verdict::Shown)
+    } else if yes {
+        Some(Verdict::Accepted)
+    } else if can_ask {
+        None
+    } else {
+        Some(Verdict::Refused)
+    }
+}
+
+/// Reads the answer to the cost question: only an explicit yes accepts.
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// Returns whether the user can be asked a question: stdin and stderr are a terminal.
+fn can_ask() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// How the worker's part ended.
@@ -105,9 +158,12 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
                 let _ = tx.send(Msg::Done(Box::new(finished)));
             })?
     };
-    drop(tx);
+    let tx_answer = tx;
 
     let mut signalled: Option<i32> = None;
+    let mut priced: Option<Priced> = None;
+    // The worker waiting for the answer to the cost question, while it is asked.
+    let mut asking: Option<Sender<bool>> = None;
     let finished = loop {
         // The worker always says how it ended, even when it panicked.
         let msg = rx.recv().unwrap_or(Msg::Crashed);
@@ -121,7 +177,68 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
             }
             Msg::Progress(p) => render.progress(&p),
             Msg::Log(line) => render.log(&line),
+            Msg::Confirm(cost, reply) => {
+                render.clear();
+                render.set_cost(cost.clone());
+                let threshold = plan.confirm_over;
+                let about = format!("this job will cost about {cost}");
+                match judge(&cost, threshold, plan.yes, can_ask()) {
+                    Some(verdict) => {
+                        match verdict {
+                            Verdict::Accepted => render.say(&format!("{about}; accepted by --yes")),
+                            Verdict::Refused => {}
+                            _ => render.say(&about),
+                        }
+                        let _ = reply.send(matches!(verdict, Verdict::Shown | Verdict::Accepted));
+                        priced = Some(Priced { cost, verdict });
+                    }
+                    None => {
+                        render.say(&format!(
+                            "{about}, more than your limit of {} (`confirm_over`)",
+                            Cost {
+                                amount: threshold,
+                                ..cost.clone()
+                            }
+                            .amount_text()
+                        ));
+                        eprint!("submit it? [y/N] ");
+                        let tx = tx_answer.clone();
+                        // Read on a thread of its own so a signal still reaches this loop.
+                        let _ =
+                            std::thread::Builder::new()
+                                .name("answer".into())
+                                .spawn(move || {
+                                    let mut line = String::new();
+                                    let answer = std::io::stdin().read_line(&mut line).is_ok()
+                                        && is_yes(&line);
+                                    let _ = tx.send(Msg::Answer(answer));
+                                });
+                        asking = Some(reply);
+                        priced = Some(Priced {
+                            cost,
+                            verdict: Verdict::Declined,
+                        });
+                    }
+                }
+            }
+            Msg::Answer(answer) => {
+                if let Some(reply) = asking.take() {
+                    if let Some(p) = &mut priced {
+                        p.verdict = if answer {
+                            Verdict::Accepted
+                        } else {
+                            Verdict::Declined
+                        };
+                    }
+                    let _ = reply.send(answer);
+                }
+            }
             Msg::Signal(signal) => {
+                if let Some(reply) = asking.take() {
+                    // A signal during the question is a no; nothing was submitted.
+                    eprintln!();
+                    let _ = reply.send(false);
+                }
                 if signalled.is_some() {
                     // A second signal: stop at once, leaving nothing half-written.
                     remove_pending(&pending);
@@ -152,6 +269,7 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
         &plan,
         *finished,
         signalled,
+        priced.as_ref(),
         &checkpointed,
         data_dir,
         &mut render,
@@ -244,6 +362,7 @@ fn conclude(
     plan: &JobPlan,
     finished: Finished,
     signalled: Option<i32>,
+    priced: Option<&Priced>,
     checkpointed: &AtomicBool,
     data_dir: &Path,
     render: &mut Render,
@@ -289,6 +408,10 @@ fn conclude(
                     render.say(&format!("kept {}, which was complete", path.display()));
                 }
             }
+            if let Some(failure) = priced.and_then(|p| cost_failure(p, plan.confirm_over)) {
+                set_state(State::Cancelled, Some(&failure.message));
+                return Err(failure.into());
+            }
             if let Some(signal) = signalled {
                 set_state(State::Cancelled, None);
                 return Err(Failure::new(
@@ -330,6 +453,41 @@ fn conclude(
                 detached: false,
             })
         }
+    }
+}
+
+/// Returns the failure of a job whose cost was declined or refused: nothing was submitted.
+fn cost_failure(priced: &Priced, threshold: f64) -> Option<Failure> {
+    let cost = &priced.cost;
+    let limit = Cost {
+        amount: threshold,
+        ..cost.clone()
+    }
+    .amount_text();
+    match priced.verdict {
+        Verdict::Declined => Some(
+            Failure::new(
+                Class::Cancelled,
+                format!(
+                    "the job would cost about {cost}, and that was declined; nothing was submitted"
+                ),
+            )
+            .hint("run it again with other parameters (a shorter duration, a cheaper model)"),
+        ),
+        Verdict::Refused => Some(
+            Failure::new(
+                Class::Usage,
+                format!(
+                    "the job would cost about {cost}, more than your limit of {limit} \
+                     (`confirm_over`), and there is no terminal to ask on; nothing was submitted"
+                ),
+            )
+            .hint(
+                "add --yes to accept the cost, or raise `confirm_over` in the [defaults] of \
+                 config.toml",
+            ),
+        ),
+        Verdict::Shown | Verdict::Accepted => None,
     }
 }
 
@@ -595,5 +753,79 @@ impl EventHandler for Handler {
 
     fn is_cancelled(&self) -> bool {
         self.reader_gone || self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn confirm_cost(&mut self, cost: &Cost) -> bool {
+        let (reply, answer) = mpsc::channel();
+        if self.tx.send(Msg::Confirm(cost.clone(), reply)).is_err() {
+            return false;
+        }
+        // No answer (the watching thread is gone) is a no: never submit unconfirmed.
+        answer.recv().unwrap_or(false) && !self.cancel.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(amount: f64) -> Cost {
+        Cost {
+            amount,
+            currency: "USD".into(),
+            what: "a video".into(),
+        }
+    }
+
+    #[test]
+    fn a_cost_above_the_threshold_asks_or_needs_yes() {
+        assert_eq!(judge(&cost(0.5), 1.0, false, false), Some(Verdict::Shown));
+        assert_eq!(judge(&cost(1.0), 1.0, false, false), Some(Verdict::Shown));
+        assert_eq!(judge(&cost(1.5), 1.0, true, false), Some(Verdict::Accepted));
+        assert_eq!(judge(&cost(1.5), 1.0, false, true), None);
+        assert_eq!(judge(&cost(1.5), 1.0, false, false), Some(Verdict::Refused));
+        assert_eq!(
+            judge(&cost(0.01), 0.0, false, false),
+            Some(Verdict::Refused)
+        );
+    }
+
+    #[test]
+    fn only_an_explicit_yes_accepts() {
+        assert!(is_yes("y\n"));
+        assert!(is_yes(" YES "));
+        for no in ["", "\n", "n", "no", "yep", "sure"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_cost_is_a_usage_failure_and_a_declined_one_a_cancellation() {
+        let refused = Priced {
+            cost: cost(3.2),
+            verdict: Verdict::Refused,
+        };
+        let failure = cost_failure(&refused, 1.0).unwrap();
+        assert_eq!(failure.class, Class::Usage);
+        assert!(
+            failure.message.contains("$3.20 (a video)"),
+            "{}",
+            failure.message
+        );
+        assert!(failure.message.contains("$1.00"));
+        assert!(failure.hint.unwrap().contains("--yes"));
+        let declined = Priced {
+            cost: cost(3.2),
+            verdict: Verdict::Declined,
+        };
+        assert_eq!(
+            cost_failure(&declined, 1.0).unwrap().class,
+            Class::Cancelled
+        );
+        let shown = Priced {
+            cost: cost(0.2),
+            verdict: Verdict::Shown,
+        };
+        assert!(cost_failure(&shown, 1.0).is_none());
     }
 }

@@ -23,8 +23,9 @@ use crate::settings;
 const VALUE_OPTIONS: [&str; 10] = [
     "-o", "--output", "--tool", "--task", "--to", "--file", "--set", "--resume", "--cid", "--color",
 ];
-const FLAG_OPTIONS: [&str; 12] = [
+const FLAG_OPTIONS: [&str; 13] = [
     "--play",
+    "--yes",
     "-c",
     "--continue",
     "--json",
@@ -116,6 +117,11 @@ pub(crate) struct JobPlan {
     pub(crate) play: bool,
     /// `--cancel-remote`: a signal cancels remote work too, instead of detaching the job.
     pub(crate) cancel_remote: bool,
+    /// `--yes`: accept the job's cost without asking, whatever it is.
+    pub(crate) yes: bool,
+    /// Above this cost (in the tool's currency) the user is asked first: `[defaults]
+    /// confirm_over` in config.toml.
+    pub(crate) confirm_over: f64,
     /// The checkpoint of an earlier run of this job, when resuming.
     pub(crate) resume: Option<Value>,
     /// Why this tool was chosen, for `-v`.
@@ -440,6 +446,8 @@ pub(crate) fn plan(
         detach: matches.get_flag("detach"),
         play: matches.get_flag("play"),
         cancel_remote: matches.get_flag("cancel-remote"),
+        yes: matches.get_flag("yes"),
+        confirm_over: config.confirm_over(),
         resume: None,
         reasons: route.reasons,
         picked: route.picked,
@@ -593,6 +601,7 @@ fn host_command(name: &str, primary: Option<&ParamSpec>) -> Command {
         .arg(Arg::new("detach").long("detach").action(ArgAction::SetTrue).help("submit a remote job and return once it is accepted; `launcher run --resume ID` collects it").help_heading(heading))
         .arg(Arg::new("continue").short('c').long("continue").action(ArgAction::SetTrue).help("chat: continue the latest conversation").help_heading(heading))
         .arg(Arg::new("cid").long("cid").value_name("ID").help("chat: continue this conversation").help_heading(heading))
+        .arg(Arg::new("yes").long("yes").action(ArgAction::SetTrue).help("accept what a paid job costs without asking (needed to run one above `confirm_over` without a terminal)").help_heading(heading))
         .arg(Arg::new("cancel-remote").long("cancel-remote").action(ArgAction::SetTrue).help("on Ctrl-C, cancel the remote job too instead of leaving it running").help_heading(heading))
         .arg(Arg::new("verbose").short('v').action(ArgAction::Count).hide(true))
         .arg(Arg::new("quiet").short('q').action(ArgAction::SetTrue).hide(true))
@@ -820,6 +829,8 @@ pub(crate) fn plan_resume(
         detach: false,
         play: false,
         cancel_remote,
+        yes: false,
+        confirm_over: config.confirm_over(),
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],
         picked: false,

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use launcher_sdk::cost::Cost;
 use launcher_sdk::serde_json::{self, json};
 use launcher_sdk::{ContentKind, JobResult, LISTING_TASKS, LogLevel, LogLine, Progress};
 
@@ -21,6 +22,8 @@ pub(crate) struct Render {
     globals: Globals,
     secrets: Vec<String>,
     bar: Option<JobBar>,
+    /// What the job was estimated to cost, for the JSON result.
+    cost: Option<Cost>,
 }
 
 impl Render {
@@ -29,7 +32,13 @@ impl Render {
             globals,
             secrets,
             bar: None,
+            cost: None,
         }
+    }
+
+    /// Remembers the job's estimated cost for the JSON result.
+    pub(crate) fn set_cost(&mut self, cost: Cost) {
+        self.cost = Some(cost);
     }
 
     fn scrub(&self, text: &str) -> String {
@@ -117,6 +126,9 @@ impl Render {
             if let Some(id) = conversation {
                 report["conversation"] = json!(id);
             }
+            if let Some(cost) = &self.cost {
+                report["cost"] = json!(cost);
+            }
             #[allow(clippy::print_stdout)]
             {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -171,12 +183,13 @@ impl Render {
     pub(crate) fn detached(&mut self, plan: &JobPlan, why: &str) {
         self.clear();
         if plan.json {
+            let mut report = json!({"tool": plan.tool.spec.id, "task": plan.task.name, "job": plan.id, "state": "detached"});
+            if let Some(cost) = &self.cost {
+                report["cost"] = json!(cost);
+            }
             #[allow(clippy::print_stdout)]
             {
-                println!(
-                    "{}",
-                    json!({"tool": plan.tool.spec.id, "task": plan.task.name, "job": plan.id, "state": "detached"})
-                );
+                println!("{report}");
             }
         }
         self.globals.status(&format!(
