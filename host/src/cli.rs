@@ -10,7 +10,7 @@ use launcher_sdk::ContentKind;
 /// Exit codes: 0 ok, 1 failure (a bug in launcher or a plugin), 2 usage, 3 not found,
 /// 4 tool not ready (missing setting), 5 invalid input, 6 service rejected credentials,
 /// 7 rate limited, 8 service unavailable, 9 timeout, 10 output exists, 11 verification
-/// failed, 12 detached (a remote job goes on; `launcher run --resume ID` picks it up),
+/// failed, 12 detached (a remote job goes on; `launcher jobs wait ID` picks it up),
 /// 13 output cannot be written, 14 registry stale or downgrade refused, 130 cancelled by
 /// Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 #[derive(Debug, Parser)]
@@ -50,6 +50,8 @@ pub(crate) enum Command {
     Conversations(ConversationsArgs),
     /// Show the history of jobs, newest first; `logs show ID`, `logs off|on|status`.
     Logs(LogsArgs),
+    /// List running and recent remote jobs; `jobs wait ID`, `jobs cancel ID`, `jobs resume`.
+    Jobs(JobsArgs),
     /// Run a recorded job again: `launcher rerun ID [--param value ...]`.
     Rerun(RerunArgs),
     /// Find plugins in the configured registries.
@@ -182,6 +184,47 @@ pub(crate) struct LogsArgs {
     /// Print a JSON array.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<JobsCommand>,
+    /// List every recorded job, not only unfinished ones and those of the last day.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// How many jobs to list, newest first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) limit: usize,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCommand {
+    /// Follow jobs to the end and write their outputs (any unique prefix of an id); a job
+    /// another launcher runs is waited for.
+    Wait {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// Print a JSON array of what became of each job.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job's remote task and mark the job cancelled.
+    Cancel {
+        id: String,
+        /// Print a JSON array of what became of the job.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pick up every job a killed or closed launcher left unfinished (interrupted or detached).
+    Resume {
+        /// Print a JSON array of what became of each job.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,7 +25,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{CacheCommand, Cli, Command, LogsCommand, PluginCommand, RegistryCommand};
+use crate::cli::{
+    CacheCommand, Cli, Command, JobsCommand, LogsCommand, PluginCommand, RegistryCommand,
+};
 use crate::commands::Globals;
 use crate::commands::registry;
 use crate::failure::Class;
@@ -109,6 +111,12 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
             Some(LogsCommand::Off) => commands::logs::switch(Some(false)),
             Some(LogsCommand::On) => commands::logs::switch(Some(true)),
             Some(LogsCommand::Status) => commands::logs::switch(None),
+        },
+        Command::Jobs(args) => match args.command {
+            None => commands::jobs::list(args.all, args.limit, args.json),
+            Some(JobsCommand::Wait { ids, json }) => commands::jobs::wait(globals, &ids, json),
+            Some(JobsCommand::Cancel { id, json }) => commands::jobs::cancel(globals, &id, json),
+            Some(JobsCommand::Resume { json }) => commands::jobs::resume(globals, json),
         },
         Command::Rerun(args) => {
             let mut globals = *globals;

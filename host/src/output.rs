@@ -40,6 +40,25 @@ pub(crate) struct Plan {
     pub(crate) capture: bool,
 }
 
+impl Plan {
+    /// Returns the plan with its paths made absolute against the current directory, so that a
+    /// job resumed from elsewhere writes where it was first asked to.
+    pub(crate) fn anchored(&self) -> Plan {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        Plan {
+            explicit: self.explicit.as_ref().map(|p| {
+                if p.as_os_str() == "-" {
+                    p.clone()
+                } else {
+                    absolute(p)
+                }
+            }),
+            dir: absolute(&self.dir),
+            ..self.clone()
+        }
+    }
+}
+
 /// How many first bytes of an output are kept to recognise its content.
 const HEAD_LEN: usize = 512;
 

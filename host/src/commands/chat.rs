@@ -98,7 +98,7 @@ pub(crate) fn run(globals: &Globals, args: Vec<String>) -> Result<()> {
             )
             .into());
         };
-        match exec::execute(*job, home.data_dir(), globals) {
+        match exec::execute(*job, None, home.data_dir(), globals) {
             Ok(report) => {
                 if report.conversation.is_some() {
                     conversation = report.conversation;

@@ -200,7 +200,7 @@ pub(crate) fn rerun(globals: &Globals, id: &str, raw: &[String]) -> Result<()> {
     globals.report_catalog(&catalog);
     let plan = plan_rerun(&entry, raw, &catalog, &config, &config_path)?;
     let new = plan.id.clone();
-    let outcome = exec::execute(plan, home.data_dir(), globals);
+    let outcome = exec::execute(plan, None, home.data_dir(), globals);
     if let Ok(store) = Store::open(home.data_dir()) {
         let _ = store.set_rerun_of(&new, &entry.id);
     }
@@ -380,6 +380,8 @@ fn plan_rerun(
         play: false,
         cancel_remote: false,
         yes,
+        cancel_requested: false,
+        collect: false,
         confirm_over: config.confirm_over(),
         resume: None,
         history: Vec::new(),
@@ -538,7 +540,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// `YYYY-MM-DD HH:MM:SS`, in UTC.
-fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let t = secs.rem_euclid(86_400);

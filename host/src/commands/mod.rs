@@ -5,6 +5,7 @@ pub(crate) mod claims;
 pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod info;
+pub(crate) mod jobs;
 pub(crate) mod keys;
 pub(crate) mod list;
 pub(crate) mod logs;

@@ -31,7 +31,7 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         Planned::Job(plan) => {
             warn_if_pick_changed(globals, &home, &plan);
             let play = plan.play;
-            let report = exec::execute(*plan, home.data_dir(), globals)?;
+            let report = exec::execute(*plan, None, home.data_dir(), globals)?;
             if play {
                 match report
                     .outputs
@@ -49,45 +49,22 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
             cancel_remote,
         } => {
             let store = Store::open(home.data_dir())?;
-            let record = match store.get(&id)? {
-                Some(record) => record,
-                None => {
-                    // A unique prefix of an id is enough, as with git's commits.
-                    let ids = store.ids_like(&id)?;
-                    match ids.as_slice() {
-                        [one] => store.get(one)?.expect("listed just now"),
-                        [] => {
-                            return Err(Failure::new(
-                                Class::NotFound,
-                                format!("no recorded job `{id}`"),
-                            )
-                            .hint("a job is recorded once its tool accepted remote work")
-                            .into());
-                        }
-                        many => {
-                            return Err(Failure::new(
-                                Class::Usage,
-                                format!("`{id}` names several jobs: {}", many.join(", ")),
-                            )
-                            .into());
-                        }
-                    }
-                }
-            };
+            let record = crate::commands::jobs::find(&store, &id)?;
             if !record.state.resumable() {
                 return Err(Failure::new(
                     Class::InvalidInput,
                     format!(
-                        "job {} is {:?} and cannot be resumed",
-                        record.id, record.state
-                    )
-                    .to_lowercase(),
+                        "job {} is {} and cannot be resumed",
+                        record.id,
+                        record.state.as_str()
+                    ),
                 )
                 .into());
             }
+            let lock = crate::commands::jobs::take_for_resume(home.data_dir(), &record.id)?;
             let plan =
                 plan::plan_resume(record, &catalog, &config, &config_path, json, cancel_remote)?;
-            exec::execute(plan, home.data_dir(), globals)?;
+            exec::execute(plan, Some(lock), home.data_dir(), globals)?;
         }
     }
     Ok(())

@@ -25,6 +25,7 @@ use launcher_sdk::{CreateRequest, ErrorKind, Job, JobResult, LogLevel, LogLine, 
 
 use crate::commands::Globals;
 use crate::failure::{Class, Failure, fail};
+use crate::job::lock::JobLock;
 use crate::job::plan::JobPlan;
 use crate::job::render::Render;
 use crate::job::store::{State, Store, Turn};
@@ -110,11 +111,26 @@ pub(crate) struct Report {
     pub(crate) outputs: Vec<crate::output::Written>,
     /// The job goes on remotely (`--detach`).
     pub(crate) detached: bool,
+    /// The job was cancelled as asked (`launcher jobs cancel`).
+    pub(crate) cancelled: bool,
 }
 
+/// The lock of the job being run, once it is recorded; shared by the worker, which takes it
+/// at the first checkpoint, and the watching thread, which lets it go when the job ends.
+type LockSlot = Arc<std::sync::Mutex<Option<JobLock>>>;
+
 /// Runs `plan` to the end and shows it; returns the failure to exit with, if any.
-pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Result<Report> {
+///
+/// A resumed job must come with its [`JobLock`], taken by the caller: it is held until the
+/// job ends, so other launchers see a live one running it.
+pub(crate) fn execute(
+    plan: JobPlan,
+    lock: Option<JobLock>,
+    data_dir: &Path,
+    globals: &Globals,
+) -> Result<Report> {
     let plan = Arc::new(plan);
+    let lock: LockSlot = Arc::new(std::sync::Mutex::new(lock));
     let mut render = Render::new(*globals, plan.secrets.clone());
     for reason in &plan.reasons {
         globals.info(&format!("routing: {reason}"));
@@ -129,7 +145,9 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
     if subscription.is_none() {
         globals.info("cannot watch for signals; Ctrl-C will end launcher without cleaning up");
     }
-    let cancel = Arc::new(AtomicBool::new(false));
+    // `jobs cancel` resumes a job with cancellation asked from the start, so the plugin sends
+    // its cancel request instead of waiting.
+    let cancel = Arc::new(AtomicBool::new(plan.cancel_requested));
     let checkpointed = Arc::new(AtomicBool::new(false));
     let pending: Pending = Pending::default();
     let work_dir = make_work_dir(&plan, &pending);
@@ -143,18 +161,24 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
         let data_dir = data_dir.to_path_buf();
         let work_dir = work_dir.clone();
         let tx = tx.clone();
+        let lock = lock.clone();
         std::thread::Builder::new()
             .name(format!("job {}", plan.id))
             .spawn(move || {
-                let finished = run(
-                    &plan,
-                    &data_dir,
+                let handler = Handler {
+                    lock,
+                    outputs: Outputs::new(plan.outputs.clone(), pending),
+                    plan: plan.clone(),
                     cancel,
                     checkpointed,
-                    pending,
-                    tx.clone(),
-                    work_dir,
-                );
+                    tx: tx.clone(),
+                    data_dir,
+                    store: None,
+                    io_error: None,
+                    close_error: None,
+                    reader_gone: false,
+                };
+                let finished = run(&plan, handler, work_dir);
                 let _ = tx.send(Msg::Done(Box::new(finished)));
             })?
     };
@@ -276,6 +300,13 @@ pub(crate) fn execute(plan: JobPlan, data_dir: &Path, globals: &Globals) -> Resu
     );
     if let Some(dir) = &work_dir {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    let held = lock.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(held) = held {
+        // A detached job stays resumable; any other end is final, and its lock file goes.
+        if !matches!(&outcome, Ok(report) if report.detached) {
+            held.finish();
+        }
     }
     record_history(&plan, &outcome, duration, data_dir, globals);
     outcome
@@ -408,6 +439,24 @@ fn conclude(
                     render.say(&format!("kept {}, which was complete", path.display()));
                 }
             }
+            let cancelled = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<Failure>())
+                .is_some_and(|f| f.class == Class::Cancelled);
+            if plan.cancel_requested && cancelled {
+                set_state(
+                    State::Cancelled,
+                    Some("cancelled with `launcher jobs cancel`"),
+                );
+                render.say(&format!(
+                    "cancelled job {} at {}",
+                    plan.id, plan.tool.spec.id
+                ));
+                return Ok(Report {
+                    cancelled: true,
+                    ..Report::default()
+                });
+            }
             if let Some(failure) = priced.and_then(|p| cost_failure(p, plan.confirm_over)) {
                 set_state(State::Cancelled, Some(&failure.message));
                 return Err(failure.into());
@@ -447,10 +496,16 @@ fn conclude(
                 recorded,
                 conversation.as_deref(),
             )?;
+            if plan.cancel_requested {
+                render.say(&format!(
+                    "job {} had finished at {} before it could be cancelled",
+                    plan.id, plan.tool.spec.id
+                ));
+            }
             Ok(Report {
                 conversation,
                 outputs: written,
-                detached: false,
+                ..Report::default()
             })
         }
     }
@@ -534,28 +589,8 @@ fn record_turn(
 }
 
 /// The worker: loads the plugin, creates the tool, invokes the job.
-fn run(
-    plan: &Arc<JobPlan>,
-    data_dir: &Path,
-    cancel: Arc<AtomicBool>,
-    checkpointed: Arc<AtomicBool>,
-    pending: Pending,
-    tx: Sender<Msg>,
-    work_dir: Option<PathBuf>,
-) -> Finished {
+fn run(plan: &Arc<JobPlan>, mut handler: Handler, work_dir: Option<PathBuf>) -> Finished {
     let started = Instant::now();
-    let mut handler = Handler {
-        plan: plan.clone(),
-        outputs: Outputs::new(plan.outputs.clone(), pending),
-        cancel,
-        checkpointed,
-        tx,
-        data_dir: data_dir.to_path_buf(),
-        store: None,
-        io_error: None,
-        close_error: None,
-        reader_gone: false,
-    };
     let outcome = invoke(plan, &mut handler, work_dir);
     Finished {
         outcome,
@@ -613,6 +648,10 @@ fn make_work_dir(plan: &JobPlan, pending: &Pending) -> Option<PathBuf> {
         _ => plan.outputs.dir.clone(),
     };
     let dir = base.join(format!(".launcher-{}.work", plan.id));
+    if plan.resume.is_some() {
+        // Left by a launcher killed while it ran this job; the caller holds the job's lock.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     std::fs::create_dir(&dir).ok()?;
     let dir = dir.canonicalize().unwrap_or(dir);
     pending.lock().expect("pending list").push(dir.clone());
@@ -660,6 +699,7 @@ pub(crate) fn call_failure(tool: &str, err: CallError, secrets: &[String]) -> an
 
 /// Receives a job's events on the worker thread.
 struct Handler {
+    lock: LockSlot,
     plan: Arc<JobPlan>,
     outputs: Outputs,
     cancel: Arc<AtomicBool>,
@@ -691,6 +731,26 @@ impl Handler {
         }));
     }
 
+    /// Takes the job's lock when it is first recorded, so other launchers see it is running.
+    fn take_lock(&mut self) {
+        let Ok(mut slot) = self.lock.lock() else {
+            return;
+        };
+        if slot.is_some() {
+            return;
+        }
+        match JobLock::try_take(&self.data_dir, &self.plan.id) {
+            Ok(Ok(lock)) => *slot = Some(lock),
+            Ok(Err(_)) => {}
+            Err(err) => {
+                drop(slot);
+                self.warn(format!(
+                    "other launchers will see this job as interrupted: {err:#}"
+                ));
+            }
+        }
+    }
+
     /// Keeps a checkpoint in the job store, recording the job on the first one.
     fn keep_checkpoint(&mut self, value: &Value) {
         if self.store.is_none() {
@@ -702,6 +762,7 @@ impl Handler {
                 }
             }
         }
+        self.take_lock();
         let store = self.store.as_ref().expect("opened above");
         let plan = &self.plan;
         match store.checkpoint(

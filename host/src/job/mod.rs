@@ -8,6 +8,7 @@
 //! later run many jobs at once (a batch, a server).
 
 pub(crate) mod exec;
+pub(crate) mod lock;
 pub(crate) mod plan;
 pub(crate) mod render;
 pub(crate) mod store;

@@ -119,6 +119,11 @@ pub(crate) struct JobPlan {
     pub(crate) cancel_remote: bool,
     /// `--yes`: accept the job's cost without asking, whatever it is.
     pub(crate) yes: bool,
+    /// `launcher jobs cancel`: resume the job with cancellation asked from the start.
+    pub(crate) cancel_requested: bool,
+    /// The caller prints the result (`launcher jobs ... --json`, one document for several
+    /// jobs): nothing of this job goes to stdout.
+    pub(crate) collect: bool,
     /// Above this cost (in the tool's currency) the user is asked first: `[defaults]
     /// confirm_over` in config.toml.
     pub(crate) confirm_over: f64,
@@ -447,6 +452,8 @@ pub(crate) fn plan(
         play: matches.get_flag("play"),
         cancel_remote: matches.get_flag("cancel-remote"),
         yes: matches.get_flag("yes"),
+        cancel_requested: false,
+        collect: false,
         confirm_over: config.confirm_over(),
         resume: None,
         reasons: route.reasons,
@@ -830,6 +837,8 @@ pub(crate) fn plan_resume(
         play: false,
         cancel_remote,
         yes: false,
+        cancel_requested: false,
+        collect: false,
         confirm_over: config.confirm_over(),
         resume: record.checkpoint,
         reasons: vec![format!("resuming a job of `{}`", record.tool)],

@@ -109,6 +109,9 @@ impl Render {
             }
             return Ok(());
         }
+        if plan.collect {
+            return Ok(());
+        }
         if plan.json {
             let mut report = json!({
                 "schema": crate::commands::JSON_SCHEMA,
@@ -182,7 +185,7 @@ impl Render {
     /// Says that a job was submitted and goes on remotely.
     pub(crate) fn detached(&mut self, plan: &JobPlan, why: &str) {
         self.clear();
-        if plan.json {
+        if plan.json && !plan.collect {
             let mut report = json!({"tool": plan.tool.spec.id, "task": plan.task.name, "job": plan.id, "state": "detached"});
             if let Some(cost) = &self.cost {
                 report["cost"] = json!(cost);

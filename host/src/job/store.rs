@@ -39,7 +39,7 @@ pub(crate) enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
             State::Detached => "detached",
@@ -75,6 +75,69 @@ pub(crate) struct JobRecord {
     pub(crate) outputs: output::Plan,
     pub(crate) checkpoint: Option<Value>,
     pub(crate) state: State,
+    /// When it was recorded (its first checkpoint), in Unix milliseconds.
+    pub(crate) created_ms: i64,
+    /// When its checkpoint or state last changed.
+    pub(crate) updated_ms: i64,
+    /// Why it failed or was cancelled, when it says.
+    pub(crate) error: Option<String>,
+}
+
+/// The columns [`JobRow::read`] reads, in its order.
+const JOB_COLUMNS: &str =
+    "id, tool, task, params, outputs, checkpoint, state, created_ms, updated_ms, error";
+
+/// A row of the jobs table, before its JSON columns are parsed.
+struct JobRow {
+    id: String,
+    tool: String,
+    task: String,
+    params: String,
+    outputs: String,
+    checkpoint: Option<String>,
+    state: String,
+    created_ms: i64,
+    updated_ms: i64,
+    error: Option<String>,
+}
+
+impl JobRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+        Ok(JobRow {
+            id: r.get(0)?,
+            tool: r.get(1)?,
+            task: r.get(2)?,
+            params: r.get(3)?,
+            outputs: r.get(4)?,
+            checkpoint: r.get(5)?,
+            state: r.get(6)?,
+            created_ms: r.get(7)?,
+            updated_ms: r.get(8)?,
+            error: r.get(9)?,
+        })
+    }
+
+    fn record(self) -> Result<JobRecord> {
+        let id = self.id;
+        Ok(JobRecord {
+            params: serde_json::from_str(&self.params)
+                .with_context(|| format!("job {id} has unreadable parameters"))?,
+            outputs: serde_json::from_str(&self.outputs)
+                .with_context(|| format!("job {id} has an unreadable output plan"))?,
+            checkpoint: self
+                .checkpoint
+                .map(|c| serde_json::from_str(&c))
+                .transpose()
+                .with_context(|| format!("job {id} has an unreadable checkpoint"))?,
+            state: State::parse(&self.state),
+            tool: self.tool,
+            task: self.task,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            error: self.error,
+            id,
+        })
+    }
 }
 
 /// An open job store.
@@ -130,6 +193,8 @@ impl Store {
         checkpoint: &Value,
     ) -> Result<()> {
         let now = now_ms();
+        // A job may be resumed from another directory; its outputs still go where planned.
+        let outputs = outputs.anchored();
         self.conn.execute(
             "INSERT INTO jobs (id, created_ms, updated_ms, tool, task, params, outputs, checkpoint, state)
              VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, 'running')
@@ -141,7 +206,7 @@ impl Store {
                 tool,
                 task,
                 serde_json::to_string(params)?,
-                serde_json::to_string(outputs)?,
+                serde_json::to_string(&outputs)?,
                 serde_json::to_string(checkpoint)?,
             ],
         )?;
@@ -162,38 +227,26 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT id, tool, task, params, outputs, checkpoint, state FROM jobs WHERE id = ?1",
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
                 params![id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, String>(6)?,
-                    ))
-                },
+                JobRow::read,
             )
             .optional()?;
-        let Some((id, tool, task, params, outputs, checkpoint, state)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(JobRecord {
-            params: serde_json::from_str(&params)
-                .with_context(|| format!("job {id} has unreadable parameters"))?,
-            outputs: serde_json::from_str(&outputs)
-                .with_context(|| format!("job {id} has an unreadable output plan"))?,
-            checkpoint: checkpoint
-                .map(|c| serde_json::from_str(&c))
-                .transpose()
-                .with_context(|| format!("job {id} has an unreadable checkpoint"))?,
-            state: State::parse(&state),
-            id,
-            tool,
-            task,
-        }))
+        row.map(JobRow::record).transpose()
+    }
+
+    /// Returns recorded jobs, newest first: at most `limit`, and with `since_ms` only those
+    /// unfinished or changed since then.
+    pub(crate) fn jobs(&self, limit: usize, since_ms: Option<i64>) -> Result<Vec<JobRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE ?1 IS NULL OR state IN ('running', 'detached') OR updated_ms >= ?1
+             ORDER BY created_ms DESC, id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![since_ms, limit as i64], JobRow::read)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(JobRow::record).collect()
     }
 
     /// Returns the ids of recorded jobs that start with `prefix`, newest first.
@@ -781,7 +834,7 @@ fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -28,7 +28,8 @@ fn a_signal_after_a_checkpoint_detaches_the_job_and_resume_finishes_it_once() {
             "remote",
             "a lighthouse",
             "--delay-ms",
-            "60000",
+            // Long enough to be signalled while it waits; the resumed run waits what is left.
+            "2000",
             "-o",
             "clip.webm",
         ],
@@ -66,14 +67,7 @@ fn a_signal_after_a_checkpoint_detaches_the_job_and_resume_finishes_it_once() {
 #[test]
 fn detach_submits_and_returns_and_a_prefix_of_the_id_resumes() {
     let ctx = context();
-    let out = ctx.run([
-        "run",
-        "remote",
-        "a storm",
-        "--detach",
-        "--delay-ms",
-        "60000",
-    ]);
+    let out = ctx.run(["run", "remote", "a storm", "--detach", "--delay-ms", "300"]);
     out.success();
     assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
     let id = job_id(&out.stderr);

@@ -13,6 +13,7 @@ mod images;
 mod install;
 mod jobs;
 mod keys;
+mod long_jobs;
 mod outputs;
 mod piper;
 mod registry;

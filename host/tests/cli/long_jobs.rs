@@ -1,0 +1,294 @@
+//! `launcher jobs` and money through the real binary and the remote fixture: jobs detached,
+//! listed and waited, a launcher killed with SIGKILL mid-poll and its job resumed, remote
+//! cancellation, a job another launcher runs, and cost confirmation.
+
+use launcher_testkit::cli::TestContext;
+use launcher_testkit::test_context;
+
+fn context() -> TestContext {
+    let ctx = test_context!();
+    ctx.add_plugin("launcher_fixture_remote", "remote");
+    ctx
+}
+
+/// Returns the job id from a "job <id> goes on" line.
+fn job_id(stderr: &str) -> String {
+    let after = stderr
+        .split("job ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {stderr}"));
+    after.split_whitespace().next().unwrap().to_string()
+}
+
+/// Returns `launcher jobs --all --json` as (id, state) pairs.
+fn states(ctx: &TestContext) -> Vec<(String, String)> {
+    let out = ctx.run(["jobs", "--all", "--json"]);
+    out.success();
+    out.json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap().to_string(),
+                j["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Returns the `.webm` files in the working directory.
+fn videos(ctx: &TestContext) -> Vec<String> {
+    ctx.work_files()
+        .into_iter()
+        .filter(|f| f.ends_with(".webm"))
+        .collect()
+}
+
+#[test]
+fn a_detached_job_is_listed_then_waited_for_by_a_prefix_of_its_id() {
+    let ctx = context();
+    let out = ctx.run(["run", "remote", "a storm", "--detach", "--delay-ms", "300"]);
+    out.success();
+    let id = job_id(&out.stderr);
+    assert_eq!(states(&ctx), [(id.clone(), "detached".to_string())]);
+    let listed = ctx.run(["jobs"]);
+    listed.success();
+    assert!(listed.stdout.starts_with("ID "), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains(&id) && listed.stdout.contains("detached"),
+        "{}",
+        listed.stdout
+    );
+    assert!(listed.stdout.contains("txt2vid.*"), "{}", listed.stdout);
+
+    let waited = ctx.run(["jobs", "wait", &id[..id.len() - 3], "--json"]);
+    waited.success();
+    let report = waited.json();
+    assert_eq!(report[0]["job"], id.as_str());
+    assert_eq!(report[0]["state"], "done");
+    let path = report[0]["outputs"][0]["path"].as_str().unwrap();
+    assert!(path.ends_with("txt2vid.webm"), "{path}");
+    assert_eq!(videos(&ctx), ["txt2vid.webm"]);
+    assert_eq!(states(&ctx), [(id.clone(), "done".to_string())]);
+    // Without --all, a job that ended a moment ago is still recent.
+    assert!(ctx.run(["jobs"]).stdout.contains("done"));
+
+    // A finished job is reported, not run again.
+    let again = ctx.run(["jobs", "wait", &id]);
+    again.success();
+    assert_eq!(videos(&ctx), ["txt2vid.webm"]);
+    assert!(ctx.run(["jobs", "wait", "nosuchjob"]).code == 3);
+}
+
+#[test]
+fn a_launcher_killed_mid_poll_loses_nothing_and_jobs_resume_writes_the_output_once() {
+    let ctx = context();
+    let running = ctx.spawn_until(
+        [
+            "run",
+            "remote",
+            "a lighthouse",
+            "--delay-ms",
+            "1500",
+            "-o",
+            "clip.webm",
+        ],
+        "submitted",
+    );
+    running.signal("KILL");
+    let killed = running.wait();
+    assert_eq!(killed.code, -1, "killed by a signal");
+    let listed = states(&ctx);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].1, "interrupted", "a running job nobody holds");
+    let id = listed[0].0.clone();
+    assert!(videos(&ctx).is_empty(), "{:?}", ctx.work_files());
+
+    // Resumed from another directory: the output still goes where it was planned.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let resumed = ctx
+        .cmd()
+        .current_dir(elsewhere.path())
+        .args(["jobs", "resume", "--json"])
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{resumed:?}");
+    let report: serde_json::Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report[0]["job"], id.as_str());
+    assert_eq!(report[0]["state"], "done");
+    assert!(testkit_files(elsewhere.path()).is_empty());
+
+    assert_eq!(ctx.work_files(), ["clip.webm"], "no partial or work files");
+    let video = std::fs::read(ctx.work_file("clip.webm")).unwrap();
+    assert_eq!(&video[..4], &[0x1A, 0x45, 0xDF, 0xA3]);
+    assert_eq!(&video[4..], format!("task-{id}").as_bytes(), "complete");
+    assert_eq!(states(&ctx), [(id.clone(), "done".to_string())]);
+
+    let nothing = ctx.run(["jobs", "resume"]);
+    nothing.success();
+    assert!(
+        nothing.stderr.contains("no unfinished jobs"),
+        "{}",
+        nothing.stderr
+    );
+    assert_eq!(ctx.work_files(), ["clip.webm"]);
+}
+
+fn testkit_files(dir: &std::path::Path) -> Vec<String> {
+    launcher_testkit::cli::list_dir(dir)
+}
+
+#[test]
+fn jobs_cancel_cancels_the_remote_task_and_marks_the_job_cancelled() {
+    let mut ctx = context();
+    let log = ctx.home.path().join("remote.log");
+    ctx.env("REMOTE_FIXTURE_LOG", &log);
+    let out = ctx.run(["run", "remote", "fog", "--detach", "--delay-ms", "60000"]);
+    out.success();
+    let id = job_id(&out.stderr);
+    let cancelled = ctx.run(["jobs", "cancel", &id, "--json"]);
+    cancelled.success();
+    assert_eq!(cancelled.json()[0]["state"], "cancelled");
+    assert!(
+        cancelled.stderr.contains("cancelled job"),
+        "{}",
+        cancelled.stderr
+    );
+    let remote = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(remote.trim(), format!("cancelled task-{id} remotely"));
+    assert_eq!(states(&ctx), [(id.clone(), "cancelled".to_string())]);
+    assert!(videos(&ctx).is_empty(), "{:?}", ctx.work_files());
+
+    let twice = ctx.run(["jobs", "cancel", &id]);
+    twice.expect_code(5);
+    assert!(
+        twice.stderr.contains("nothing to cancel"),
+        "{}",
+        twice.stderr
+    );
+}
+
+#[test]
+fn a_job_another_launcher_runs_is_shown_running_and_waited_for_not_taken() {
+    let ctx = context();
+    let running = ctx.spawn_until(
+        [
+            "run",
+            "remote",
+            "rain",
+            "--delay-ms",
+            "1500",
+            "-o",
+            "rain.webm",
+        ],
+        "submitted",
+    );
+    let listed = ctx.run(["jobs", "--json"]);
+    let job = &listed.json()[0];
+    assert_eq!(job["state"], "running");
+    assert!(job["pid"].as_u64().is_some(), "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+
+    let cancel = ctx.run(["jobs", "cancel", &id]);
+    cancel.expect_code(5);
+    assert!(
+        cancel.stderr.contains("being run by another launcher"),
+        "{}",
+        cancel.stderr
+    );
+    let resume = ctx.run(["run", "--resume", &id]);
+    resume.expect_code(5);
+
+    let waited = ctx.run(["jobs", "wait", &id, "--json"]);
+    waited.success();
+    assert!(
+        waited.stderr.contains("waiting for it to end"),
+        "{}",
+        waited.stderr
+    );
+    assert_eq!(waited.json()[0]["state"], "done");
+    assert!(
+        waited.json()[0]["outputs"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("rain.webm")
+    );
+    running.wait().success();
+    assert_eq!(ctx.work_files(), ["rain.webm"]);
+}
+
+#[test]
+fn a_cost_over_the_threshold_is_refused_without_a_terminal_unless_yes() {
+    let ctx = context();
+    // 10 s at $0.50 is $5.00, over the default limit of $1.00.
+    let paid = [
+        "run",
+        "remote",
+        "a city",
+        "--price",
+        "0.5",
+        "--duration",
+        "10",
+    ];
+    let refused = ctx.run(paid);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains(
+            "would cost about $5.00 (10 s of remote video), more than your limit of $1.00"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    assert!(
+        !refused.stderr.contains("submitted task-"),
+        "nothing was submitted"
+    );
+    assert!(videos(&ctx).is_empty());
+    assert!(states(&ctx).is_empty(), "no job was recorded");
+
+    let accepted = ctx.run(paid.iter().copied().chain(["--yes", "--json"]));
+    accepted.success();
+    assert!(
+        accepted
+            .stderr
+            .contains("this job will cost about $5.00 (10 s of remote video); accepted by --yes"),
+        "{}",
+        accepted.stderr
+    );
+    let report = accepted.json();
+    assert_eq!(report["cost"]["amount"], 5.0);
+    assert_eq!(report["cost"]["currency"], "USD");
+    assert_eq!(videos(&ctx).len(), 1);
+
+    // A raised limit, or a cheaper job, only shows the cost.
+    ctx.config("[defaults]\nconfirm_over = 10\n");
+    let shown = ctx.run(paid);
+    shown.success();
+    assert!(
+        shown.stderr.contains("this job will cost about $5.00"),
+        "{}",
+        shown.stderr
+    );
+    ctx.config("");
+    let cheap = ctx.run([
+        "run",
+        "remote",
+        "a hut",
+        "--price",
+        "0.1",
+        "--duration",
+        "5",
+    ]);
+    cheap.success();
+    assert!(
+        cheap
+            .stderr
+            .contains("this job will cost about $0.50 (5 s of remote video)"),
+        "{}",
+        cheap.stderr
+    );
+    assert_eq!(videos(&ctx).len(), 3);
+}
