@@ -531,3 +531,50 @@ fn deepbrain_detached_then_resumed_writes_the_video_once() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(std::fs::read(ctx.work_file(&files[0])).unwrap(), mp4);
 }
+
+#[test]
+fn a_priced_video_model_asks_before_it_is_created_and_others_say_the_cost_is_unknown() {
+    let emulator = replicate();
+    let mut ctx = context(&emulator);
+    ctx.env("REPLICATE_PRICES", format!("{VIDEO_MODEL}=0.5"));
+    let model = format!("{VIDEO_MODEL}:{VIDEO_VERSION}");
+    let paid = [
+        "run",
+        "replicate",
+        "--model",
+        &model,
+        "--prompt",
+        "waves",
+        "--duration",
+        "4",
+    ];
+    // 4 s at $0.50 is $2.00, over the default limit, and nobody is at a terminal.
+    let refused = ctx.run(paid);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains(&format!(
+            "would cost about $2.00 (4 s of {VIDEO_MODEL} output)"
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(emulator.created().is_empty());
+
+    let accepted = ctx.run(paid.iter().copied().chain(["--yes", "--json"]));
+    accepted.success();
+    assert_eq!(accepted.json()["cost"]["amount"], 2.0);
+    assert_eq!(emulator.created().len(), 1);
+
+    let image = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    image.success();
+    assert!(
+        image.stderr.contains("is not known before it runs"),
+        "{}",
+        image.stderr
+    );
+
+    ctx.env("REPLICATE_PRICES", "nonsense");
+    let bad = ctx.run(paid);
+    bad.expect_code(5);
+    assert!(bad.stderr.contains("`prices` setting"), "{}", bad.stderr);
+}

@@ -215,13 +215,7 @@ impl Plugin for DeepBrain {
             Some(checkpoint) => checkpoint["project"]
                 .as_str()
                 .map(str::to_string)
-                .ok_or_else(|| {
-                    PluginError::unavailable(
-                        "the earlier run stopped while submitting the video, so whether \
-                         DeepBrain received it is unknown; it is not sent again",
-                    )
-                    .with_hint("look for the project in AI Studios, or run the job anew")
-                })?,
+                .ok_or_else(|| PluginError::submission_unknown("DeepBrain"))?,
             None => {
                 let script: Script = job.params()?;
                 if script.text.trim().is_empty() {

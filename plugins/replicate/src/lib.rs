@@ -27,6 +27,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use launcher_sdk::cost::{PRICES_SETTING, PriceTable, prices_setting};
 use launcher_sdk::http::{Client, Request, Verdict};
 use launcher_sdk::serde_json::{Map, Value, json};
 use launcher_sdk::wait::{Poll, Status, poll};
@@ -70,6 +71,7 @@ pub struct Replicate {
     base: String,
     token: String,
     poll_interval: Duration,
+    prices: PriceTable,
 }
 
 fn with_settings(tool: ToolSpec) -> ToolSpec {
@@ -90,6 +92,7 @@ fn with_settings(tool: ToolSpec) -> ToolSpec {
             "REPLICATE_POLL_INTERVAL",
             "seconds between the first looks at a running prediction (default 1)",
         ))
+        .setting(prices_setting("REPLICATE_PRICES", "USD"))
         .setting(SettingSpec::new(
             "timeout",
             "REPLICATE_TIMEOUT",
@@ -339,11 +342,15 @@ impl Plugin for Replicate {
             .build()?;
         let poll_interval =
             settings.seconds("poll_interval", DEFAULT_POLL, Duration::from_secs(60))?;
+        // No prices are built in: Replicate's differ per model and change often, and a
+        // wrong estimate is worse than none. The user's own come from `prices`.
+        let prices = PriceTable::new(&[], "USD").with_override(settings.get(PRICES_SETTING))?;
         Ok(Replicate {
             client,
             base,
             token,
             poll_interval,
+            prices,
         })
     }
 
@@ -363,13 +370,7 @@ impl Plugin for Replicate {
         if let Some(version) = &model.version {
             body["version"] = Value::from(version.as_str());
         }
-        cx.log(
-            LogLevel::Info,
-            format!(
-                "the cost of `{model_text}` is not known before it runs: Replicate bills the \
-                 seconds of hardware a prediction uses"
-            ),
-        );
+        self.confirm_cost(&model, &input, cx)?;
         // Recorded before the request: a launcher stopped during it must not send it again.
         cx.checkpoint(&json!({ "state": "submitting", "model": model_text }))?;
         let mut request = Request::post(format!("{}{}", self.base, model.create_path()))
@@ -423,6 +424,35 @@ impl Plugin for Replicate {
 }
 
 impl Replicate {
+    /// Asks the host to accept the cost when it can be known: the model has a price per
+    /// second of output (the `prices` setting) and a `duration` input, as Replicate's video
+    /// models are billed. Anything else is billed by the seconds of hardware it uses, unknown
+    /// until it ran, and the job says so.
+    fn confirm_cost(
+        &self,
+        model: &ModelRef,
+        input: &Map<String, Value>,
+        cx: &mut Context<'_>,
+    ) -> Result<(), PluginError> {
+        let seconds = input.get("duration").and_then(Value::as_f64);
+        let what = |seconds: f64| format!("{seconds} s of {} output", model.name);
+        match seconds.and_then(|s| self.prices.estimate(&model.name, s, &what(s))) {
+            Some(cost) => cx.confirm_cost(&cost),
+            None => {
+                cx.log(
+                    LogLevel::Warn,
+                    format!(
+                        "the cost of this `{}` prediction is not known before it runs: Replicate \
+                         bills the seconds of hardware it uses (REPLICATE_PRICES gives a price \
+                         per second of output for models with a duration)",
+                        model.name
+                    ),
+                );
+                Ok(())
+            }
+        }
+    }
+
     /// Picks up a prediction an earlier run created.
     fn resume(
         &self,
@@ -431,11 +461,7 @@ impl Replicate {
         cx: &mut Context<'_>,
     ) -> Result<JobResult, PluginError> {
         let Some(id) = checkpoint["prediction"].as_str() else {
-            return Err(PluginError::unavailable(
-                "the earlier run stopped while creating the prediction, so whether Replicate \
-                 received it is unknown; it is not sent again",
-            )
-            .with_hint("look for it at replicate.com/predictions, or run the job anew"));
+            return Err(PluginError::submission_unknown("Replicate"));
         };
         let prediction = self.get(id, cx)?;
         let mut result = JobResult::default();
