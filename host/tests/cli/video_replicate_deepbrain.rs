@@ -514,9 +514,18 @@ fn deepbrain_detached_then_resumed_writes_the_video_once() {
     let mp4 = tiny_mp4(1).expect("ffmpeg makes a test video");
     let (emulator, ctx) = deepbrain(mp4.clone());
     emulator.answer_with_url_field();
-    let out = ctx.run(["run", "deepbrain", "--text", "later", "--detach"]);
+    std::fs::write(ctx.work_file("script.txt"), "Later, from a file.").unwrap();
+    let out = ctx.run([
+        "run",
+        "deepbrain",
+        "--file",
+        "script.txt",
+        "--detach",
+        "-o",
+        "later.mp4",
+    ]);
     out.success();
-    assert!(ctx.work_files().is_empty());
+    assert_eq!(ctx.work_files(), ["script.txt"]);
     let id = out
         .stderr
         .split("job ")
@@ -524,12 +533,14 @@ fn deepbrain_detached_then_resumed_writes_the_video_once() {
         .and_then(|s| s.split_whitespace().next())
         .unwrap_or_else(|| panic!("no job id in {}", out.stderr))
         .to_string();
-    let resumed = ctx.run(["run", "--resume", &id, "-o", "later.mp4"]);
+    // The output goes where the detached run planned it.
+    let resumed = ctx.run(["run", "--resume", &id]);
     resumed.success();
-    assert_eq!(emulator.submitted().len(), 1);
-    let files = ctx.work_files();
-    assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(std::fs::read(ctx.work_file(&files[0])).unwrap(), mp4);
+    let submitted = emulator.submitted();
+    assert_eq!(submitted.len(), 1);
+    assert_eq!(submitted[0]["text"], "Later, from a file.");
+    assert_eq!(ctx.work_files(), ["later.mp4", "script.txt"]);
+    assert_eq!(std::fs::read(ctx.work_file("later.mp4")).unwrap(), mp4);
 }
 
 #[test]
