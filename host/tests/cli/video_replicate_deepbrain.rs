@@ -589,3 +589,69 @@ fn a_priced_video_model_asks_before_it_is_created_and_others_say_the_cost_is_unk
     bad.expect_code(5);
     assert!(bad.stderr.contains("`prices` setting"), "{}", bad.stderr);
 }
+
+#[test]
+fn a_launcher_killed_mid_poll_loses_no_prediction_and_jobs_resume_writes_it_once() {
+    let emulator = slow_replicate();
+    let ctx = context(&emulator);
+    let model = format!("{VIDEO_MODEL}:{VIDEO_VERSION}");
+    let running = ctx.spawn_until(
+        [
+            "-v",
+            "run",
+            "replicate",
+            "--model",
+            &model,
+            "--prompt",
+            "dunes",
+            "-o",
+            "dunes.mp4",
+        ],
+        "is starting",
+    );
+    running.signal("KILL");
+    let killed = running.wait();
+    assert_eq!(killed.code, -1, "killed by a signal");
+    assert!(!ctx.work_file("dunes.mp4").exists());
+
+    emulator.set_looks(VIDEO_MODEL, 1);
+    let resumed = ctx.run(["jobs", "resume", "--json"]);
+    resumed.success();
+    let report = resumed.json();
+    assert_eq!(report[0]["state"], "done", "{report}");
+    assert_eq!(emulator.created().len(), 1, "created once");
+    assert_eq!(ctx.work_files(), ["dunes.mp4"]);
+    assert_eq!(
+        std::fs::read(ctx.work_file("dunes.mp4")).unwrap(),
+        mp4_bytes()
+    );
+    let nothing = ctx.run(["jobs", "resume"]);
+    nothing.success();
+    assert_eq!(ctx.work_files(), ["dunes.mp4"]);
+}
+
+#[test]
+fn a_detached_presenter_video_is_listed_and_waited_for() {
+    let mp4 = tiny_mp4(1).expect("ffmpeg makes a test video");
+    let (emulator, ctx) = deepbrain(mp4.clone());
+    let out = ctx.run(["run", "deepbrain", "--text", "soon", "--detach"]);
+    out.success();
+    let listed = ctx.run(["jobs"]);
+    listed.success();
+    assert!(listed.stdout.contains("deepbrain"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("detached"), "{}", listed.stdout);
+    let id = listed
+        .stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let waited = ctx.run(["jobs", "wait", &id, "--json"]);
+    waited.success();
+    let report = waited.json();
+    assert_eq!(report[0]["state"], "done");
+    let path = report[0]["outputs"][0]["path"].as_str().unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), mp4);
+    assert_eq!(emulator.submitted().len(), 1);
+}
