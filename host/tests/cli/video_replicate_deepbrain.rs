@@ -337,6 +337,16 @@ fn failed_and_expired_predictions_say_what_happened() {
         expired.stderr
     );
     assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+
+    // Throttled twice, with and without Retry-After: waited out, and created once.
+    let emulator = replicate();
+    let ctx = context(&emulator);
+    emulator.throttle_next(Some(0));
+    emulator.throttle_next(None);
+    let throttled = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    throttled.success();
+    assert!(emulator.requests().len() >= 5, "{:?}", emulator.requests());
+    assert_eq!(emulator.created().len(), 1);
 }
 
 /// A video model that stays `processing` until cancelled.

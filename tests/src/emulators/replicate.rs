@@ -712,3 +712,44 @@ fn serve_file(state: &State, parts: &[&str]) -> Reply {
         OutputSpec::Tokens(_) => not_found(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn the_schema_is_enforced_as_replicate_enforces_it() {
+        let schema = image_schema();
+        assert!(validate(&schema, &input(json!({"prompt": "a fox"}))).is_empty());
+        let problems = validate(
+            &schema,
+            &input(
+                json!({"num_outputs": 9, "aspect_ratio": "4:3", "guidance": "high",
+                          "image": "/tmp/fox.png", "colour": "red"}),
+            ),
+        );
+        let fields: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p["type"].as_str().unwrap(), p["field"].as_str().unwrap()))
+            .collect();
+        for expected in [
+            ("required", "input"),
+            ("number_lte", "input.num_outputs"),
+            ("enum", "input.aspect_ratio"),
+            ("invalid_type", "input.guidance"),
+            ("format", "input.image"),
+            ("additional_property_not_allowed", "input"),
+        ] {
+            assert!(fields.contains(&expected), "{expected:?} in {fields:?}");
+        }
+        let data = validate(
+            &schema,
+            &input(json!({"prompt": "x", "image": "data:image/png;base64,iVBORw0K"})),
+        );
+        assert!(data.is_empty(), "{data:?}");
+    }
+}
