@@ -214,6 +214,13 @@ fn a_language_model_streams_its_tokens_as_text() {
             .iter()
             .any(|r| r.path.starts_with("/stream/"))
     );
+    // Not waited for whole: the tokens are read as they come.
+    let create = emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST")
+        .unwrap();
+    assert_eq!(create.header("prefer"), None);
 }
 
 #[test]

@@ -366,6 +366,7 @@ impl Plugin for Replicate {
             .json(&*cx)?;
         let schema = schema_of(&model, &answer)?;
         let input = schema.build_input(&model_text, &job.params, &data_uri)?;
+        warn_of_large_files(&input, cx);
         let mut body = json!({ "input": input });
         if let Some(version) = &model.version {
             body["version"] = Value::from(version.as_str());
@@ -385,8 +386,9 @@ impl Plugin for Replicate {
                 }
                 auth_error(reply.status)
             });
-        // Video takes minutes, longer than a blocking request may; it is polled at once.
-        if !job.detach && schema.kind != ContentKind::Video {
+        // Video takes minutes, longer than a blocking request may, so it is polled at once;
+        // tokens are read from the stream as they come rather than waited for whole.
+        if !job.detach && schema.kind != ContentKind::Video && !schema.tokens {
             request = request.header("Prefer", format!("wait={WAIT_SECS}"));
         }
         let prediction: Prediction = self.client.send(&request, cx)?.json(&*cx)?;
@@ -679,6 +681,37 @@ impl Replicate {
 
 fn is_url(text: &str) -> bool {
     text.starts_with("https://") || text.starts_with("http://")
+}
+
+/// Replicate recommends data URIs only for files under 1 MB; larger ones still work, slowly.
+const DATA_URI_ADVISED: usize = 1024 * 1024;
+
+/// Warns about input files larger than Replicate advises sending inline.
+fn warn_of_large_files(input: &Map<String, Value>, cx: &mut Context<'_>) {
+    for (name, value) in input {
+        let uris: Vec<&str> = match value {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        // Base64 carries 3 bytes in 4 characters.
+        let largest = uris
+            .iter()
+            .filter(|u| u.starts_with("data:"))
+            .map(|u| u.len() / 4 * 3)
+            .max()
+            .unwrap_or(0);
+        if largest > DATA_URI_ADVISED {
+            cx.log(
+                LogLevel::Warn,
+                format!(
+                    "input `{name}` is a file of about {:.1} MB, sent inline as a data URI; \
+                     Replicate advises that only for files under 1 MB, so the request may be slow",
+                    largest as f64 / 1e6
+                ),
+            );
+        }
+    }
 }
 
 /// Returns a file as a `data:` URI, its media type from its bytes.
