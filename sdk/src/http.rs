@@ -1932,6 +1932,45 @@ mod tests {
     }
 
     #[test]
+    fn an_output_takes_the_format_its_bytes_show_else_the_fallback() {
+        let mut png = crate::media::PNG_SIGNATURE.to_vec();
+        png.extend_from_slice(&[0u8; 200]);
+        let server = scripted(vec![
+            Reply::Respond(Answer::new(200).body(png.clone())),
+            Reply::Respond(Answer::new(200).body(vec![1u8; 100])),
+            Reply::Respond(Answer::new(200).body(vec![1u8; 100])),
+            Reply::Respond(Answer::new(200)),
+        ]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let mp4 = crate::media::format_for_name("mp4");
+        let get = |cx: &mut Context<'_>| client.send(&Request::get(server.url()), cx).unwrap();
+
+        // The bytes win over what the caller expected.
+        let response = get(&mut cx);
+        let (format, written) = response
+            .write_output("image", mp4.clone(), &mut cx)
+            .unwrap();
+        assert_eq!(
+            (format.media_type, written),
+            ("image/png", png.len() as u64)
+        );
+        // Unknown bytes: the fallback, or an error when there is none.
+        let response = get(&mut cx);
+        let (format, _) = response.write_output("video", mp4, &mut cx).unwrap();
+        assert_eq!(format.media_type, "video/mp4");
+        let response = get(&mut cx);
+        let err = response.write_output("video", None, &mut cx).unwrap_err();
+        assert!(err.message.contains("not recognised"), "{}", err.message);
+        let response = get(&mut cx);
+        let err = response.write_output("video", None, &mut cx).unwrap_err();
+        assert!(err.message.contains("empty file"), "{}", err.message);
+        drop(cx);
+        assert_eq!(host.output.len(), png.len() + 100);
+    }
+
+    #[test]
     fn a_body_that_breaks_off_is_an_error_when_streaming_and_retried_when_fetching() {
         let answer = Answer::new(200).body(vec![7u8; 1000]);
         let server = scripted(vec![
