@@ -672,3 +672,29 @@ fn a_detached_presenter_video_is_listed_and_waited_for() {
     assert_eq!(std::fs::read(path).unwrap(), mp4);
     assert_eq!(emulator.submitted().len(), 1);
 }
+
+#[test]
+fn model_tools_without_a_token_are_left_out_with_a_reason() {
+    let emulator = replicate();
+    let ctx = context(&emulator);
+    ctx.config(&format!(
+        "[tools.replicate.models]\nflux = \"{IMAGE_MODEL}\"\n"
+    ));
+    let list = ctx.run_with_env(["list"], &[("REPLICATE_API_TOKEN", "")]);
+    list.success();
+    assert!(!list.stdout.contains("flux"), "{}", list.stdout);
+    assert!(list.stdout.contains("replicate"), "{}", list.stdout);
+    assert!(
+        list.stderr.contains("model tool `flux`") && list.stderr.contains("REPLICATE_API_TOKEN"),
+        "{}",
+        list.stderr
+    );
+    // With the token, the tool appears.
+    let list = ctx.run(["list"]);
+    assert!(list.stdout.contains("flux"), "{}", list.stdout);
+
+    ctx.config("[tools.replicate.models]\n\"Bad Id\" = \"a/b\"\n");
+    let bad = ctx.run(["list"]);
+    bad.success();
+    assert!(bad.stderr.contains("cannot be a tool id"), "{}", bad.stderr);
+}

@@ -278,6 +278,48 @@ fn auth_error(status: u16) -> Verdict {
     }
 }
 
+/// Describes the tools: the generic one (with a model's inputs when `--model` is given) and
+/// one per model the config names.
+fn describe_tools(request: &DescribeRequest) -> Result<Vec<ToolSpec>, PluginError> {
+    let configured = configured_models(&request.config)?;
+    match request.tool.as_deref() {
+        Some(TOOL) => {
+            let Some(model) = request.args.get("model").and_then(Value::as_str) else {
+                return Ok(vec![generic_tool()]);
+            };
+            let schema = describe_model(model)?;
+            let mut tool = generic_tool();
+            tool.custom_tasks = vec![schema::predict_task(schema.kind.clone())];
+            for param in schema.params() {
+                tool = tool.param(param);
+            }
+            Ok(vec![tool])
+        }
+        Some(id) => {
+            let Some((id, model, task)) = configured.into_iter().find(|(i, ..)| i == id) else {
+                return Ok(Vec::new());
+            };
+            Ok(vec![model_tool(
+                &id,
+                &model,
+                &describe_model(&model)?,
+                task.as_deref(),
+            )?])
+        }
+        None => {
+            let mut tools = vec![generic_tool()];
+            for (id, model, task) in configured {
+                let schema = describe_model(&model).map_err(|e| PluginError {
+                    message: format!("model tool `{id}` ({model}): {}", e.message),
+                    ..e
+                })?;
+                tools.push(model_tool(&id, &model, &schema, task.as_deref())?);
+            }
+            Ok(tools)
+        }
+    }
+}
+
 impl Plugin for Replicate {
     fn manifest() -> Manifest {
         Manifest::new("replicate", env!("CARGO_PKG_VERSION"))
@@ -287,45 +329,11 @@ impl Plugin for Replicate {
     }
 
     fn describe(request: &DescribeRequest) -> Result<Vec<ToolSpec>, PluginError> {
-        let configured = configured_models(&request.config)?;
-        match request.tool.as_deref() {
-            Some(TOOL) => {
-                let Some(model) = request.args.get("model").and_then(Value::as_str) else {
-                    return Ok(vec![generic_tool()]);
-                };
-                let schema = describe_model(model)?;
-                let mut tool = generic_tool();
-                tool.custom_tasks = vec![schema::predict_task(schema.kind.clone())];
-                for param in schema.params() {
-                    tool = tool.param(param);
-                }
-                Ok(vec![tool])
-            }
-            Some(id) => {
-                let Some((id, model, task)) = configured.into_iter().find(|(i, ..)| i == id) else {
-                    return Ok(Vec::new());
-                };
-                Ok(vec![model_tool(
-                    &id,
-                    &model,
-                    &describe_model(&model)?,
-                    task.as_deref(),
-                )?])
-            }
-            None => {
-                let mut tools = vec![generic_tool()];
-                for (id, model, task) in configured {
-                    let schema = describe_model(&model).map_err(|e| {
-                        PluginError::new(
-                            e.kind,
-                            format!("model tool `{id}` ({model}): {}", e.message),
-                        )
-                    })?;
-                    tools.push(model_tool(&id, &model, &schema, task.as_deref())?);
-                }
-                Ok(tools)
-            }
-        }
+        // The host reports a failed description as one line, so the hint joins the message.
+        describe_tools(request).map_err(|e| match e.hint.clone() {
+            Some(hint) => PluginError::new(e.kind, format!("{}; {hint}", e.message)),
+            None => e,
+        })
     }
 
     fn new(_tool: &str, settings: &Settings) -> Result<Self, PluginError> {
