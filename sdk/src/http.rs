@@ -83,7 +83,7 @@ const EXCERPT_CHARS: usize = 200;
 const MAX_REDIRECTS: usize = 5;
 
 /// Who a request runs for: something that can be cancelled and hears about retries.
-trait Caller: Cancel {
+pub(crate) trait Caller: Cancel {
     fn log(&mut self, level: LogLevel, message: String);
 }
 
@@ -257,9 +257,9 @@ fn install_crypto_provider() {
     });
 }
 
-struct Policy {
+pub(crate) struct Policy {
     timeout: Duration,
-    retries: u32,
+    pub(crate) retries: u32,
     backoff_base: Duration,
     backoff_max: Duration,
     retry_timeouts: bool,
@@ -273,7 +273,7 @@ struct Policy {
 pub struct Client {
     inner: reqwest::Client,
     runtime: Arc<Runtime>,
-    policy: Arc<Policy>,
+    pub(crate) policy: Arc<Policy>,
 }
 
 impl fmt::Debug for Client {
@@ -298,7 +298,7 @@ pub struct Request {
     /// method.
     idempotent: Option<bool>,
     /// Set by [`Request::read_errors`].
-    error_reader: Option<Arc<ErrorReader>>,
+    pub(crate) error_reader: Option<Arc<ErrorReader>>,
     /// Set by [`Request::check_answers`].
     answer_checker: Option<Arc<AnswerChecker>>,
 }
@@ -985,7 +985,7 @@ impl Client {
     }
 
     /// Runs `request` for `caller` and returns its response with the body still to read.
-    fn streaming(
+    pub(crate) fn streaming(
         &self,
         request: &Request,
         caller: &mut dyn Caller,

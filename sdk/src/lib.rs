@@ -38,6 +38,8 @@
 
 pub mod abi;
 pub mod cost;
+#[cfg(feature = "http")]
+pub mod download;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;

@@ -275,7 +275,7 @@ impl<'a> Context<'a> {
 /// Writes one output in chunks. Call [`OutputWriter::finish`] when it is complete; dropping it
 /// sends what is buffered but leaves the output open (a job that fails leaves it incomplete).
 pub struct OutputWriter<'c, 'a> {
-    cx: &'c mut Context<'a>,
+    pub(crate) cx: &'c mut Context<'a>,
     id: u32,
     buf: Vec<u8>,
 }

@@ -19,7 +19,7 @@ use crate::catalog::Catalog;
 use crate::commands::Globals;
 use crate::env;
 use crate::failure::{Class, Failure};
-use crate::home::{Config, Home, suggest};
+use crate::home::{CONFIRM_OVER, Config, Home, suggest};
 
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArgs {
@@ -163,6 +163,7 @@ fn get(globals: &Globals, home: &Home, key: &str) -> Result<()> {
     let parsed = Key::parse(key)?;
     let config = Config::read(&home.config_file())?;
     let value = match &parsed {
+        Key::Default { task } if task == CONFIRM_OVER => config.confirm_over.map(|a| a.to_string()),
         Key::Default { task } => config.defaults.get(task).cloned(),
         Key::Setting { tool, name } => {
             if config.tools.get(tool).is_some_and(|t| t.contains_key(name))
@@ -198,6 +199,8 @@ fn check(globals: &Globals, home: &Home, key: &Key, value: &str) -> Result<(), F
     let specs: Vec<&ToolSpec> = catalog.tools.iter().map(|t| &t.spec).collect();
     let ids = || specs.iter().map(|t| t.id.as_str());
     match key {
+        // A cost, not a tool: checked where it is parsed, in `set`.
+        Key::Default { task } if task == CONFIRM_OVER => {}
         Key::Default { task } => {
             let Some(tool) = specs.iter().find(|t| t.id == value) else {
                 return Err(Failure::new(
@@ -253,7 +256,26 @@ fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<()> {
     let parsed = Key::parse(key)?;
     check(globals, home, &parsed, value)?;
     let path = home.config_file();
-    update(&path, |doc| set_in(doc, &parsed.path(), value))?;
+    let item = match &parsed {
+        Key::Default { task } if task == CONFIRM_OVER => {
+            let amount = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|a| a.is_finite() && *a >= 0.0)
+                .ok_or_else(|| {
+                    Failure::new(
+                        Class::Usage,
+                        format!(
+                            "`{key}` takes a cost of zero or more in the tool's currency, not `{value}`"
+                        ),
+                    )
+                })?;
+            toml_edit::Value::from(amount)
+        }
+        _ => toml_edit::Value::from(value),
+    };
+    update(&path, |doc| set_in(doc, &parsed.path(), item))?;
     globals.status(&format!("Set `{key}` in {}.", path.display()));
     if let Key::Setting { tool, .. } = &parsed {
         // Setting a tool's value is a first use: it binds the tool's settings to its plugin.
@@ -280,8 +302,12 @@ fn unset(globals: &Globals, home: &Home, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sets `path` to the string `value` in `doc`, creating tables as needed (as `[a.b]` headers).
-fn set_in(doc: &mut toml_edit::DocumentMut, path: &[&str], value: &str) -> Result<(), Failure> {
+/// Sets `path` to `value` in `doc`, creating tables as needed (as `[a.b]` headers).
+fn set_in(
+    doc: &mut toml_edit::DocumentMut,
+    path: &[&str],
+    value: toml_edit::Value,
+) -> Result<(), Failure> {
     let (last, tables) = path.split_last().expect("keys have two or three parts");
     let mut table: &mut dyn toml_edit::TableLike = doc.as_table_mut();
     for (i, name) in tables.iter().enumerate() {
@@ -305,11 +331,11 @@ fn set_in(doc: &mut toml_edit::DocumentMut, path: &[&str], value: &str) -> Resul
         // Keep the decor (comments beside the value) of an existing value.
         Some(toml_edit::Item::Value(old)) => {
             let decor = old.decor().clone();
-            *old = toml_edit::Value::from(value);
+            *old = value;
             *old.decor_mut() = decor;
         }
         _ => {
-            table.insert(last, toml_edit::value(value));
+            table.insert(last, toml_edit::Item::Value(value));
         }
     }
     Ok(())
@@ -385,6 +411,9 @@ fn list(globals: &Globals, home: &Home, as_json: bool) -> Result<()> {
     let mut entries: Vec<(String, Value)> = Vec::new();
     for (task, tool) in &config.defaults {
         entries.push((format!("defaults.{task}"), json!(tool)));
+    }
+    if let Some(amount) = config.confirm_over {
+        entries.push((format!("defaults.{CONFIRM_OVER}"), json!(amount)));
     }
     for (tool, settings) in &config.tools {
         for (name, value) in settings {
@@ -509,11 +538,11 @@ mod tests {
     fn set_and_remove_keep_comments_and_layout() {
         let text = "# my launcher setup\n[defaults]\ntts = \"espeak\" # offline\n\n[tools.azure-tts]\n# region\nregion = \"westeurope\"\n";
         let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
-        set_in(&mut doc, &["defaults", "tts"], "azure-tts").unwrap();
+        set_in(&mut doc, &["defaults", "tts"], "azure-tts".into()).unwrap();
         set_in(
             &mut doc,
             &["tools", "espeak", "program"],
-            "/usr/bin/espeak-ng",
+            "/usr/bin/espeak-ng".into(),
         )
         .unwrap();
         assert_eq!(
@@ -528,6 +557,6 @@ mod tests {
             "# my launcher setup\n[defaults]\ntts = \"azure-tts\" # offline\n\n[tools.azure-tts]\n# region\nregion = \"westeurope\"\n"
         );
         let mut flat: toml_edit::DocumentMut = "defaults = 3\n".parse().unwrap();
-        assert!(set_in(&mut flat, &["defaults", "tts"], "x").is_err());
+        assert!(set_in(&mut flat, &["defaults", "tts"], "x".into()).is_err());
     }
 }

@@ -141,6 +141,40 @@ fn testkit_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
+fn a_job_killed_while_submitting_is_never_submitted_again_and_fails_clearly() {
+    let ctx = context();
+    let running = ctx.spawn_until(
+        ["run", "remote", "dust", "--submit-ms", "60000"],
+        "submitting",
+    );
+    running.signal("KILL");
+    running.wait();
+    let listed = states(&ctx);
+    assert_eq!(listed[0].1, "interrupted");
+    let resumed = ctx.run(["jobs", "resume"]);
+    resumed.expect_code(8);
+    assert!(
+        resumed
+            .stderr
+            .contains("unknown whether the remote service received it"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        resumed.stderr.contains("not submitted a second time"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(
+        !resumed.stderr.contains("submitted task-"),
+        "{}",
+        resumed.stderr
+    );
+    assert_eq!(states(&ctx)[0].1, "failed");
+    assert!(videos(&ctx).is_empty());
+}
+
+#[test]
 fn jobs_cancel_cancels_the_remote_task_and_marks_the_job_cancelled() {
     let mut ctx = context();
     let log = ctx.home.path().join("remote.log");
@@ -264,7 +298,8 @@ fn a_cost_over_the_threshold_is_refused_without_a_terminal_unless_yes() {
     assert_eq!(videos(&ctx).len(), 1);
 
     // A raised limit, or a cheaper job, only shows the cost.
-    ctx.config("[defaults]\nconfirm_over = 10\n");
+    ctx.run(["config", "set", "defaults.confirm_over", "10"])
+        .success();
     let shown = ctx.run(paid);
     shown.success();
     assert!(
@@ -291,4 +326,60 @@ fn a_cost_over_the_threshold_is_refused_without_a_terminal_unless_yes() {
         cheap.stderr
     );
     assert_eq!(videos(&ctx).len(), 3);
+}
+
+/// Runs launcher with `args` on a terminal (a pseudo-terminal from util-linux's `script`),
+/// typing `answer`; returns the exit code and what the terminal showed.
+#[cfg(target_os = "linux")]
+fn on_terminal(ctx: &TestContext, args: &str, answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let base = ctx.cmd();
+    let line = format!("{} {args}", base.get_program().to_string_lossy());
+    let mut script = std::process::Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    script.current_dir(base.get_current_dir().unwrap());
+    let mut child = script
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs (it makes the pseudo-terminal)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn on_a_terminal_a_cost_over_the_threshold_is_asked_and_only_yes_submits() {
+    let ctx = context();
+    let paid = "run remote 'a city' --price 0.5 --duration 10";
+    let (code, shown) = on_terminal(&ctx, paid, "n\n");
+    assert_eq!(code, 130, "{shown}");
+    assert!(shown.contains("submit it? [y/N]"), "{shown}");
+    assert!(
+        shown.contains("that was declined; nothing was submitted"),
+        "{shown}"
+    );
+    assert!(videos(&ctx).is_empty());
+    assert!(states(&ctx).is_empty(), "nothing was recorded");
+
+    let (code, shown) = on_terminal(&ctx, paid, "y\n");
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("submitted task-"), "{shown}");
+    assert_eq!(videos(&ctx).len(), 1);
 }
