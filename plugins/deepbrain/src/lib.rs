@@ -24,7 +24,7 @@ use launcher_sdk::serde_json::{self, Value, json};
 use launcher_sdk::wait::{Poll, Status, poll};
 use launcher_sdk::{
     ContentKind, Context, ErrorKind, Job, JobResult, LogLevel, Manifest, ParamSpec, ParamType,
-    Plugin, PluginError, SettingSpec, Settings, Slot, TaskSpec, ToolSpec, export_plugin, media,
+    Plugin, PluginError, SettingSpec, Settings, Slot, TaskSpec, ToolSpec, export_plugin,
 };
 use serde::Deserialize;
 
@@ -321,20 +321,21 @@ impl DeepBrain {
             let answer: Answer = self.client.fetch(&request, cx)?.json()?;
             Ok(progress_of(&answer.data))
         })?;
-        // The link is signed and short-lived; the key is not sent to its host.
+        // The link is signed and short-lived; the key is not sent to its host. The SDK's
+        // download resumes a transfer that breaks off and names a link past its expiry.
         let download = Request::get(&link).read_errors(|reply| match reply.status {
             403 | 404 | 410 => Verdict::Fail(
                 PluginError::unavailable(format!(
-                    "the rendered video's download link has expired ({})",
+                    "DeepBrain no longer serves the rendered video ({})",
                     reply.status
                 ))
                 .with_hint("resume the job soon after it finishes, or run it anew"),
             ),
             _ => Verdict::Default,
         });
-        let response = self.client.send(&download, cx)?;
-        let mp4 = media::format_for_name("mp4");
-        let (_, bytes) = response.write_output("video", mp4, cx)?;
+        let mut out = cx.output("video", "video/mp4", "mp4")?;
+        let bytes = self.client.download(&download, &mut out)?;
+        out.finish()?;
         Ok(bytes)
     }
 }

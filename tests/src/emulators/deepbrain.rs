@@ -12,13 +12,15 @@
 //!   reads, after [`DeepBrainEmulator::answer_with_url_field`]). A project made to fail
 //!   answers `success:false` mid-render.
 //! - The same routes are served under `/api/odin`, as the service serves them.
-//! - **Download:** the MP4 given at start, at an emulator URL that
-//!   [`DeepBrainEmulator::expire_downloads`] makes answer 403, as an expired signed link does.
+//! - **Download:** the MP4 given at start, at an emulator URL signed as S3 signs links
+//!   (`X-Amz-Date`, `X-Amz-Expires=3600`); after [`DeepBrainEmulator::expire_downloads`] links
+//!   answer 403 and are dated two hours back, as an expired signed link is.
 //!
 //! Every request is recorded; [`DeepBrainEmulator::submitted`] returns the submit bodies.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -112,7 +114,8 @@ impl DeepBrainEmulator {
         *lock(&self.state.url_field) = true;
     }
 
-    /// Makes download links answer 403, as expired signed links do.
+    /// Makes download links answer 403, as signed links do once expired, and dates the links
+    /// it hands out two hours back, so they say they expired an hour ago.
     pub fn expire_downloads(&self) {
         *lock(&self.state.expired) = true;
     }
@@ -134,7 +137,8 @@ fn handle(state: &State, req: &Request) -> Reply {
     let path = req.path.split('?').next().unwrap_or_default();
     let path = path.strip_prefix("/api/odin").unwrap_or(path);
     if let Some(file) = path.strip_prefix("/download/") {
-        return download(state, file);
+        let file = file.split('?').next().unwrap_or_default();
+        return download(state, req, file);
     }
     if req.header("authorization") != Some(state.key.as_str()) {
         return Reply::Respond(Response::json(
@@ -206,7 +210,16 @@ fn progress(state: &State, id: &str) -> Reply {
     }
     let mut data = json!({"progress": progress});
     if progress == 100 {
-        let link = format!("{}/download/{id}.mp4?expires=3600", lock(&state.base));
+        // Signed as S3 signs links: valid for an hour from when it was made.
+        let link = format!(
+            "{}/download/{id}.mp4?X-Amz-Date={}&X-Amz-Expires=3600",
+            lock(&state.base),
+            amz_date(if *lock(&state.expired) {
+                SystemTime::now() - Duration::from_secs(2 * 3600)
+            } else {
+                SystemTime::now()
+            })
+        );
         let field = if *lock(&state.url_field) {
             "url"
         } else {
@@ -217,8 +230,14 @@ fn progress(state: &State, id: &str) -> Reply {
     Reply::Respond(Response::json(200, &json!({"success": true, "data": data})))
 }
 
-fn download(state: &State, file: &str) -> Reply {
-    if *lock(&state.expired) {
+fn download(state: &State, req: &Request, file: &str) -> Reply {
+    let made = req
+        .path
+        .split_once("X-Amz-Date=")
+        .and_then(|(_, rest)| rest.get(..16))
+        .unwrap_or_default()
+        .to_string();
+    if *lock(&state.expired) || made.is_empty() {
         return Reply::Respond(Response::text(403, "Request has expired"));
     }
     let id = file.trim_end_matches(".mp4");
@@ -230,4 +249,38 @@ fn download(state: &State, file: &str) -> Reply {
             .header("Content-Type", "video/mp4")
             .body(state.video.clone()),
     )
+}
+
+/// Returns `time` as S3 writes `X-Amz-Date`: `20261130T235959Z`.
+fn amz_date(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_dated_as_s3_dates_them() {
+        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800 + 3_723);
+        assert_eq!(amz_date(leap), "20240229T010203Z");
+    }
 }
