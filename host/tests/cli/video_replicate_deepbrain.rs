@@ -698,3 +698,38 @@ fn model_tools_without_a_token_are_left_out_with_a_reason() {
     bad.success();
     assert!(bad.stderr.contains("cannot be a tool id"), "{}", bad.stderr);
 }
+
+#[test]
+fn jobs_cancel_cancels_a_detached_prediction() {
+    let emulator = slow_replicate();
+    let ctx = context(&emulator);
+    let model = format!("{VIDEO_MODEL}:{VIDEO_VERSION}");
+    let out = ctx.run([
+        "run",
+        "replicate",
+        "--model",
+        &model,
+        "--prompt",
+        "tide",
+        "--detach",
+    ]);
+    out.success();
+    let prediction = emulator.created().len();
+    assert_eq!(prediction, 1);
+    let listed = ctx.run(["jobs", "--json"]);
+    let id = listed.json()[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {}", listed.stdout))
+        .to_string();
+    let cancelled = ctx.run(["jobs", "cancel", &id, "--json"]);
+    assert_eq!(
+        cancelled.json()[0]["state"],
+        "cancelled",
+        "{}",
+        cancelled.stderr
+    );
+    let ids = emulator.cancelled();
+    assert_eq!(ids.len(), 1, "{}", cancelled.stderr);
+    assert_eq!(emulator.status(&ids[0]).as_deref(), Some("canceled"));
+    assert!(ctx.work_files().is_empty(), "{:?}", ctx.work_files());
+}

@@ -473,7 +473,14 @@ impl Replicate {
         let Some(id) = checkpoint["prediction"].as_str() else {
             return Err(PluginError::submission_unknown("Replicate"));
         };
-        let prediction = self.get(id, cx)?;
+        // `launcher jobs cancel` resumes a job already cancelled: its prediction is cancelled.
+        let prediction = match self.get(id, cx) {
+            Err(err) if err.kind == ErrorKind::Cancelled => {
+                self.cancel_prediction(id, cx);
+                return Err(err);
+            }
+            other => other?,
+        };
         let mut result = JobResult::default();
         result.info.insert("prediction".into(), Value::from(id));
         result.info.insert("model".into(), Value::from(model));
