@@ -625,6 +625,45 @@ impl Response {
         parse_json(&body)
     }
 
+    /// Streams the body into a new output `name` as it arrives, in the format its first bytes
+    /// show ([`media::sniff`](crate::media::sniff)), else `fallback` (a format named by the
+    /// URL's extension, say); returns that format and how many bytes were written.
+    ///
+    /// A remote file's kind is decided by its bytes, not by what was asked for, so a model
+    /// that made a video where an image was expected still writes a `.mp4`. An empty body, or
+    /// one in no known format without a fallback, is an unavailable error and opens nothing.
+    pub fn write_output(
+        mut self,
+        name: &str,
+        fallback: Option<crate::media::MediaFormat>,
+        cx: &mut Context<'_>,
+    ) -> Result<(crate::media::MediaFormat, u64), PluginError> {
+        let mut head = Vec::new();
+        while head.len() < 64 {
+            match self.chunk(&*cx)? {
+                Some(bytes) => head.extend_from_slice(&bytes),
+                None => break,
+            }
+        }
+        if head.is_empty() {
+            return Err(PluginError::unavailable(format!(
+                "{} sent an empty file where `{name}` was expected",
+                self.origin
+            )));
+        }
+        let format = crate::media::sniff(&head).or(fallback).ok_or_else(|| {
+            PluginError::unavailable(format!(
+                "{} sent `{name}` in a format that is not recognised",
+                self.origin
+            ))
+        })?;
+        let mut out = cx.output(name, format.media_type, format.extension)?;
+        out.write_all(&head)?;
+        let written = head.len() as u64 + self.copy_to(&mut out)?;
+        out.finish()?;
+        Ok((format, written))
+    }
+
     /// Returns `scheme://host:port` of the request, for messages.
     pub(crate) fn origin(&self) -> &str {
         &self.origin
@@ -1890,6 +1929,45 @@ mod tests {
         assert_eq!(response.copy_to(&mut out).unwrap(), 600_000);
         out.finish().unwrap();
         assert_eq!(host.output, expected);
+    }
+
+    #[test]
+    fn an_output_takes_the_format_its_bytes_show_else_the_fallback() {
+        let mut png = crate::media::PNG_SIGNATURE.to_vec();
+        png.extend_from_slice(&[0u8; 200]);
+        let server = scripted(vec![
+            Reply::Respond(Answer::new(200).body(png.clone())),
+            Reply::Respond(Answer::new(200).body(vec![1u8; 100])),
+            Reply::Respond(Answer::new(200).body(vec![1u8; 100])),
+            Reply::Respond(Answer::new(200)),
+        ]);
+        let client = fast_client().build().unwrap();
+        let mut host = Host::default();
+        let mut cx = Context::new(&mut host);
+        let mp4 = crate::media::format_for_name("mp4");
+        let get = |cx: &mut Context<'_>| client.send(&Request::get(server.url()), cx).unwrap();
+
+        // The bytes win over what the caller expected.
+        let response = get(&mut cx);
+        let (format, written) = response
+            .write_output("image", mp4.clone(), &mut cx)
+            .unwrap();
+        assert_eq!(
+            (format.media_type, written),
+            ("image/png", png.len() as u64)
+        );
+        // Unknown bytes: the fallback, or an error when there is none.
+        let response = get(&mut cx);
+        let (format, _) = response.write_output("video", mp4, &mut cx).unwrap();
+        assert_eq!(format.media_type, "video/mp4");
+        let response = get(&mut cx);
+        let err = response.write_output("video", None, &mut cx).unwrap_err();
+        assert!(err.message.contains("not recognised"), "{}", err.message);
+        let response = get(&mut cx);
+        let err = response.write_output("video", None, &mut cx).unwrap_err();
+        assert!(err.message.contains("empty file"), "{}", err.message);
+        drop(cx);
+        assert_eq!(host.output.len(), png.len() + 100);
     }
 
     #[test]

@@ -26,4 +26,7 @@ mod template;
 mod text;
 mod trust;
 mod video_runway_kling;
+// Signals a running job: Unix only.
+#[cfg(unix)]
+mod video_replicate_deepbrain;
 mod voices;
