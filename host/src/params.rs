@@ -31,7 +31,7 @@ pub(crate) fn flag_name(name: &str) -> String {
 }
 
 /// Adds one clap argument per parameter to `cmd`.
-pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec], text: Option<&str>) -> Command {
+pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec]) -> Command {
     for param in params {
         let mut arg = Arg::new(param.name.clone())
             .long(flag_name(&param.name))
@@ -47,8 +47,9 @@ pub(crate) fn add_args(mut cmd: Command, params: &[ParamSpec], text: Option<&str
             _ if param.multiple => arg.action(ArgAction::Append),
             _ => arg.action(ArgAction::Set),
         };
-        // The main text may be given as --text or --prompt, whichever the task calls it.
-        if text == Some(param.name.as_str()) && (param.name == "text" || param.name == "prompt") {
+        // A prompt may be given as --text or --prompt, whichever the task calls it, also
+        // when it is not the main input (img2vid's main input is the image).
+        if param.name == "text" || param.name == "prompt" {
             let other = if param.name == "text" {
                 "prompt"
             } else {

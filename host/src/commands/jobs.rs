@@ -80,8 +80,17 @@ fn shown_state(data_dir: &Path, record: &JobRecord) -> (&'static str, Option<u32
     }
 }
 
-/// Returns where a job's outputs go, as planned: a file, or a directory and a name stem.
+/// Returns the files a job wrote, once it did; until then where its outputs go, as planned:
+/// a file, or a directory and a name stem.
 fn planned_output(record: &JobRecord) -> String {
+    if !record.written.is_empty() {
+        let names: Vec<String> = record
+            .written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        return names.join(", ");
+    }
     match &record.outputs.explicit {
         Some(path) if path.as_os_str() == "-" => "stdout".to_string(),
         Some(path) => path.display().to_string(),
@@ -132,7 +141,9 @@ pub(crate) fn list(all: bool, limit: usize, as_json: bool) -> Result<()> {
                     "age_s": (now - r.created_ms).max(0) / 1000,
                     "output": planned_output(r),
                     "pid": pid,
-                    "progress": r.progress,
+                    // Progress is news only while the job goes on.
+                    "progress": r.state.resumable().then_some(&r.progress),
+                    "files": r.written,
                     "error": r.error,
                 })
             })

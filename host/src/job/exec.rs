@@ -42,6 +42,8 @@ enum Msg {
     Crashed,
     /// The plugin asks to accept a cost; the answer goes back on the sender.
     Confirm(Cost, Sender<bool>),
+    /// The user's answer to whether Ctrl-C should cancel the remote task too.
+    CancelRemote(bool),
 }
 
 /// The cost question while it is asked on the terminal: the first answer wins, the user's or
@@ -112,6 +114,9 @@ fn can_ask() -> bool {
     use std::io::IsTerminal;
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
+
+/// The signal Ctrl-C sends.
+const SIGINT: i32 = 2;
 
 /// How the worker's part ended.
 struct Finished {
@@ -207,9 +212,13 @@ pub(crate) fn execute(
                 let _ = tx.send(Msg::Done(Box::new(finished)));
             })?
     };
-    drop(tx);
+    // Kept for the answer to the Ctrl-C question; the signal watcher holds a sender too, so the
+    // channel stays open either way and the worker's own message says how it ended.
+    let answers = tx;
 
     let mut signalled: Option<i32> = None;
+    // Ctrl-C of a recorded remote job on a terminal asks whether to cancel the remote task.
+    let mut asking_cancel = false;
     let mut priced: Option<Priced> = None;
     let mut question: Option<Arc<Question>> = None;
     let finished = loop {
@@ -223,6 +232,8 @@ pub(crate) fn execute(
                     "the job's worker thread died; this is a bug in launcher",
                 ));
             }
+            // A progress line would overwrite the question being asked.
+            Msg::Progress(_) if asking_cancel => {}
             Msg::Progress(p) => render.progress(&p),
             Msg::Log(line) => render.log(&line),
             Msg::Confirm(cost, reply) => {
@@ -288,12 +299,32 @@ pub(crate) fn execute(
                     std::process::exit(i32::from(signals::exit_code(signal)));
                 }
                 if checkpointed.load(Ordering::SeqCst) && !plan.cancel_remote {
-                    remove_pending(&pending);
-                    if let Ok(store) = Store::open(data_dir) {
-                        let _ = store.set_state(&plan.id, State::Detached, None);
+                    if signal == SIGINT && !asking_cancel && can_ask() {
+                        asking_cancel = true;
+                        render.clear();
+                        eprint!(
+                            "the task goes on at {}; cancel it there too? [y/N] ",
+                            plan.tool.spec.id
+                        );
+                        let answers = answers.clone();
+                        // Read on a thread of its own so the job and signals go on meanwhile.
+                        let spawned =
+                            std::thread::Builder::new()
+                                .name("answer".into())
+                                .spawn(move || {
+                                    let mut line = String::new();
+                                    let read = std::io::stdin().read_line(&mut line).is_ok();
+                                    let _ = answers.send(Msg::CancelRemote(read && is_yes(&line)));
+                                });
+                        if spawned.is_ok() {
+                            continue;
+                        }
                     }
-                    render.detached(&plan, &format!("stopped by {}", signals::name(signal)));
-                    std::process::exit(i32::from(Class::Detached.exit_code()));
+                    if asking_cancel {
+                        // A second Ctrl-C while asking leaves the task running.
+                        eprintln!();
+                    }
+                    detach_now(&plan, &pending, data_dir, &mut render, signal);
                 }
                 signalled = Some(signal);
                 cancel.store(true, Ordering::SeqCst);
@@ -302,7 +333,24 @@ pub(crate) fn execute(
                     signals::name(signal)
                 ));
             }
-            Msg::Done(finished) => break finished,
+            Msg::CancelRemote(_) if !asking_cancel => {}
+            Msg::CancelRemote(false) => detach_now(&plan, &pending, data_dir, &mut render, SIGINT),
+            Msg::CancelRemote(true) => {
+                asking_cancel = false;
+                signalled = Some(SIGINT);
+                cancel.store(true, Ordering::SeqCst);
+                render.say(&format!(
+                    "launcher: cancelling the task at {} (send Ctrl-C again to stop at once)",
+                    plan.tool.spec.id
+                ));
+            }
+            Msg::Done(finished) => {
+                if asking_cancel {
+                    // The job ended before the question was answered; end its line.
+                    eprintln!();
+                }
+                break finished;
+            }
         }
     };
     let _ = worker.join();
@@ -338,6 +386,23 @@ pub(crate) fn execute(
         }
     }
     outcome
+}
+
+/// Ends launcher leaving a recorded remote job running: partial outputs removed, the job
+/// marked detached, and how to collect it said.
+fn detach_now(
+    plan: &JobPlan,
+    pending: &Pending,
+    data_dir: &Path,
+    render: &mut Render,
+    signal: i32,
+) -> ! {
+    remove_pending(pending);
+    if let Ok(store) = Store::open(data_dir) {
+        let _ = store.set_state(&plan.id, State::Detached, None);
+    }
+    render.detached(plan, &format!("stopped by {}", signals::name(signal)));
+    std::process::exit(i32::from(Class::Detached.exit_code()))
 }
 
 /// Records the job that ended in the history (see [`crate::job::store::Entry`]). A store that

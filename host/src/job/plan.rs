@@ -271,7 +271,7 @@ pub(crate) fn plan(
         "launcher run {}",
         target.clone().unwrap_or_else(|| task.name.clone())
     );
-    let cmd = params::add_args(host_command(&title, primary), &params, text_name.as_deref()).about(
+    let cmd = params::add_args(host_command(&title, primary), &params).about(
         crate::escape::printable(&format!(
             "{}: {} (tool `{}` from plugin {} {})",
             task.name, task.description, tool.spec.id, tool.plugin, tool.version

@@ -196,7 +196,7 @@ impl Render {
             }
         }
         self.globals.status(&format!(
-            "{why}: job {id} goes on at {tool}; `launcher run --resume {id}` collects its outputs",
+            "{why}: job {id} goes on at {tool}; `launcher jobs wait {id}` collects its outputs",
             id = plan.id,
             tool = plan.tool.spec.id
         ));

@@ -84,11 +84,13 @@ pub(crate) struct JobRecord {
     pub(crate) error: Option<String>,
     /// The last progress it reported while a launcher ran it.
     pub(crate) progress: Option<String>,
+    /// The files it wrote, once it ended and entered the history.
+    pub(crate) written: Vec<PathBuf>,
 }
 
 /// The columns [`JobRow::read`] reads, in its order.
-const JOB_COLUMNS: &str =
-    "id, tool, task, params, outputs, checkpoint, state, created_ms, updated_ms, error, progress";
+const JOB_COLUMNS: &str = "id, tool, task, params, outputs, checkpoint, state, created_ms,
+    updated_ms, error, progress, (SELECT h.outputs FROM history h WHERE h.id = jobs.id)";
 
 /// A row of the jobs table, before its JSON columns are parsed.
 struct JobRow {
@@ -103,6 +105,7 @@ struct JobRow {
     updated_ms: i64,
     error: Option<String>,
     progress: Option<String>,
+    written: Option<String>,
 }
 
 impl JobRow {
@@ -119,6 +122,7 @@ impl JobRow {
             updated_ms: r.get(8)?,
             error: r.get(9)?,
             progress: r.get(10)?,
+            written: r.get(11)?,
         })
     }
 
@@ -141,6 +145,14 @@ impl JobRow {
             updated_ms: self.updated_ms,
             error: self.error,
             progress: self.progress,
+            // An unreadable history column only costs the listing its file names.
+            written: self
+                .written
+                .and_then(|w| serde_json::from_str::<Vec<OutputEntry>>(&w).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|o| o.path)
+                .collect(),
             id,
         })
     }

@@ -71,8 +71,14 @@ fn a_detached_job_is_listed_then_waited_for_by_a_prefix_of_its_id() {
     assert!(path.ends_with("txt2vid.webm"), "{path}");
     assert_eq!(videos(&ctx), ["txt2vid.webm"]);
     assert_eq!(states(&ctx), [(id.clone(), "done".to_string())]);
-    // Without --all, a job that ended a moment ago is still recent.
-    assert!(ctx.run(["jobs"]).stdout.contains("done"));
+    // Without --all, a job that ended a moment ago is still recent, and shows the file it
+    // wrote instead of the planned name, with no stale progress.
+    let listed = ctx.run(["jobs"]);
+    assert!(listed.stdout.contains("done"), "{}", listed.stdout);
+    assert!(listed.stdout.contains(path), "{}", listed.stdout);
+    let listed = ctx.run(["jobs", "--json"]).json();
+    assert_eq!(listed[0]["files"][0], path);
+    assert_eq!(listed[0]["progress"], serde_json::Value::Null);
 
     // A finished job is reported, not run again.
     let again = ctx.run(["jobs", "wait", &id]);
@@ -395,6 +401,89 @@ fn on_a_terminal_a_cost_over_the_threshold_is_asked_and_only_yes_submits() {
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("submitted task-"), "{shown}");
     assert_eq!(videos(&ctx).len(), 1);
+}
+
+/// Runs launcher with `args` on a terminal as [`on_terminal`] does, typing Ctrl-C once the
+/// terminal shows `after`, then `answer` once it shows the question; returns the exit code and
+/// what the terminal showed.
+#[cfg(target_os = "linux")]
+fn interrupted_on_terminal(
+    ctx: &TestContext,
+    args: &str,
+    after: &str,
+    answer: &str,
+) -> (i32, String) {
+    use std::io::{Read, Write};
+    let base = ctx.cmd();
+    let line = format!("{} {args}", base.get_program().to_string_lossy());
+    let mut script = std::process::Command::new("script");
+    script.args(["-qfec", &line, "/dev/null"]);
+    for (key, value) in base.get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    script.current_dir(base.get_current_dir().unwrap());
+    let mut child = script
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("util-linux `script` runs (it makes the pseudo-terminal)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut shown = String::new();
+    let mut wait_for = |marker: &str, shown: &mut String| {
+        let mut buf = [0u8; 4096];
+        while !shown.contains(marker) {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "the terminal closed before showing `{marker}`: {shown}"
+            );
+            shown.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    wait_for(after, &mut shown);
+    stdin.write_all(b"\x03").unwrap();
+    wait_for("[y/N]", &mut shown);
+    stdin.write_all(answer.as_bytes()).unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    shown.push_str(&rest);
+    drop(stdin);
+    (child.wait().unwrap().code().unwrap_or(-1), shown)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ctrl_c_on_a_terminal_asks_whether_to_cancel_the_remote_task() {
+    let mut ctx = context();
+    let log = ctx.home.path().join("remote.log");
+    ctx.env("REMOTE_FIXTURE_LOG", &log);
+    let job = "run remote 'a harbour' --delay-ms 60000 -v";
+
+    // No: the task goes on, the job is detached and can be collected later.
+    let (code, shown) = interrupted_on_terminal(&ctx, job, "submitted task-", "n\n");
+    assert_eq!(code, 12, "{shown}");
+    assert!(shown.contains("cancel it there too? [y/N]"), "{shown}");
+    assert!(shown.contains("launcher jobs wait"), "{shown}");
+    assert!(!log.exists(), "nothing was cancelled remotely");
+    let kept = states(&ctx);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].1, "detached");
+
+    // Yes: the plugin cancels the remote task and the job ends cancelled.
+    let (code, shown) = interrupted_on_terminal(&ctx, job, "submitted task-", "y\n");
+    assert_eq!(code, 130, "{shown}");
+    assert!(shown.contains("cancelling the task at remote"), "{shown}");
+    let remote = std::fs::read_to_string(&log).unwrap();
+    assert!(remote.contains("cancelled task-"), "{remote}");
+    let states = states(&ctx);
+    assert_eq!(states.len(), 2);
+    assert_eq!(states[0].1, "cancelled", "{states:?}");
+    assert!(videos(&ctx).is_empty(), "{:?}", ctx.work_files());
 }
 
 #[test]

@@ -175,11 +175,7 @@ fn ctrl_c_detaches_a_runway_job_unless_asked_to_cancel_it_remotely() {
     running.signal("INT");
     let out = running.wait();
     out.expect_code(12);
-    assert!(
-        out.stderr.contains("launcher run --resume"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("launcher jobs wait"), "{}", out.stderr);
     assert!(emulator.deleted().is_empty(), "the task goes on");
 
     emulator.tasks().script_next(Script {
