@@ -85,7 +85,8 @@ fn runway_img2vid_runs_to_a_playable_mp4() {
         "runway",
         "--image",
         "frame.png",
-        "--prompt",
+        // The spelling: --text is the prompt wherever a task takes one.
+        "--text",
         "the camera pans slowly",
         "--ratio",
         "16:9",
@@ -108,6 +109,7 @@ fn runway_img2vid_runs_to_a_playable_mp4() {
             .starts_with("data:image/png;base64,")
     );
     assert_eq!(body["ratio"], "1280:720");
+    assert_eq!(body["promptText"], "the camera pans slowly");
 }
 
 #[test]
