@@ -164,6 +164,21 @@ pub(crate) fn execute(
     for reason in &plan.reasons {
         globals.info(&format!("routing: {reason}"));
     }
+    // The history store is opened and readied beside the job, which mostly waits on a
+    // service, so recording the job at its end costs only the insert.
+    let history = Store::logging(data_dir)
+        .then(|| {
+            let dir = data_dir.to_path_buf();
+            std::thread::Builder::new()
+                .name("history".into())
+                .spawn(move || {
+                    let store = Store::open(&dir)?;
+                    store.warm()?;
+                    Ok(store)
+                })
+                .ok()
+        })
+        .flatten();
     let (tx, rx) = mpsc::channel::<Msg>();
     let to_signal = std::sync::Mutex::new(tx.clone());
     let subscription = signals::subscribe(move |signal| {
@@ -375,7 +390,7 @@ pub(crate) fn execute(
     if let Some(dir) = &work_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
-    record_history(&plan, &outcome, duration, data_dir, globals);
+    record_history(&plan, &outcome, duration, data_dir, history, globals);
     // Let go only once the store and the history say how the job ended, so a launcher waiting
     // for it (`jobs wait`) reads the end, outputs included.
     let held = lock.lock().ok().and_then(|mut slot| slot.take());
@@ -412,6 +427,7 @@ fn record_history(
     outcome: &Result<Report>,
     duration: Duration,
     data_dir: &Path,
+    opened: Option<std::thread::JoinHandle<Result<Store>>>,
     globals: &Globals,
 ) {
     use crate::job::store::{Ended, Entry, OutputEntry, Status};
@@ -476,7 +492,12 @@ fn record_history(
         conversation: conversation.or_else(|| plan.conversation.clone()),
         secrets: &plan.secrets,
     });
-    if let Err(err) = Store::open(data_dir).and_then(|store| store.record(&entry)) {
+    let store = match opened.map(std::thread::JoinHandle::join) {
+        Some(Ok(Ok(store))) => Ok(store),
+        // Opened early or not, a failure to open is reported the same way.
+        _ => Store::open(data_dir),
+    };
+    if let Err(err) = store.and_then(|store| store.record(&entry)) {
         globals.warn(&format!("the job was not recorded in the history: {err:#}"));
     }
 }
