@@ -199,6 +199,20 @@ impl ClientBuilder {
             .fold(self, |builder, value| builder.secret(value))
     }
 
+    /// Applies what a tool's settings say about its client: the time one request may take
+    /// from setting `timeout` (`default` when not given, at most `max`), and every secret
+    /// setting kept out of messages ([`ClientBuilder::secrets_from`]).
+    pub fn settings(
+        self,
+        settings: &crate::types::Settings,
+        default: Duration,
+        max: Duration,
+    ) -> Result<Self, PluginError> {
+        Ok(self
+            .timeout(settings.seconds("timeout", default, max)?)
+            .secrets_from(settings))
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, PluginError> {
         install_crypto_provider();

@@ -67,7 +67,7 @@ pub mod wait;
 
 pub use error::{ErrorKind, PluginError};
 pub use params::{ParamError, check_params, check_value, params_of};
-pub use plugin::{Cancel, Context, OutputWriter, Plugin};
+pub use plugin::{Cancel, Context, OutputWriter, Plugin, expect_tool};
 pub use types::{
     ContentKind, CreateRequest, DescribeRequest, DescribeResponse, Job, JobResult, LISTING_TASKS,
     LogLevel, LogLine, Manifest, Message, OutputHeader, ParamSpec, ParamType, Progress,

@@ -45,6 +45,22 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     fn invoke(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError>;
 }
 
+/// Checks, in [`Plugin::new`] of a plugin with one tool, that the host asks for that tool.
+///
+/// ```
+/// assert!(launcher_sdk::expect_tool("runway", "runway").is_ok());
+/// assert!(launcher_sdk::expect_tool("kling", "runway").is_err());
+/// ```
+pub fn expect_tool(tool: &str, provided: &str) -> Result<(), PluginError> {
+    if tool == provided {
+        Ok(())
+    } else {
+        Err(PluginError::internal(format!(
+            "this plugin provides `{provided}`, not `{tool}`"
+        )))
+    }
+}
+
 /// The events a job sends to the host while it runs.
 pub(crate) trait Events {
     /// Opens an output; returns its id, or `None` when the host wants the job to stop.

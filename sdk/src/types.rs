@@ -951,6 +951,19 @@ impl Settings {
             .ok_or_else(|| PluginError::invalid_input(format!("setting `{name}` is missing")))
     }
 
+    /// Returns the key, token or other credential in setting `name`, without surrounding
+    /// whitespace (a key pasted with its newline still works); when it is missing, the error
+    /// carries `hint`, which should name the variable to set.
+    pub fn key(&self, name: &str, hint: &str) -> Result<String, PluginError> {
+        self.get(name)
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                PluginError::invalid_input(format!("setting `{name}` is missing")).with_hint(hint)
+            })
+    }
+
     /// Returns setting `name` as a number of seconds, above 0 and at most `max`, or
     /// `default` when it is not given (a `timeout` setting, say).
     pub fn seconds(
@@ -987,6 +1000,20 @@ impl Settings {
             )));
         }
         Ok(Some(url.trim_end_matches('/').to_string()))
+    }
+
+    /// Returns setting `name` as a base URL, as [`Settings::base_url`] does, or `default`
+    /// when it is not given; a bad one is an error with `hint` (an example value).
+    pub fn base_url_or(
+        &self,
+        name: &str,
+        default: &str,
+        hint: &str,
+    ) -> Result<String, PluginError> {
+        Ok(self
+            .base_url(name)
+            .map_err(|e| e.with_hint(hint))?
+            .unwrap_or_else(|| default.to_string()))
     }
 
     /// Returns the values of the secret settings, to keep out of every message.
@@ -1247,6 +1274,33 @@ mod tests {
         );
         assert_eq!(s.base_url("missing").unwrap(), None);
         assert!(s.base_url("ftp").unwrap_err().message.contains("`ftp`"));
+        assert_eq!(
+            s.base_url_or("missing", "https://default", "e.g. X")
+                .unwrap(),
+            "https://default"
+        );
+        assert_eq!(
+            s.base_url_or("ftp", "https://default", "e.g. X=https://host")
+                .unwrap_err()
+                .hint
+                .as_deref(),
+            Some("e.g. X=https://host")
+        );
+    }
+
+    #[test]
+    fn keys_are_trimmed_and_a_blank_one_is_missing_with_the_hint() {
+        let s = Settings::from_values([("key", " abc\n"), ("blank", "  \n")]);
+        assert_eq!(s.key("key", "set K").unwrap(), "abc");
+        for name in ["blank", "absent"] {
+            let err = s.key(name, "set K to your key").unwrap_err();
+            assert_eq!(err.kind, crate::ErrorKind::InvalidInput);
+            assert!(
+                err.message.contains(&format!("`{name}` is missing")),
+                "{err}"
+            );
+            assert_eq!(err.hint.as_deref(), Some("set K to your key"));
+        }
     }
 
     #[test]

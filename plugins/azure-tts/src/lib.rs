@@ -180,20 +180,11 @@ impl Plugin for AzureTts {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let key = settings
-            .require("key")
-            .map_err(|e| e.with_hint("set AZURE_SPEECH_KEY to your Speech resource's key"))?
-            .trim()
-            .to_string();
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let key = settings.key("key", "set AZURE_SPEECH_KEY to your Speech resource's key")?;
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-azure-tts/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             // What is sent is the trimmed key, which the setting's value may only contain.
             .secret(key.as_str())
             .build()?;

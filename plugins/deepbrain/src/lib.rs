@@ -175,23 +175,15 @@ impl Plugin for DeepBrain {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let key = settings
-            .require("key")
-            .map_err(|e| e.with_hint("set DEEPBRAIN_API_KEY to your AI Studios API key"))?
-            .trim()
-            .to_string();
-        let base = settings
-            .base_url("base_url")
-            .map_err(|e| e.with_hint("e.g. DEEPBRAIN_BASE_URL=https://app.aistudios.com/api/odin"))?
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let key = settings.key("key", "set DEEPBRAIN_API_KEY to your AI Studios API key")?;
+        let base = settings.base_url_or(
+            "base_url",
+            DEFAULT_BASE_URL,
+            "e.g. DEEPBRAIN_BASE_URL=https://app.aistudios.com/api/odin",
+        )?;
         let client = Client::builder(format!("launcher-deepbrain/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         let poll_interval =

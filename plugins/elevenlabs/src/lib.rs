@@ -173,23 +173,18 @@ impl Plugin for ElevenLabs {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let key = settings
-            .require("api_key")
-            .map_err(|e| e.with_hint("set ELEVENLABS_API_KEY to your ElevenLabs API key"))?
-            .trim()
-            .to_string();
-        let base = settings
-            .base_url("base_url")
-            .map_err(|e| e.with_hint("e.g. ELEVENLABS_BASE_URL=https://api.elevenlabs.io"))?
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let key = settings.key(
+            "api_key",
+            "set ELEVENLABS_API_KEY to your ElevenLabs API key",
+        )?;
+        let base = settings.base_url_or(
+            "base_url",
+            DEFAULT_BASE_URL,
+            "e.g. ELEVENLABS_BASE_URL=https://api.elevenlabs.io",
+        )?;
         let client = Client::builder(format!("launcher-elevenlabs/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         Ok(ElevenLabs { client, base, key })

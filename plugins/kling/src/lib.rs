@@ -185,25 +185,18 @@ impl Plugin for Kling {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let access_key = settings
-            .require("access_key")
-            .map_err(|e| e.with_hint("set KLING_ACCESS_KEY to your Kling access key"))?
-            .trim()
-            .to_string();
-        let secret_key = settings
-            .require("secret_key")
-            .map_err(|e| e.with_hint("set KLING_SECRET_KEY to your Kling secret key"))?
-            .trim()
-            .to_string();
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let access_key = settings.key(
+            "access_key",
+            "set KLING_ACCESS_KEY to your Kling access key",
+        )?;
+        let secret_key = settings.key(
+            "secret_key",
+            "set KLING_SECRET_KEY to your Kling secret key",
+        )?;
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-kling/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(access_key.as_str())
             .secret(secret_key.as_str())
             .build()?;

@@ -206,20 +206,11 @@ impl Plugin for MiniMax {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let key = settings
-            .require("key")
-            .map_err(|e| e.with_hint("set MINIMAX_API_KEY to your MiniMax API key"))?
-            .trim()
-            .to_string();
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let key = settings.key("key", "set MINIMAX_API_KEY to your MiniMax API key")?;
         let url = synthesis_url(settings)?;
         let client = Client::builder(format!("launcher-minimax/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         Ok(MiniMax { client, url, key })

@@ -272,20 +272,11 @@ impl Plugin for Murf {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let key = settings
-            .require("key")
-            .map_err(|e| e.with_hint("set MURF_API_KEY to your Murf API key"))?
-            .trim()
-            .to_string();
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let key = settings.key("key", "set MURF_API_KEY to your Murf API key")?;
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-murf/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         Ok(Murf { client, base, key })

@@ -211,27 +211,21 @@ impl Plugin for Piper {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
+        launcher_sdk::expect_tool(tool, TOOL)?;
         let target = match settings.get("model").filter(|m| !m.trim().is_empty()) {
             Some(model) => Target::Model {
                 model: server::model_path(model)?,
                 python: server::python(settings.get("python")),
             },
-            None => Target::Url(
-                settings
-                    .base_url("url")
-                    .map_err(|e| e.with_hint("e.g. PIPER_URL=http://127.0.0.1:5000"))?
-                    .unwrap_or_else(|| DEFAULT_URL.to_string()),
-            ),
+            None => Target::Url(settings.base_url_or(
+                "url",
+                DEFAULT_URL,
+                "e.g. PIPER_URL=http://127.0.0.1:5000",
+            )?),
         };
         let agent = concat!("launcher-piper/", env!("CARGO_PKG_VERSION"));
         let client = Client::builder(agent)
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .build()?;
         let probe = Client::builder(agent)
             .timeout(Duration::from_secs(2))

@@ -232,10 +232,11 @@ fn user_agent() -> String {
 }
 
 fn base_url(settings: &Settings) -> Result<String, PluginError> {
-    Ok(settings
-        .base_url("base_url")
-        .map_err(|e| e.with_hint("e.g. REPLICATE_BASE_URL=https://api.replicate.com"))?
-        .unwrap_or_else(|| api::DEFAULT_BASE_URL.to_string()))
+    settings.base_url_or(
+        "base_url",
+        api::DEFAULT_BASE_URL,
+        "e.g. REPLICATE_BASE_URL=https://api.replicate.com",
+    )
 }
 
 fn model_request(base: &str, token: &str, model: &ModelRef) -> Request {
@@ -337,15 +338,13 @@ impl Plugin for Replicate {
     }
 
     fn new(_tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        let token = settings
-            .require("token")
-            .map_err(|e| e.with_hint("set REPLICATE_API_TOKEN to your Replicate API token"))?
-            .trim()
-            .to_string();
+        let token = settings.key(
+            "token",
+            "set REPLICATE_API_TOKEN to your Replicate API token",
+        )?;
         let base = base_url(settings)?;
         let client = Client::builder(user_agent())
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(token.as_str())
             .build()?;
         let poll_interval =

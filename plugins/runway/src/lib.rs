@@ -99,23 +99,15 @@ impl Plugin for Runway {
     }
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
-        if tool != TOOL {
-            return Err(PluginError::internal(format!(
-                "this plugin provides `{TOOL}`, not `{tool}`"
-            )));
-        }
-        let key = settings
-            .require("key")
-            .map_err(|e| e.with_hint("set RUNWAYML_API_SECRET to your Runway API key"))?
-            .trim()
-            .to_string();
-        let base = settings
-            .base_url("base_url")
-            .map_err(|e| e.with_hint("e.g. RUNWAY_BASE_URL=https://api.dev.runwayml.com"))?
-            .unwrap_or_else(|| api::BASE_URL.to_string());
+        launcher_sdk::expect_tool(tool, TOOL)?;
+        let key = settings.key("key", "set RUNWAYML_API_SECRET to your Runway API key")?;
+        let base = settings.base_url_or(
+            "base_url",
+            api::BASE_URL,
+            "e.g. RUNWAY_BASE_URL=https://api.dev.runwayml.com",
+        )?;
         let client = Client::builder(format!("launcher-runway/{}", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?)
-            .secrets_from(settings)
+            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         let prices = api::prices().with_override(settings.get(cost::PRICES_SETTING))?;
