@@ -13,7 +13,7 @@
 //!   Kling refuses it) of at most 10 MB, `n` 1 to 9. A failure is 400 with code 1201;
 //! - every answer is the envelope `{code, message, request_id, data}`; tasks move
 //!   `submitted` → `processing` → `succeed` with `task_result.videos` or `.images`, or
-//!   `failed` with `task_status_msg`, one step per look (see [`tasks`](super::tasks));
+//!   `failed` with `task_status_msg`, one step per look (see [`tasks`]);
 //! - result links carry an `Expires` the emulator honours (403 once it has passed).
 //!
 //! Faults: [`KlingEmulator::fail_next`] answers the next request with an HTTP status and a

@@ -13,7 +13,7 @@
 //!   400 `{"error": "…"}`;
 //! - tasks move PENDING → (THROTTLED) → RUNNING with `progress` → SUCCEEDED with an `output`
 //!   link, or FAILED with `failure` and `failureCode`, one step per poll (see
-//!   [`tasks`](super::tasks)); a deleted task is gone (404);
+//!   [`tasks`]); a deleted task is gone (404);
 //! - result links carry a JWT whose `exp` the emulator honours (403 once it has passed) and
 //!   serve a real MP4 made by ffmpeg.
 //!
