@@ -109,6 +109,20 @@ fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
 }
 
+/// Reads a yes-or-no answer from stdin on a thread of its own, so the job and signals go on
+/// meanwhile, and hands it to `answered` (an unreadable stdin is a no). Returns false when
+/// the thread could not start.
+fn read_answer(answered: impl FnOnce(bool) + Send + 'static) -> bool {
+    std::thread::Builder::new()
+        .name("answer".into())
+        .spawn(move || {
+            let mut line = String::new();
+            let read = std::io::stdin().read_line(&mut line).is_ok();
+            answered(read && is_yes(&line));
+        })
+        .is_ok()
+}
+
 /// Returns whether the user can be asked a question: stdin and stderr are a terminal.
 fn can_ask() -> bool {
     use std::io::IsTerminal;
@@ -281,16 +295,9 @@ pub(crate) fn execute(
                             answer: std::sync::Mutex::new(None),
                         });
                         let reader = asked.clone();
-                        // Read on a thread of its own so a signal still reaches this loop.
-                        let spawned =
-                            std::thread::Builder::new()
-                                .name("answer".into())
-                                .spawn(move || {
-                                    let mut line = String::new();
-                                    let read = std::io::stdin().read_line(&mut line).is_ok();
-                                    reader.answer(read && is_yes(&line));
-                                });
-                        if spawned.is_err() {
+                        if !read_answer(move |yes| {
+                            reader.answer(yes);
+                        }) {
                             asked.answer(false);
                         }
                         question = Some(asked);
@@ -322,16 +329,9 @@ pub(crate) fn execute(
                             plan.tool.spec.id
                         );
                         let answers = answers.clone();
-                        // Read on a thread of its own so the job and signals go on meanwhile.
-                        let spawned =
-                            std::thread::Builder::new()
-                                .name("answer".into())
-                                .spawn(move || {
-                                    let mut line = String::new();
-                                    let read = std::io::stdin().read_line(&mut line).is_ok();
-                                    let _ = answers.send(Msg::CancelRemote(read && is_yes(&line)));
-                                });
-                        if spawned.is_ok() {
+                        if read_answer(move |yes| {
+                            let _ = answers.send(Msg::CancelRemote(yes));
+                        }) {
                             continue;
                         }
                     }
