@@ -593,7 +593,19 @@ fn a_priced_video_model_asks_before_it_is_created_and_others_say_the_cost_is_unk
     assert_eq!(accepted.json()["cost"]["amount"], 2.0);
     assert_eq!(emulator.created().len(), 1);
 
+    // An image's unknown cost is said under -v only; a video's is a warning (below).
     let image = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    image.success();
+    assert!(!image.stderr.contains("not known"), "{}", image.stderr);
+    let image = ctx.run([
+        "run",
+        "replicate",
+        "--model",
+        IMAGE_MODEL,
+        "--prompt",
+        "x",
+        "-v",
+    ]);
     image.success();
     assert!(
         image.stderr.contains("is not known before it runs"),
@@ -605,6 +617,16 @@ fn a_priced_video_model_asks_before_it_is_created_and_others_say_the_cost_is_unk
     let bad = ctx.run(paid);
     bad.expect_code(5);
     assert!(bad.stderr.contains("`prices` setting"), "{}", bad.stderr);
+
+    // A video model with no price: its unknown cost is a warning.
+    ctx.env("REPLICATE_PRICES", "someone/else=1");
+    let video = ctx.run(paid);
+    video.success();
+    assert!(
+        video.stderr.contains("warning: the cost of this"),
+        "{}",
+        video.stderr
+    );
 }
 
 #[test]

@@ -378,7 +378,7 @@ impl Plugin for Replicate {
         if let Some(version) = &model.version {
             body["version"] = Value::from(version.as_str());
         }
-        self.confirm_cost(&model, &input, cx)?;
+        self.confirm_cost(&model, &input, &schema.kind, cx)?;
         // Recorded before the request: a launcher stopped during it must not send it again.
         cx.checkpoint(&json!({ "state": "submitting", "model": model_text }))?;
         let mut request = Request::post(format!("{}{}", self.base, model.create_path()))
@@ -436,11 +436,13 @@ impl Replicate {
     /// Asks the host to accept the cost when it can be known: the model has a price per
     /// second of output (the `prices` setting) and a `duration` input, as Replicate's video
     /// models are billed. Anything else is billed by the seconds of hardware it uses, unknown
-    /// until it ran, and the job says so.
+    /// until it ran, and the job says so: as a warning for video, whose minutes of hardware
+    /// add up, and under `-v` for the rest, which a warning on every image would only drown.
     fn confirm_cost(
         &self,
         model: &ModelRef,
         input: &Map<String, Value>,
+        kind: &ContentKind,
         cx: &mut Context<'_>,
     ) -> Result<(), PluginError> {
         let seconds = input.get("duration").and_then(Value::as_f64);
@@ -448,8 +450,13 @@ impl Replicate {
         match seconds.and_then(|s| self.prices.estimate(&model.name, s, &what(s))) {
             Some(cost) => cx.confirm_cost(&cost),
             None => {
+                let level = if *kind == ContentKind::Video {
+                    LogLevel::Warn
+                } else {
+                    LogLevel::Info
+                };
                 cx.log(
-                    LogLevel::Warn,
+                    level,
                     format!(
                         "the cost of this `{}` prediction is not known before it runs: Replicate \
                          bills the seconds of hardware it uses (REPLICATE_PRICES gives a price \
