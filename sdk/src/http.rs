@@ -641,7 +641,8 @@ impl Response {
 
     /// Streams the body into a new output `name` as it arrives, in the format its first bytes
     /// show ([`media::sniff`](crate::media::sniff)), else `fallback` (a format named by the
-    /// URL's extension, say); returns that format and how many bytes were written.
+    /// URL's extension, or the one asked for; its name is kept when the bytes agree with it);
+    /// returns that format and how many bytes were written.
     ///
     /// A remote file's kind is decided by its bytes, not by what was asked for, so a model
     /// that made a video where an image was expected still writes a `.mp4`. An empty body, or
@@ -665,7 +666,13 @@ impl Response {
                 self.origin
             )));
         }
-        let format = crate::media::sniff(&head).or(fallback).ok_or_else(|| {
+        // The bytes decide; the fallback names the file when they agree with it (Opus arrives
+        // in Ogg, which sniffs as `.ogg`; a `.jpeg` URL sniffs as `.jpg`).
+        let format = match (crate::media::sniff(&head), fallback) {
+            (Some(sniffed), Some(named)) if sniffed.media_type == named.media_type => Some(named),
+            (sniffed, named) => sniffed.or(named),
+        };
+        let format = format.ok_or_else(|| {
             PluginError::unavailable(format!(
                 "{} sent `{name}` in a format that is not recognised",
                 self.origin

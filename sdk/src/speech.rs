@@ -9,7 +9,8 @@
 //!    ([`text::split_text`]: English and Chinese punctuation alike);
 //! 2. it calls the adapter's closure once per [`Piece`], reporting progress before each
 //!    ("synthesizing piece 3 of 12");
-//! 3. with more than one piece, the closure returns each piece as WAV ([`Audio::Wav`]); the
+//! 3. with more than one piece, the closure returns each piece as WAV ([`Audio::Wav`]) or as
+//!    headerless samples of a known spec ([`Audio::Pcm`]); the
 //!    samples are spooled to a temporary file in the job's work directory (memory stays flat
 //!    however long the text) and must all share one [`WavSpec`];
 //! 4. the result is written in the format the user asked for: WAV with one header of the
@@ -225,6 +226,9 @@ impl<'t> Piece<'t> {
 pub enum Audio {
     /// A whole WAV file, to be joined with the other pieces.
     Wav(Vec<u8>),
+    /// Headerless samples of this spec (a service's raw PCM, A-law or µ-law), joined the
+    /// same way.
+    Pcm(WavSpec, Vec<u8>),
     /// The piece was direct and this many bytes were written to [`Piece::output`], which
     /// the closure finished.
     Written(u64),
@@ -372,15 +376,31 @@ impl Speaker {
                             err.message
                         ))
                     })?;
-                    match &mut spool {
-                        None => spool = Some(Spool::new(&self.work_dir, wav.spec, wav.data)?),
-                        Some(spool) => spool.push(&wav, index, count)?,
-                    }
+                    self.spool(&mut spool, wav.spec, wav.data, index, count)?;
+                }
+                Audio::Pcm(spec, samples) => {
+                    self.spool(&mut spool, spec, &samples, index, count)?;
                 }
             }
         }
         let spool = spool.expect("there is at least one piece, and each returned or spooled");
         self.finish(spool, count, cx)
+    }
+
+    /// Adds a piece's samples to the spool, starting it with the first piece.
+    fn spool(
+        &self,
+        spool: &mut Option<Spool>,
+        spec: WavSpec,
+        samples: &[u8],
+        index: usize,
+        count: usize,
+    ) -> Result<(), PluginError> {
+        match spool {
+            None => *spool = Some(Spool::new(&self.work_dir, spec, samples)?),
+            Some(spool) => spool.push(spec, samples, index, count)?,
+        }
+        Ok(())
     }
 
     /// Fails, with a hint, when ffmpeg cannot run.
@@ -530,17 +550,23 @@ impl Spool {
         Ok(spool)
     }
 
-    fn push(&mut self, wav: &Wav<'_>, index: usize, count: usize) -> Result<(), PluginError> {
-        if wav.spec != self.spec {
+    fn push(
+        &mut self,
+        spec: WavSpec,
+        samples: &[u8],
+        index: usize,
+        count: usize,
+    ) -> Result<(), PluginError> {
+        if spec != self.spec {
             return Err(PluginError::unavailable(format!(
                 "the service sent piece {} of {count} as {} but the first as {}, so they \
                  cannot be joined",
                 index + 1,
-                wav.spec,
+                spec,
                 self.spec
             )));
         }
-        self.append(wav.data)
+        self.append(samples)
     }
 
     fn append(&mut self, data: &[u8]) -> Result<(), PluginError> {
@@ -636,6 +662,34 @@ mod tests {
         assert!((spoken.duration_secs.unwrap() - pieces.len() as f64 * 0.1).abs() < 1e-9);
         // Every piece ends at a sentence, English or Chinese.
         assert!(pieces.iter().all(|p| p.ends_with('.') || p.ends_with('。')));
+    }
+
+    #[test]
+    fn headerless_pieces_join_with_wav_pieces_into_one_wav() {
+        let text = text(9);
+        let mut host = TestHost::default();
+        let mut count = 0;
+        let spoken = {
+            let mut cx = Context::new(&mut host);
+            speaker("wav")
+                .speak(&text, &mut cx, |piece, _| {
+                    count += 1;
+                    let whole = wav(SPEC, 100);
+                    // Every other piece comes as bare samples, as a raw-PCM service sends.
+                    Ok(if piece.index % 2 == 0 {
+                        Audio::Pcm(SPEC, whole[SPEC.header_len()..].to_vec())
+                    } else {
+                        Audio::Wav(whole)
+                    })
+                })
+                .unwrap()
+        };
+        assert!(count >= 3);
+        let joined = Wav::parse(&host.output).unwrap();
+        assert!(joined.exact_sizes);
+        assert_eq!(joined.spec, SPEC);
+        assert_eq!(joined.data.len(), count * 1600);
+        assert_eq!(spoken.pieces, count);
     }
 
     #[test]

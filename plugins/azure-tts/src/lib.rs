@@ -265,14 +265,10 @@ impl AzureTts {
                         return Ok(Audio::Written(written));
                     }
                     let body = self.client.fetch(&synthesize(ssml, part_format), cx)?.body;
-                    Ok(Audio::Wav(match part_format.raw_spec() {
-                        Some(spec) => {
-                            let mut wav = spec.header(body.len() as u64)?;
-                            wav.extend_from_slice(&body);
-                            wav
-                        }
-                        None => body,
-                    }))
+                    Ok(match part_format.raw_spec() {
+                        Some(spec) => Audio::Pcm(spec, body),
+                        None => Audio::Wav(body),
+                    })
                 })?;
         let mut result = JobResult::default();
         let info = &mut result.info;

@@ -125,20 +125,6 @@ impl OutputFormat {
         })
     }
 
-    /// Returns `body` as a WAV file when this format is headerless, else as it is.
-    pub fn as_wav(&self, body: Vec<u8>) -> Result<Vec<u8>, PluginError> {
-        match self.raw_spec() {
-            Some(spec) => {
-                let mut wav = spec.header(body.len() as u64)?;
-                wav.extend_from_slice(&body);
-                Ok(wav)
-            }
-            None => Err(PluginError::internal(format!(
-                "{} audio has its own container and cannot be put in a WAV file",
-                self.name
-            ))),
-        }
-    }
 }
 
 /// How a job's audio is asked for and written.
@@ -630,16 +616,15 @@ mod tests {
     }
 
     #[test]
-    fn pcm_gets_a_wav_header() {
+    fn pcm_has_a_wav_spec_and_mp3_none() {
         let f = OutputFormat::named("pcm_22050").unwrap();
-        let wav = f.as_wav(vec![0; 44100]).unwrap();
-        let parsed = launcher_sdk::media::Wav::parse(&wav).unwrap();
-        assert!((parsed.duration_secs() - 1.0).abs() < 1e-9);
+        let spec = f.raw_spec().unwrap();
+        assert!((spec.duration_secs(44100) - 1.0).abs() < 1e-9);
         assert!(
             OutputFormat::named("mp3_44100_64")
                 .unwrap()
-                .as_wav(vec![])
-                .is_err()
+                .raw_spec()
+                .is_none()
         );
     }
 

@@ -346,7 +346,13 @@ impl ElevenLabs {
                 .client
                 .fetch(&synthesize(piece.index, format)?, cx)?
                 .body;
-            Ok(Audio::Wav(format.as_wav(body)?))
+            let spec = format.raw_spec().ok_or_else(|| {
+                PluginError::internal(format!(
+                    "{} audio has its own container and cannot be joined as samples",
+                    format.name
+                ))
+            })?;
+            Ok(Audio::Pcm(spec, body))
         })?;
         let mut result = JobResult::default();
         let info = &mut result.info;

@@ -19,7 +19,6 @@ use serde::Deserialize;
 
 use crate::OpenAi;
 use crate::profiles::Quirk;
-use crate::speech::stream_to_output;
 
 #[derive(Deserialize)]
 struct DrawParams {
@@ -174,7 +173,7 @@ impl OpenAi {
                 // The link is the image, so it is sent like any other request of the profile
                 // except for the key: it may point at another host (a CDN).
                 let response = self.client.send(&Request::get(url), cx)?;
-                stream_to_output(response, &name, None, cx)?;
+                response.write_output(&name, None, cx)?;
             } else {
                 return Err(PluginError::unavailable(format!(
                     "image {} of the answer has neither b64_json nor url",

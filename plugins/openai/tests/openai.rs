@@ -807,7 +807,7 @@ fn tts_pcm_is_wrapped_in_a_wav_header() {
 }
 
 #[test]
-fn long_text_is_spoken_in_wav_pieces_and_joined() {
+fn long_text_is_spoken_in_wav_pieces_joined_and_encoded_once() {
     let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
     let sentence = "This sentence is about fifty characters long, yes. ";
     let text_in: String = sentence.repeat(100); // ~5100 characters
@@ -825,15 +825,40 @@ fn long_text_is_spoken_in_wav_pieces_and_joined() {
         .iter()
         .map(|b| b["input"].as_str().unwrap().chars().count())
         .sum();
+    // The joined WAV (24 kHz, 16-bit mono: 48,000 bytes a second) is encoded once into the
+    // MP3 asked for, as long as all the pieces together.
+    let (header, bytes) = run.output("audio").unwrap();
+    assert_eq!(header.extension, "mp3");
+    let seconds = (chars * 100) as f64 / 48_000.0;
+    let probed = launcher_testkit::media::probe_duration(bytes, "mp3").unwrap();
+    assert!((probed - seconds).abs() < 0.1, "{probed} s, not {seconds} s");
+    assert_eq!(run.result.as_ref().unwrap().info["requests"], 2);
+}
+
+#[test]
+fn long_pcm_is_joined_from_pcm_pieces_into_one_wav() {
+    let emu = OpenAiEmulator::start(Some(KEY), Flavor::OpenAi, None);
+    let text_in = "This sentence is about fifty characters long, yes. ".repeat(100);
+    let run = run_task(
+        "openai",
+        "tts",
+        &cloud(&emu),
+        json!({"text": text_in, "format": "pcm"}),
+    );
+    run.result.as_ref().unwrap();
+    let bodies = emu.bodies("/v1/audio/speech");
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies.iter().all(|b| b["response_format"] == "pcm"));
+    let chars: usize = bodies
+        .iter()
+        .map(|b| b["input"].as_str().unwrap().chars().count())
+        .sum();
     let (header, bytes) = run.output("audio").unwrap();
     assert_eq!(header.extension, "wav");
     let wav = launcher_sdk::media::Wav::parse(bytes).unwrap();
+    assert_eq!(wav.spec, launcher_plugin_openai::speech::PCM);
     assert_eq!(wav.data.len(), chars * 100);
-    assert!(
-        run.logs
-            .iter()
-            .any(|l| l.level == LogLevel::Warn && l.message.contains("written as WAV"))
-    );
+    assert!(wav.exact_sizes);
 }
 
 #[test]
