@@ -176,15 +176,23 @@ impl Image {
     pub fn reference(&self) -> String {
         match self {
             Image::Url(url) => url.clone(),
-            Image::Inline { bytes, format } => {
-                format!(
-                    "data:{};base64,{}",
-                    format.media_type,
-                    STANDARD.encode(bytes)
-                )
-            }
+            Image::Inline { bytes, format } => data_uri(bytes, format.media_type),
         }
     }
+}
+
+/// Returns a local file of any kind (an audio or video input, say) as a `data:` URI, its
+/// media type from its bytes, else `application/octet-stream`. For images, whose size a
+/// service caps, see [`Image::load`].
+pub fn file_data_uri(path: &str) -> Result<String, PluginError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| PluginError::invalid_input(format!("cannot read `{path}`: {e}")))?;
+    let media_type = sniff(&bytes).map_or("application/octet-stream", |f| f.media_type);
+    Ok(data_uri(&bytes, media_type))
+}
+
+fn data_uri(bytes: &[u8], media_type: &str) -> String {
+    format!("data:{media_type};base64,{}", STANDARD.encode(bytes))
 }
 
 /// The longest `data:<type>;base64,` prefix of an image this module names.
@@ -197,6 +205,32 @@ fn megabytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_file_becomes_a_data_uri_typed_by_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("voice.bin");
+        let mut bytes = b"RIFF\x24\0\0\0WAVEfmt ".to_vec();
+        bytes.extend_from_slice(&[0; 28]);
+        std::fs::write(&wav, &bytes).unwrap();
+        let uri = file_data_uri(wav.to_str().unwrap()).unwrap();
+        assert_eq!(
+            uri,
+            format!("data:audio/wav;base64,{}", STANDARD.encode(&bytes))
+        );
+
+        let other = dir.path().join("notes.dat");
+        std::fs::write(&other, b"\x00\x01 plain bytes").unwrap();
+        let uri = file_data_uri(other.to_str().unwrap()).unwrap();
+        assert!(
+            uri.starts_with("data:application/octet-stream;base64,"),
+            "{uri}"
+        );
+
+        let missing = file_data_uri("/no/such/file").unwrap_err();
+        assert_eq!(missing.kind, ErrorKind::InvalidInput);
+        assert!(missing.message.contains("/no/such/file"), "{missing}");
+    }
 
     #[test]
     fn images_load_by_url_or_inline_within_the_limit() {

@@ -124,7 +124,6 @@ impl OutputFormat {
             format,
         })
     }
-
 }
 
 /// How a job's audio is asked for and written.

@@ -28,10 +28,11 @@
 use std::time::{Duration, Instant};
 
 use launcher_sdk::http::{Client, Request, Response};
+use launcher_sdk::remote::Image;
 use launcher_sdk::serde_json::{Map, Value, json};
 use launcher_sdk::{
     Context, DescribeRequest, ErrorKind, Job, JobResult, LogLevel, Manifest, Plugin, PluginError,
-    Settings, ToolSpec, export_plugin, media,
+    Settings, ToolSpec, export_plugin,
 };
 use serde::Deserialize;
 
@@ -300,7 +301,7 @@ impl OpenAi {
         } else {
             let mut parts = vec![json!({"type": "text", "text": p.prompt})];
             for path in images {
-                parts.push(json!({"type": "image_url", "image_url": {"url": data_uri(path)?}}));
+                parts.push(json!({"type": "image_url", "image_url": {"url": vision_image(path)?.reference()}}));
             }
             messages.push(json!({"role": "user", "content": parts}));
         }
@@ -468,18 +469,9 @@ impl OpenAi {
     }
 }
 
-/// Returns an image file as a `data:` URI for a vision model.
-pub(crate) fn data_uri(path: &str) -> Result<String, PluginError> {
-    use base64::Engine;
-    let bytes = std::fs::read(path)
-        .map_err(|e| PluginError::invalid_input(format!("cannot read image `{path}`: {e}")))?;
-    let format = media::sniff(&bytes)
-        .filter(|f| f.kind == launcher_sdk::ContentKind::Image)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!("`{path}` is not a PNG, JPEG, WebP or GIF image"))
-        })?;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    Ok(format!("data:{};base64,{encoded}", format.media_type))
+/// Reads an image file for a vision model; servers take it inline, with no cap of their own.
+pub(crate) fn vision_image(path: &str) -> Result<Image, PluginError> {
+    Image::load(path, u64::MAX, "the model")
 }
 
 /// Returns `response_format` for a JSON Schema file: the file may hold the schema itself or

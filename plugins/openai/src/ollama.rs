@@ -39,13 +39,7 @@ impl OpenAi {
                 .image
                 .paths()
                 .into_iter()
-                .map(|path| {
-                    crate::data_uri(path).map(|uri| {
-                        uri.split_once(',')
-                            .map(|(_, b)| b.to_string())
-                            .unwrap_or(uri)
-                    })
-                })
+                .map(|path| crate::vision_image(path).map(|image| image.base64_or_url()))
                 .collect::<Result<Vec<_>, _>>()?;
             if !images.is_empty() {
                 user["images"] = json!(images);

@@ -831,7 +831,10 @@ fn long_text_is_spoken_in_wav_pieces_joined_and_encoded_once() {
     assert_eq!(header.extension, "mp3");
     let seconds = (chars * 100) as f64 / 48_000.0;
     let probed = launcher_testkit::media::probe_duration(bytes, "mp3").unwrap();
-    assert!((probed - seconds).abs() < 0.1, "{probed} s, not {seconds} s");
+    assert!(
+        (probed - seconds).abs() < 0.1,
+        "{probed} s, not {seconds} s"
+    );
     assert_eq!(run.result.as_ref().unwrap().info["requests"], 2);
 }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use launcher_sdk::cost::{PRICES_SETTING, PriceTable, prices_setting};
 use launcher_sdk::http::{Client, Request, Verdict};
+use launcher_sdk::remote;
 use launcher_sdk::serde_json::{Map, Value, json};
 use launcher_sdk::wait::{Poll, Status, poll};
 use launcher_sdk::{
@@ -372,7 +373,7 @@ impl Plugin for Replicate {
             .send(&model_request(&self.base, &self.token, &model), cx)?
             .json(&*cx)?;
         let schema = schema_of(&model, &answer)?;
-        let input = schema.build_input(&model_text, &job.params, &data_uri)?;
+        let input = schema.build_input(&model_text, &job.params, &remote::file_data_uri)?;
         warn_of_large_files(&input, cx);
         let mut body = json!({ "input": input });
         if let Some(version) = &model.version {
@@ -733,16 +734,6 @@ fn warn_of_large_files(input: &Map<String, Value>, cx: &mut Context<'_>) {
             );
         }
     }
-}
-
-/// Returns a file as a `data:` URI, its media type from its bytes.
-fn data_uri(path: &str) -> Result<String, PluginError> {
-    use base64::Engine;
-    let bytes = std::fs::read(path)
-        .map_err(|e| PluginError::invalid_input(format!("cannot read `{path}`: {e}")))?;
-    let media_type = media::sniff(&bytes).map_or("application/octet-stream", |f| f.media_type);
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    Ok(format!("data:{media_type};base64,{encoded}"))
 }
 
 export_plugin!(Replicate);
