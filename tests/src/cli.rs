@@ -29,6 +29,19 @@ pub struct TestContext {
     env: Vec<(String, String)>,
 }
 
+/// Returns the id of the job a "job <id> goes on at <tool>" line of `stderr` names (a
+/// detached or stopped remote job).
+#[track_caller]
+pub fn job_id(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.contains(" goes on at "))
+        .and_then(|line| line.split("job ").nth(1))
+        .and_then(|after| after.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no job id in {stderr}"))
+        .to_string()
+}
+
 /// What a finished command did.
 #[derive(Debug)]
 pub struct Outcome {

@@ -133,13 +133,7 @@ fn a_detached_comfyui_job_is_collected_by_resume() {
     ]);
     out.success();
     assert!(!ctx.work_file("light.png").exists());
-    let id = out
-        .stderr
-        .split("job ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no job id in {}", out.stderr))
-        .to_string();
+    let id = launcher_testkit::cli::job_id(&out.stderr);
     ctx.run(["run", "--resume", &id]).success();
     let png = std::fs::read(ctx.work_file("light.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");

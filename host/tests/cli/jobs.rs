@@ -1,22 +1,13 @@
 //! SDK 1.0 through the real binary: checkpoints, detached and resumed jobs, signals, tools
 //! described from configuration and arguments, and kinds this launcher does not know.
 
-use launcher_testkit::cli::TestContext;
+use launcher_testkit::cli::{TestContext, job_id};
 use launcher_testkit::test_context;
 
 fn context() -> TestContext {
     let ctx = test_context!();
     ctx.add_plugin("launcher_fixture_remote", "remote");
     ctx
-}
-
-/// Returns the job id from a "job <id> goes on" line.
-fn job_id(stderr: &str) -> String {
-    let after = stderr
-        .split("job ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no job id in {stderr}"));
-    after.split_whitespace().next().unwrap().to_string()
 }
 
 #[test]

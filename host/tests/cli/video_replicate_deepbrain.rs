@@ -71,38 +71,30 @@ fn replicate_help_shows_the_models_inputs() {
         .count();
     assert_eq!(describes, 1);
 
-    // The schema's ranges and choices are checked before anything is created.
-    let bad = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "--prompt",
-        "x",
-        "--aspect-ratio",
-        "4:3",
-    ]);
-    assert_ne!(bad.code, 0);
-    let bad = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "--prompt",
-        "x",
-        "--num-outputs",
-        "9",
-    ]);
-    assert_ne!(bad.code, 0);
-    let missing = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "--guidance",
-        "2",
-    ]);
-    assert_ne!(missing.code, 0);
+    // The schema's ranges, choices and required inputs are checked before anything is
+    // created, each refusal naming the input.
+    for (args, code, names) in [
+        (
+            &["--prompt", "x", "--aspect-ratio", "4:3"][..],
+            5,
+            "--aspect-ratio",
+        ),
+        (
+            &["--prompt", "x", "--num-outputs", "9"][..],
+            5,
+            "--num-outputs",
+        ),
+        (&["--guidance", "2"][..], 2, "--prompt"),
+    ] {
+        let base = ["run", "replicate", "--model", IMAGE_MODEL];
+        let refused = ctx.run(base.iter().chain(args));
+        refused.expect_code(code);
+        assert!(
+            refused.stderr.contains(names),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
     assert!(emulator.created().is_empty());
 }
 
@@ -388,13 +380,7 @@ fn a_signal_detaches_a_prediction_and_resume_finishes_it_once() {
     let out = running.wait();
     out.expect_code(12);
     assert!(emulator.cancelled().is_empty());
-    let id = out
-        .stderr
-        .split("job ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no job id in {}", out.stderr))
-        .to_string();
+    let id = launcher_testkit::cli::job_id(&out.stderr);
     assert_eq!(emulator.created().len(), 1);
 
     // The prediction finishes remotely; resume follows it and never creates another.
@@ -543,13 +529,7 @@ fn deepbrain_detached_then_resumed_writes_the_video_once() {
     ]);
     out.success();
     assert_eq!(ctx.work_files(), ["script.txt"]);
-    let id = out
-        .stderr
-        .split("job ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no job id in {}", out.stderr))
-        .to_string();
+    let id = launcher_testkit::cli::job_id(&out.stderr);
     // The output goes where the detached run planned it.
     let resumed = ctx.run(["run", "--resume", &id]);
     resumed.success();

@@ -2,7 +2,7 @@
 //! emulators. Polls are fast-forwarded (`LAUNCHER_TEST_TIME_SCALE`, honoured by debug builds
 //! only) and results are real MP4s, read back with ffprobe.
 
-use launcher_testkit::cli::{Outcome, TestContext};
+use launcher_testkit::cli::{Outcome, TestContext, job_id};
 use launcher_testkit::emulators::kling::KlingEmulator;
 use launcher_testkit::emulators::runway::RunwayEmulator;
 use launcher_testkit::emulators::tasks::{Outcome as TaskOutcome, Script};
@@ -61,16 +61,6 @@ fn assert_mp4(ctx: &TestContext, name: &str) {
         .parse()
         .unwrap();
     assert!((seconds - 1.0).abs() < 0.2, "{probe}");
-}
-
-/// Returns the job id from a "job <id> goes on" line.
-fn job_id(stderr: &str) -> String {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains(" goes on at "))
-        .unwrap_or_else(|| panic!("no job id in {stderr}"));
-    let after = line.split("job ").nth(1).unwrap();
-    after.split_whitespace().next().unwrap().to_string()
 }
 
 #[test]
