@@ -106,6 +106,9 @@ impl Caller for Unlogged<'_> {
     fn log(&mut self, _level: LogLevel, _message: String) {}
 }
 
+/// The longest a tool's `timeout` setting may ask one request to take: an hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Configures a [`Client`].
 #[derive(Clone)]
 pub struct ClientBuilder {
@@ -200,16 +203,16 @@ impl ClientBuilder {
     }
 
     /// Applies what a tool's settings say about its client: the time one request may take
-    /// from setting `timeout` (`default` when not given, at most `max`), and every secret
-    /// setting kept out of messages ([`ClientBuilder::secrets_from`]).
+    /// from setting `timeout` (declared with `SettingSpec::timeout`; `default` when not
+    /// given, at most [`MAX_TIMEOUT`]), and every secret setting kept out of messages
+    /// ([`ClientBuilder::secrets_from`]).
     pub fn settings(
         self,
         settings: &crate::types::Settings,
         default: Duration,
-        max: Duration,
     ) -> Result<Self, PluginError> {
         Ok(self
-            .timeout(settings.seconds("timeout", default, max)?)
+            .timeout(settings.seconds("timeout", default, MAX_TIMEOUT)?)
             .secrets_from(settings))
     }
 

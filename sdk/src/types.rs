@@ -301,6 +301,20 @@ pub struct SettingSpec {
 }
 
 impl SettingSpec {
+    /// Returns the `timeout` setting of a tool that talks to a service: the seconds one
+    /// request may take, `default` when it is not set (read it with
+    /// `ClientBuilder::settings`, feature `http`, which takes the same default).
+    pub fn timeout(env: impl Into<String>, default: std::time::Duration) -> Self {
+        SettingSpec::new(
+            "timeout",
+            env,
+            format!(
+                "seconds one request may take (default {})",
+                default.as_secs()
+            ),
+        )
+    }
+
     /// Returns an optional, non-secret setting read from `env`.
     pub fn new(
         name: impl Into<String>,

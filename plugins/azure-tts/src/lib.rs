@@ -37,9 +37,6 @@ const VOICES_PATH: &str = "/cognitiveservices/voices/list";
 /// Per-attempt timeout when the `timeout` setting is absent.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The longest the `timeout` setting may be.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The plugin: one configured connection to a Speech resource.
 pub struct AzureTts {
     client: Client,
@@ -168,10 +165,9 @@ impl Plugin for AzureTts {
                 "replaces https://{region}.tts.speech.microsoft.com, for sovereign clouds and \
                  private endpoints",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
+            .setting(SettingSpec::timeout(
                 "AZURE_SPEECH_TIMEOUT",
-                "seconds one request may take (default 60)",
+                DEFAULT_TIMEOUT,
             ))
             .require_one_of(&["region", "endpoint"]);
         Manifest::new("azure-tts", env!("CARGO_PKG_VERSION"))
@@ -184,7 +180,7 @@ impl Plugin for AzureTts {
         let key = settings.key("key", "set AZURE_SPEECH_KEY to your Speech resource's key")?;
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-azure-tts/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             // What is sent is the trimmed key, which the setting's value may only contain.
             .secret(key.as_str())
             .build()?;

@@ -45,8 +45,8 @@ const DEFAULT_POLL: Duration = Duration::from_secs(3);
 /// How long launcher follows one render before giving up (it stays resumable).
 const POLL_DEADLINE: Duration = Duration::from_secs(2 * 3600);
 
+/// How long one request may take when the `timeout` setting is absent.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The plugin: one configured connection to AI Studios.
 pub struct DeepBrain {
@@ -164,11 +164,7 @@ impl Plugin for DeepBrain {
                 "DEEPBRAIN_POLL_INTERVAL",
                 "seconds between looks at a render's progress (default 3)",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "DEEPBRAIN_TIMEOUT",
-                "seconds one request may take (default 60)",
-            ));
+            .setting(SettingSpec::timeout("DEEPBRAIN_TIMEOUT", DEFAULT_TIMEOUT));
         Manifest::new("deepbrain", env!("CARGO_PKG_VERSION"))
             .description("DeepBrain AI Studios presenter videos")
             .tool(tool)
@@ -183,7 +179,7 @@ impl Plugin for DeepBrain {
             "e.g. DEEPBRAIN_BASE_URL=https://app.aistudios.com/api/odin",
         )?;
         let client = Client::builder(format!("launcher-deepbrain/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         let poll_interval =

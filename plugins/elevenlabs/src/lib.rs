@@ -53,9 +53,6 @@ const SPEED_RANGE: (f64, f64) = (0.7, 1.2);
 /// Per-request timeout when the `timeout` setting is absent.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The longest the `timeout` setting may ask for.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The plugin: one configured connection to ElevenLabs.
 pub struct ElevenLabs {
     client: Client,
@@ -162,11 +159,7 @@ impl Plugin for ElevenLabs {
                 "ELEVENLABS_BASE_URL",
                 "replaces https://api.elevenlabs.io, for proxies and regional hosts",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "ELEVENLABS_TIMEOUT",
-                "seconds one request may take (default 120)",
-            ));
+            .setting(SettingSpec::timeout("ELEVENLABS_TIMEOUT", DEFAULT_TIMEOUT));
         Manifest::new(TOOL, env!("CARGO_PKG_VERSION"))
             .description("ElevenLabs text-to-speech")
             .tool(tool)
@@ -184,7 +177,7 @@ impl Plugin for ElevenLabs {
             "e.g. ELEVENLABS_BASE_URL=https://api.elevenlabs.io",
         )?;
         let client = Client::builder(format!("launcher-elevenlabs/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         Ok(ElevenLabs { client, base, key })

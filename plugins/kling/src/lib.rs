@@ -41,8 +41,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a job waits for its task before giving up (the task goes on; resume it later).
 const WAIT_LIMIT: Duration = Duration::from_secs(60 * 60);
 
+/// How long one request may take when the `timeout` setting is absent.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Built-in prices in US dollars: per second of video for `model/mode`, per image for
 /// `model/image`. Kling sells prepaid units, so these are what a unit costs at list price;
@@ -173,11 +173,7 @@ impl Plugin for Kling {
                 "KLING_BASE_URL",
                 "replaces the region's host, for proxies",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "KLING_TIMEOUT",
-                "seconds one request may take (default 120)",
-            ))
+            .setting(SettingSpec::timeout("KLING_TIMEOUT", DEFAULT_TIMEOUT))
             .setting(cost::prices_setting("KLING_PRICES", "USD"));
         Manifest::new("kling", env!("CARGO_PKG_VERSION"))
             .description("Kling (可灵) text-to-video, image-to-video and text-to-image")
@@ -196,7 +192,7 @@ impl Plugin for Kling {
         )?;
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-kling/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(access_key.as_str())
             .secret(secret_key.as_str())
             .build()?;

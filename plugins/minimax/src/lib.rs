@@ -47,9 +47,6 @@ pub const MAX_PIECE_CHARS: usize = 3000;
 /// Per-attempt timeout when the `timeout` setting is absent: long pieces take a while.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The longest the `timeout` setting may be.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The plugin: one configured connection to MiniMax.
 pub struct MiniMax {
     client: Client,
@@ -195,11 +192,7 @@ impl Plugin for MiniMax {
                 "MINIMAX_BASE_URL",
                 "replaces the region's host, for proxies",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "MINIMAX_TIMEOUT",
-                "seconds one request may take (default 120)",
-            ));
+            .setting(SettingSpec::timeout("MINIMAX_TIMEOUT", DEFAULT_TIMEOUT));
         Manifest::new("minimax", env!("CARGO_PKG_VERSION"))
             .description("MiniMax text-to-speech")
             .tool(tool)
@@ -210,7 +203,7 @@ impl Plugin for MiniMax {
         let key = settings.key("key", "set MINIMAX_API_KEY to your MiniMax API key")?;
         let url = synthesis_url(settings)?;
         let client = Client::builder(format!("launcher-minimax/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         Ok(MiniMax { client, url, key })

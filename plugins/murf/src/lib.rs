@@ -68,9 +68,6 @@ const SAMPLE_RATES: &[u32] = &[8000, 24_000, 44_100, 48_000];
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The longest the `timeout` setting may be.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The plugin: one configured connection to Murf.
 pub struct Murf {
     client: Client,
@@ -261,11 +258,7 @@ impl Plugin for Murf {
                 "MURF_BASE_URL",
                 "replaces the region's host, for proxies",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "MURF_TIMEOUT",
-                "seconds one request may take (default 120)",
-            ));
+            .setting(SettingSpec::timeout("MURF_TIMEOUT", DEFAULT_TIMEOUT));
         Manifest::new("murf", env!("CARGO_PKG_VERSION"))
             .description("Murf text-to-speech")
             .tool(tool)
@@ -276,7 +269,7 @@ impl Plugin for Murf {
         let key = settings.key("key", "set MURF_API_KEY to your Murf API key")?;
         let base = base_url(settings)?;
         let client = Client::builder(format!("launcher-murf/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         Ok(Murf { client, base, key })

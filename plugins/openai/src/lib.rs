@@ -52,6 +52,10 @@ pub const LOADING_DEADLINE: Duration = Duration::from_secs(120);
 /// CPU can take minutes for a long answer.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The longest the `timeout` setting may be: a day, for long streamed answers of slow local
+/// models.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
+
 /// A streamed answer may go on for long; the client's timeout covers the whole body.
 pub(crate) const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -110,22 +114,6 @@ struct EmbedParams {
     model: Option<String>,
 }
 
-fn parse_timeout(settings: &Settings) -> Result<Duration, PluginError> {
-    let Some(raw) = settings.get("timeout") else {
-        return Ok(DEFAULT_TIMEOUT);
-    };
-    raw.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            PluginError::invalid_input(format!(
-                "setting `timeout` is `{raw}`, not a number of seconds"
-            ))
-        })
-}
-
 impl Plugin for OpenAi {
     fn manifest() -> Manifest {
         let mut manifest = Manifest::new("openai", env!("CARGO_PKG_VERSION"))
@@ -148,7 +136,7 @@ impl Plugin for OpenAi {
 
     fn new(tool: &str, settings: &Settings) -> Result<Self, PluginError> {
         let profile = profiles::resolve(tool, settings)?;
-        let timeout = parse_timeout(settings)?;
+        let timeout = settings.seconds("timeout", DEFAULT_TIMEOUT, MAX_TIMEOUT)?;
         let client = Client::builder(format!("launcher-openai/{}", env!("CARGO_PKG_VERSION")))
             .secrets_from(settings)
             .timeout(timeout)

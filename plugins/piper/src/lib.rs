@@ -50,9 +50,6 @@ pub const PIECE_CHARS: usize = 1000;
 /// Per-request timeout when the `timeout` setting is absent: a long piece on a busy machine.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The longest the `timeout` setting may ask for.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The plugin: how to reach a Piper server, or how to start one.
 pub struct Piper {
     target: Target,
@@ -198,11 +195,7 @@ impl Plugin for Piper {
                 "PIPER_PYTHON",
                 "the Python with piper-tts to start the server with (default: the one of `piper` on PATH, else python3)",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "PIPER_TIMEOUT",
-                "seconds one request may take (default 300)",
-            ))
+            .setting(SettingSpec::timeout("PIPER_TIMEOUT", DEFAULT_TIMEOUT))
             // A local server: ready once it is set up, not because a default address exists.
             .require_one_of(&["url", "model"]);
         Manifest::new(TOOL, env!("CARGO_PKG_VERSION"))
@@ -225,7 +218,7 @@ impl Plugin for Piper {
         };
         let agent = concat!("launcher-piper/", env!("CARGO_PKG_VERSION"));
         let client = Client::builder(agent)
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .build()?;
         let probe = Client::builder(agent)
             .timeout(Duration::from_secs(2))

@@ -53,9 +53,6 @@ const WAIT_SECS: u64 = 60;
 /// Per-request timeout when the `timeout` setting is absent: longer than a blocking create.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(WAIT_SECS + 30);
 
-/// The longest the `timeout` setting may be.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// How long describing a model may take: the host waits for it before listing or helping.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -94,11 +91,7 @@ fn with_settings(tool: ToolSpec) -> ToolSpec {
             "seconds between the first looks at a running prediction (default 1)",
         ))
         .setting(prices_setting("REPLICATE_PRICES", "USD"))
-        .setting(SettingSpec::new(
-            "timeout",
-            "REPLICATE_TIMEOUT",
-            "seconds one request may take (default 90)",
-        ))
+        .setting(SettingSpec::timeout("REPLICATE_TIMEOUT", DEFAULT_TIMEOUT))
 }
 
 fn model_param(default: Option<&str>) -> ParamSpec {
@@ -345,7 +338,7 @@ impl Plugin for Replicate {
         )?;
         let base = base_url(settings)?;
         let client = Client::builder(user_agent())
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(token.as_str())
             .build()?;
         let poll_interval =

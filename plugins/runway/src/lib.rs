@@ -40,9 +40,6 @@ const WAIT_LIMIT: Duration = Duration::from_secs(60 * 60);
 /// requests of up to 7 MB.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The longest the `timeout` setting may be.
-const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
-
 /// The plugin: one configured connection to Runway.
 pub struct Runway {
     client: Client,
@@ -87,11 +84,7 @@ impl Plugin for Runway {
                 "RUNWAY_BASE_URL",
                 "replaces https://api.dev.runwayml.com, for proxies",
             ))
-            .setting(SettingSpec::new(
-                "timeout",
-                "RUNWAY_TIMEOUT",
-                "seconds one request may take (default 120)",
-            ))
+            .setting(SettingSpec::timeout("RUNWAY_TIMEOUT", DEFAULT_TIMEOUT))
             .setting(cost::prices_setting("RUNWAY_PRICES", "USD"));
         Manifest::new("runway", env!("CARGO_PKG_VERSION"))
             .description("Runway image-to-video and text-to-video")
@@ -107,7 +100,7 @@ impl Plugin for Runway {
             "e.g. RUNWAY_BASE_URL=https://api.dev.runwayml.com",
         )?;
         let client = Client::builder(format!("launcher-runway/{}", env!("CARGO_PKG_VERSION")))
-            .settings(settings, DEFAULT_TIMEOUT, MAX_TIMEOUT)?
+            .settings(settings, DEFAULT_TIMEOUT)?
             .secret(key.as_str())
             .build()?;
         let prices = api::prices().with_override(settings.get(cost::PRICES_SETTING))?;

@@ -176,19 +176,12 @@ impl Plugin for SdWebui {
             .unwrap_or(DEFAULT_URL)
             .trim_end_matches('/')
             .to_string();
-        let timeout = match settings.get("timeout") {
-            Some(text) => text
-                .parse::<f64>()
-                .ok()
-                .filter(|s| *s > 0.0)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| {
-                    PluginError::invalid_input(format!(
-                        "setting `timeout` is `{text}`, not a number of seconds"
-                    ))
-                })?,
-            None => Duration::from_secs(1800),
-        };
+        // A generation of a large batch may take hours on a slow machine.
+        let timeout = settings.seconds(
+            "timeout",
+            Duration::from_secs(1800),
+            Duration::from_secs(86_400),
+        )?;
         let auth = settings
             .get("auth")
             .map(|pair| format!("Basic {}", STANDARD.encode(pair.as_bytes())));
