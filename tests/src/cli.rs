@@ -29,7 +29,7 @@ pub struct TestContext {
     env: Vec<(String, String)>,
 }
 
-/// Returns the id of the job a "job <id> goes on at <tool>" line of `stderr` names (a
+/// Returns the id of the job a `job <id> goes on at <tool>` line of `stderr` names (a
 /// detached or stopped remote job).
 #[track_caller]
 pub fn job_id(stderr: &str) -> String {
