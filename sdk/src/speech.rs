@@ -221,6 +221,18 @@ impl<'t> Piece<'t> {
     }
 }
 
+/// Returns whether a voice of `locale` (`en-US`, `zh_CN`, or a bare language `en`) speaks
+/// `wanted`, a language (`en`) or a locale (`en-US`): the same, or `wanted` and a region;
+/// case and `-`/`_` do not matter. What `voices --language` filters by.
+pub fn speaks(locale: &str, wanted: &str) -> bool {
+    let norm = |s: &str| s.trim().replace('_', "-").to_ascii_lowercase();
+    let (locale, wanted) = (norm(locale), norm(wanted));
+    locale == wanted
+        || locale
+            .strip_prefix(wanted.as_str())
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
 /// What the synthesis closure made of a piece.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audio {
@@ -662,6 +674,17 @@ mod tests {
         assert!((spoken.duration_secs.unwrap() - pieces.len() as f64 * 0.1).abs() < 1e-9);
         // Every piece ends at a sentence, English or Chinese.
         assert!(pieces.iter().all(|p| p.ends_with('.') || p.ends_with('。')));
+    }
+
+    #[test]
+    fn a_locale_speaks_its_language_and_itself() {
+        assert!(speaks("en-US", "en"));
+        assert!(speaks("en_US", "EN-us"));
+        assert!(speaks("zh-CN", "zh"));
+        assert!(speaks("en", "en"));
+        assert!(!speaks("en-US", "en-GB"));
+        assert!(!speaks("eng-US", "en"));
+        assert!(!speaks("en", "en-US"));
     }
 
     #[test]

@@ -1144,6 +1144,12 @@ impl Job {
         self.params.get(name).and_then(Value::as_str)
     }
 
+    /// Returns text parameter `name` without surrounding whitespace, or `None` when it is
+    /// absent or blank (a filter such as `voices --language`, where blank means "all").
+    pub fn given(&self, name: &str) -> Option<&str> {
+        self.str(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
     /// Returns parameter `name` as a number.
     pub fn f64(&self, name: &str) -> Option<f64> {
         self.params.get(name).and_then(Value::as_f64)

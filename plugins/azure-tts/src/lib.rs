@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use launcher_sdk::http::{Client, Request};
 use launcher_sdk::serde_json::Value;
-use launcher_sdk::speech::{Audio, AudioFormat, Speaker};
+use launcher_sdk::speech::{self, Audio, AudioFormat, Speaker};
 use launcher_sdk::text::{self, Limit};
 use launcher_sdk::{
     Context, ErrorKind, Job, JobResult, Manifest, ParamSpec, ParamType, Plugin, PluginError,
@@ -107,12 +107,6 @@ struct Speak {
     style: Option<String>,
     style_degree: Option<f64>,
     format: Option<String>,
-}
-
-/// The parameters of a `voices` job.
-#[derive(Deserialize)]
-struct ListVoices {
-    language: Option<String>,
 }
 
 impl Plugin for AzureTts {
@@ -276,17 +270,12 @@ impl AzureTts {
     }
 
     fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let params: ListVoices = job.params()?;
-        let wanted = params
-            .language
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
+        let wanted = job.given("language");
         let request = self.request(Request::get(format!("{}{VOICES_PATH}", self.base)));
         let listed: Vec<ServiceVoice> = self.client.fetch(&request, cx)?.json()?;
         let mut voices: Vec<Voice> = listed
             .into_iter()
-            .filter(|v| wanted.is_none_or(|w| speaks(&v.locale, w)))
+            .filter(|v| wanted.is_none_or(|w| speech::speaks(&v.locale, w)))
             .map(Voice::from)
             .collect();
         if voices.is_empty() {
@@ -306,14 +295,6 @@ impl AzureTts {
             .insert("voices".into(), Value::from(voices.len()));
         Ok(result)
     }
-}
-
-/// Returns whether a voice of `locale` (`zh-CN`, `zh-CN-henan`) speaks `wanted`: a language
-/// (`zh`) or a locale (`zh-CN`), in any case.
-fn speaks(locale: &str, wanted: &str) -> bool {
-    let locale = locale.to_ascii_lowercase();
-    let wanted = wanted.replace('_', "-").to_ascii_lowercase();
-    locale == wanted || locale.starts_with(&format!("{wanted}-"))
 }
 
 /// A voice as the service lists it.
@@ -402,12 +383,12 @@ mod tests {
 
     #[test]
     fn a_language_or_a_locale_picks_voices() {
-        assert!(speaks("zh-CN", "zh"));
-        assert!(speaks("zh-CN", "zh-cn"));
-        assert!(speaks("zh-CN", "zh_CN"));
-        assert!(speaks("zh-CN-henan", "zh-CN"));
-        assert!(!speaks("zh-TW", "zh-CN"));
-        assert!(!speaks("zu-ZA", "z"));
-        assert!(!speaks("en-US", "zh"));
+        assert!(speech::speaks("zh-CN", "zh"));
+        assert!(speech::speaks("zh-CN", "zh-cn"));
+        assert!(speech::speaks("zh-CN", "zh_CN"));
+        assert!(speech::speaks("zh-CN-henan", "zh-CN"));
+        assert!(!speech::speaks("zh-TW", "zh-CN"));
+        assert!(!speech::speaks("zu-ZA", "z"));
+        assert!(!speech::speaks("en-US", "zh"));
     }
 }

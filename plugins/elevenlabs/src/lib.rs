@@ -78,12 +78,6 @@ struct Speak {
     seed: Option<u32>,
 }
 
-/// The parameters of a `voices` job.
-#[derive(Deserialize)]
-struct ListVoices {
-    language: Option<String>,
-}
-
 impl Plugin for ElevenLabs {
     fn manifest() -> Manifest {
         let tts = &["tts"];
@@ -363,12 +357,7 @@ impl ElevenLabs {
     }
 
     fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let params: ListVoices = job.params()?;
-        let wanted = params
-            .language
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
+        let wanted = job.given("language");
         let mut voices: Vec<api::Voice> = self
             .list_voices(cx)?
             .into_iter()

@@ -58,12 +58,6 @@ struct Speak {
     format: Option<String>,
 }
 
-/// The parameters of a `voices` job.
-#[derive(Deserialize)]
-struct ListVoices {
-    language: Option<String>,
-}
-
 /// What the plugin and its one tool are, in the words `list` and `search` both show.
 const DESCRIPTION: &str = "offline text-to-speech with espeak-ng (WAV, 100+ languages)";
 
@@ -377,9 +371,7 @@ impl Espeak {
     }
 
     fn list_voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let params: ListVoices = job.params()?;
-        let language = params.language.as_deref().map(str::trim);
-        let found = match language.filter(|l| !l.is_empty()) {
+        let found = match job.given("language") {
             None => self.voices_for(None, cx)?,
             Some(language) => {
                 // espeak-ng's own filter first, so `zh` lists every Chinese voice; an alias

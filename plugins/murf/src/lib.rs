@@ -92,12 +92,6 @@ struct Speak {
     zero_retention: bool,
 }
 
-/// The parameters of a `voices` job.
-#[derive(Deserialize)]
-struct ListVoices {
-    language: Option<String>,
-}
-
 /// How a voice speaks.
 struct Speech<'a> {
     voice: &'a str,
@@ -453,12 +447,7 @@ impl Murf {
     }
 
     fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let params: ListVoices = job.params()?;
-        let wanted = params
-            .language
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
+        let wanted = job.given("language");
         let request = Request::get(format!("{}{VOICES_PATH}", self.base))
             .secret_header("api-key", self.key.as_str());
         let listed: Vec<ServiceVoice> = self.client.fetch(&request, cx)?.json()?;
@@ -527,11 +516,9 @@ struct Voice {
 impl Voice {
     /// Returns whether the voice speaks `wanted`: a language (`zh`) or a locale (`zh-CN`).
     fn speaks(&self, wanted: &str) -> bool {
-        let wanted = wanted.replace('_', "-").to_ascii_lowercase();
         std::iter::once(&self.locale)
             .chain(&self.locales)
-            .map(|l| l.to_ascii_lowercase())
-            .any(|l| l == wanted || l.starts_with(&format!("{wanted}-")))
+            .any(|l| launcher_sdk::speech::speaks(l, wanted))
     }
 }
 

@@ -192,8 +192,8 @@ pub fn list_voices(info: &Info, voices: &BTreeMap<String, VoiceConfig>) -> Vec<L
 /// Returns whether a voice of `locale` (`en-US`) or `language` (`en`) speaks `wanted`: a
 /// language (`en`) or a locale (`en-US`, `en_us`), in any case.
 pub fn speaks(voice: &ListedVoice, wanted: &str) -> bool {
-    let wanted = wanted.trim().replace('_', "-").to_ascii_lowercase();
-    voice.language.to_ascii_lowercase() == wanted || voice.locale.to_ascii_lowercase() == wanted
+    launcher_sdk::speech::speaks(&voice.locale, wanted)
+        || launcher_sdk::speech::speaks(&voice.language, wanted)
 }
 
 /// Returns the speaker id for `--speaker`: a number, or a name of the voice's

@@ -135,12 +135,6 @@ struct Speak {
     noise_w_scale: Option<f64>,
 }
 
-/// The parameters of a `voices` job.
-#[derive(Deserialize)]
-struct ListVoices {
-    language: Option<String>,
-}
-
 const DESCRIPTION: &str = "offline neural text-to-speech with Piper (WAV)";
 
 impl Plugin for Piper {
@@ -434,12 +428,7 @@ impl Piper {
     }
 
     fn voices(&self, job: &Job, cx: &mut Context<'_>) -> Result<JobResult, PluginError> {
-        let params: ListVoices = job.params()?;
-        let wanted = params
-            .language
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
+        let wanted = job.given("language");
         let mut connection = self.connect(cx)?;
         let url = connection.url.clone();
         let (info, voices) = self
