@@ -274,6 +274,29 @@ impl TestContext {
         Running { child, reader }
     }
 
+    /// Returns a command that runs launcher with `args` (shell words) on a pseudo-terminal,
+    /// through util-linux's `script`, in this context's environment; its stdin is what is
+    /// typed, its stdout what the terminal shows, and its exit code launcher's.
+    ///
+    /// `script` starts a shell for the command line, and `exec` makes launcher replace it:
+    /// dash, unlike bash, stays as its parent, and Ctrl-C would stop the shell too.
+    pub fn on_terminal(&self, args: &str) -> Command {
+        let base = self.cmd();
+        let program = base.get_program().to_string_lossy().replace('\'', r"'\''");
+        let mut script = Command::new("script");
+        script
+            .args(["-qfec", &format!("exec '{program}' {args}"), "/dev/null"])
+            .env("SHELL", "/bin/sh");
+        for (key, value) in base.get_envs() {
+            match value {
+                Some(value) => script.env(key, value),
+                None => script.env_remove(key),
+            };
+        }
+        script.current_dir(self.work.path());
+        script
+    }
+
     /// Returns the path of `name` in the working directory.
     pub fn work_file(&self, name: &str) -> PathBuf {
         self.work.path().join(name)

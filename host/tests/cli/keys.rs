@@ -161,27 +161,10 @@ fn keys_set_refuses_what_it_cannot_store() {
 #[test]
 fn the_prompt_on_a_terminal_does_not_echo() {
     use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: `script` (util-linux) is not installed");
-        return;
-    }
+    use std::process::Stdio;
     let ctx = test_context!();
-    let launcher = ctx.cmd();
-    let mut cmd = Command::new("script");
-    for (key, value) in launcher.get_envs() {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
-    let line = format!(
-        "{} keys set azure-tts",
-        launcher.get_program().to_string_lossy()
-    );
-    let mut child = cmd
-        .args(["-qec", &line, "/dev/null"])
-        .current_dir(ctx.work.path())
+    let mut child = ctx
+        .on_terminal("keys set azure-tts")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

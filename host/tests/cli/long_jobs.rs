@@ -343,18 +343,8 @@ fn a_cost_over_the_threshold_is_refused_without_a_terminal_unless_yes() {
 #[cfg(target_os = "linux")]
 fn on_terminal(ctx: &TestContext, args: &str, answer: &str) -> (i32, String) {
     use std::io::Write;
-    let base = ctx.cmd();
-    let line = format!("{} {args}", base.get_program().to_string_lossy());
-    let mut script = std::process::Command::new("script");
-    script.args(["-qec", &line, "/dev/null"]);
-    for (key, value) in base.get_envs() {
-        match value {
-            Some(value) => script.env(key, value),
-            None => script.env_remove(key),
-        };
-    }
-    script.current_dir(base.get_current_dir().unwrap());
-    let mut child = script
+    let mut child = ctx
+        .on_terminal(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -405,18 +395,8 @@ fn interrupted_on_terminal(
     answer: &str,
 ) -> (i32, String) {
     use std::io::{Read, Write};
-    let base = ctx.cmd();
-    let line = format!("{} {args}", base.get_program().to_string_lossy());
-    let mut script = std::process::Command::new("script");
-    script.args(["-qfec", &line, "/dev/null"]);
-    for (key, value) in base.get_envs() {
-        match value {
-            Some(value) => script.env(key, value),
-            None => script.env_remove(key),
-        };
-    }
-    script.current_dir(base.get_current_dir().unwrap());
-    let mut child = script
+    let mut child = ctx
+        .on_terminal(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
