@@ -237,18 +237,30 @@ pub(crate) enum LogsCommand {
         json: bool,
     },
     /// Stop recording jobs.
-    Off,
+    Off {
+        /// Print whether jobs are recorded, where, and how many are, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Record jobs again.
-    On,
+    On {
+        /// Print whether jobs are recorded, where, and how many are, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Say whether jobs are recorded, where, and how many are.
-    Status,
+    Status {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct RerunArgs {
     /// The job (any unique prefix of its id; `launcher logs` lists them).
     pub(crate) id: String,
-    /// Changes: `--name value` for a parameter; `-o FILE`, `--force`, `--json`, `--set NAME=VALUE` as in `run`.
+    /// Changes: `--name value` for a parameter; `-o FILE`, `--force`, `--json`, `--set NAME=VALUE`, `--yes`, `--detach`, `--play`, `--cancel-remote`, `--dry-run` as in `run`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "CHANGES")]
     pub(crate) args: Vec<String>,
 }
@@ -517,6 +529,27 @@ impl Command {
                 command: CacheCommand::Clean { json },
             } => *json,
             Command::Version(a) => a.json,
+            Command::Rerun(a) => a.args.iter().any(|a| a == "--json"),
+            Command::Logs(a) => match &a.command {
+                None => a.json,
+                Some(
+                    LogsCommand::Show { json, .. }
+                    | LogsCommand::Off { json }
+                    | LogsCommand::On { json }
+                    | LogsCommand::Status { json },
+                ) => *json,
+            },
+            Command::Jobs(a) => match &a.command {
+                None => a.json,
+                Some(
+                    JobsCommand::Wait { json, .. }
+                    | JobsCommand::Cancel { json, .. }
+                    | JobsCommand::Resume { json },
+                ) => *json,
+            },
+            Command::Config(a) => a.command.wants_json(),
+            Command::Default(a) => a.json,
+            Command::Keys(a) => a.command.wants_json(),
             _ => false,
         }
     }

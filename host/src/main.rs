@@ -108,9 +108,9 @@ fn dispatch(globals: &Globals, command: Command) -> anyhow::Result<()> {
                 json: args.json,
             }),
             Some(LogsCommand::Show { id, json }) => commands::logs::show(&id, json),
-            Some(LogsCommand::Off) => commands::logs::switch(Some(false)),
-            Some(LogsCommand::On) => commands::logs::switch(Some(true)),
-            Some(LogsCommand::Status) => commands::logs::switch(None),
+            Some(LogsCommand::Off { json }) => commands::logs::switch(Some(false), json),
+            Some(LogsCommand::On { json }) => commands::logs::switch(Some(true), json),
+            Some(LogsCommand::Status { json }) => commands::logs::switch(None, json),
         },
         Command::Jobs(args) => match args.command {
             None => commands::jobs::list(args.all, args.limit, args.json),

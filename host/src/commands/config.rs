@@ -16,7 +16,7 @@ use launcher_sdk::ToolSpec;
 use launcher_sdk::serde_json::{self, Value, json};
 
 use crate::catalog::Catalog;
-use crate::commands::Globals;
+use crate::commands::{Globals, print_json};
 use crate::env;
 use crate::failure::{Class, Failure};
 use crate::home::{CONFIRM_OVER, Config, Home, suggest};
@@ -33,6 +33,9 @@ pub(crate) enum ConfigCommand {
     Get {
         /// The dotted key.
         key: String,
+        /// Print the key and its value as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Set a key to a value (as a string), keeping the file's comments and layout.
     Set {
@@ -40,11 +43,17 @@ pub(crate) enum ConfigCommand {
         key: String,
         /// The value.
         value: String,
+        /// Print what was set as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a key.
     Unset {
         /// The dotted key.
         key: String,
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print every key and value (secret values are not shown).
     List {
@@ -72,15 +81,61 @@ pub(crate) struct DefaultArgs {
     /// Remove the default (launcher chooses again).
     #[arg(long)]
     pub(crate) unset: bool,
+    /// Print the task's default tool (or what changed) as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl ConfigCommand {
+    /// Returns whether the command was asked for JSON (its errors are JSON then too).
+    pub(crate) fn wants_json(&self) -> bool {
+        match self {
+            ConfigCommand::Get { json, .. }
+            | ConfigCommand::Set { json, .. }
+            | ConfigCommand::Unset { json, .. }
+            | ConfigCommand::List { json }
+            | ConfigCommand::Path { json } => *json,
+            ConfigCommand::Edit => false,
+        }
+    }
 }
 
 /// Runs a `launcher config` subcommand.
 pub(crate) fn run(globals: &Globals, command: ConfigCommand) -> Result<()> {
     let home = Home::locate()?;
     match command {
-        ConfigCommand::Get { key } => get(globals, &home, &key),
-        ConfigCommand::Set { key, value } => set(globals, &home, &key, &value),
-        ConfigCommand::Unset { key } => unset(globals, &home, &key),
+        ConfigCommand::Get { key, json } => {
+            let value = get(globals, &home, &key)?;
+            if json {
+                print_json(json!({ "key": key, "value": value }))?;
+            } else {
+                match value {
+                    Value::String(text) => println!("{text}"),
+                    other => println!("{other}"),
+                }
+            }
+            Ok(())
+        }
+        ConfigCommand::Set { key, value, json } => {
+            let value = set(globals, &home, &key, &value)?;
+            if json {
+                print_json(json!({
+                    "action": "set", "key": key, "value": value, "file": home.config_file(),
+                }))?;
+            }
+            Ok(())
+        }
+        ConfigCommand::Unset { key, json } => {
+            let removed = unset(globals, &home, &key)?;
+            if json {
+                print_json(json!({
+                    "action": if removed { "removed" } else { "unchanged" },
+                    "key": key,
+                    "file": home.config_file(),
+                }))?;
+            }
+            Ok(())
+        }
         ConfigCommand::List { json } => list(globals, &home, json),
         ConfigCommand::Path { json } => path(&home, json),
         ConfigCommand::Edit => edit(globals, &home),
@@ -91,14 +146,31 @@ pub(crate) fn run(globals: &Globals, command: ConfigCommand) -> Result<()> {
 pub(crate) fn default(globals: &Globals, args: &DefaultArgs) -> Result<()> {
     let home = Home::locate()?;
     let key = format!("defaults.{}", args.task);
+    let report = |action: &str, tool: Option<&str>| {
+        print_json(json!({ "action": action, "task": args.task, "tool": tool }))
+    };
     if args.unset {
-        return unset(globals, &home, &key);
+        let removed = unset(globals, &home, &key)?;
+        if args.json {
+            report(if removed { "removed" } else { "unchanged" }, None)?;
+        }
+        return Ok(());
     }
     match &args.tool {
-        Some(tool) => set(globals, &home, &key, tool),
+        Some(tool) => {
+            set(globals, &home, &key, tool)?;
+            if args.json {
+                report("set", Some(tool))?;
+            }
+            Ok(())
+        }
         None => {
             let config = Config::read(&home.config_file())?;
-            match config.defaults.get(&args.task) {
+            let tool = config.defaults.get(&args.task);
+            if args.json {
+                return report("shown", tool.map(String::as_str));
+            }
+            match tool {
                 Some(tool) => println!("{tool}"),
                 None => globals.status(&format!(
                     "No default tool for `{}`: launcher picks the best ready local tool.",
@@ -159,12 +231,13 @@ fn is_secret(catalog: &Catalog, tool: &str, name: &str) -> bool {
         .any(|t| t.spec.settings.iter().any(|s| s.secret && s.name == name))
 }
 
-fn get(globals: &Globals, home: &Home, key: &str) -> Result<()> {
+/// Returns the value of `key`: a number for `defaults.confirm_over`, else text.
+fn get(globals: &Globals, home: &Home, key: &str) -> Result<Value> {
     let parsed = Key::parse(key)?;
     let config = Config::read(&home.config_file())?;
     let value = match &parsed {
-        Key::Default { task } if task == CONFIRM_OVER => config.confirm_over.map(|a| a.to_string()),
-        Key::Default { task } => config.defaults.get(task).cloned(),
+        Key::Default { task } if task == CONFIRM_OVER => config.confirm_over.map(Value::from),
+        Key::Default { task } => config.defaults.get(task).cloned().map(Value::String),
         Key::Setting { tool, name } => {
             if config.tools.get(tool).is_some_and(|t| t.contains_key(name))
                 && is_secret(&catalog(home, globals), tool, name)
@@ -175,14 +248,11 @@ fn get(globals: &Globals, home: &Home, key: &str) -> Result<()> {
                 )
                 .into());
             }
-            config.setting(tool, name)
+            config.setting(tool, name).map(Value::String)
         }
     };
     match value {
-        Some(v) => {
-            println!("{v}");
-            Ok(())
-        }
+        Some(value) => Ok(value),
         None => Err(Failure::new(
             Class::NotFound,
             format!("`{key}` is not set in {}", config.path.display()),
@@ -252,7 +322,8 @@ fn check(globals: &Globals, home: &Home, key: &Key, value: &str) -> Result<(), F
     Ok(())
 }
 
-fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<()> {
+/// Sets `key` to `value`; returns the value as written (a number for `confirm_over`).
+fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<Value> {
     let parsed = Key::parse(key)?;
     check(globals, home, &parsed, value)?;
     let path = home.config_file();
@@ -271,10 +342,11 @@ fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<()> {
                         ),
                     )
                 })?;
-            toml_edit::Value::from(amount)
+            (toml_edit::Value::from(amount), Value::from(amount))
         }
-        _ => toml_edit::Value::from(value),
+        _ => (toml_edit::Value::from(value), Value::from(value)),
     };
+    let (item, written) = item;
     update(&path, |doc| set_in(doc, &parsed.path(), item))?;
     globals.status(&format!("Set `{key}` in {}.", path.display()));
     if let Key::Setting { tool, .. } = &parsed {
@@ -283,10 +355,11 @@ fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<()> {
         let catalog = Catalog::discover(home, &config);
         crate::commands::keys::bind_first_use(globals, &catalog, &config, tool)?;
     }
-    Ok(())
+    Ok(written)
 }
 
-fn unset(globals: &Globals, home: &Home, key: &str) -> Result<()> {
+/// Removes `key`; returns whether it was set.
+fn unset(globals: &Globals, home: &Home, key: &str) -> Result<bool> {
     let parsed = Key::parse(key)?;
     let path = home.config_file();
     let mut removed = false;
@@ -299,7 +372,7 @@ fn unset(globals: &Globals, home: &Home, key: &str) -> Result<()> {
     } else {
         globals.status(&format!("`{key}` was not set in {}.", path.display()));
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Sets `path` to `value` in `doc`, creating tables as needed (as `[a.b]` headers).
@@ -426,9 +499,9 @@ fn list(globals: &Globals, home: &Home, as_json: bool) -> Result<()> {
         }
     }
     if as_json {
+        // Keys are dotted paths (`defaults.tts`), so `schema` cannot be one of them.
         let object: serde_json::Map<String, Value> = entries.into_iter().collect();
-        println!("{}", serde_json::to_string_pretty(&object)?);
-        return Ok(());
+        return crate::commands::print_json(Value::Object(object));
     }
     if entries.is_empty() {
         globals.status(&format!("{} sets nothing.", config.path.display()));
@@ -452,7 +525,7 @@ fn path(home: &Home, as_json: bool) -> Result<()> {
             .iter()
             .map(|(key, _, path)| (key.to_string(), json!(path)))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&object)?);
+        crate::commands::print_json(Value::Object(object))?;
     } else {
         for (_, label, path) in rows {
             println!("{label:<12} {}", path.display());

@@ -13,7 +13,7 @@ use launcher_sdk::serde_json::{self, json};
 use launcher_sdk::{SettingSpec, ToolSpec};
 
 use crate::catalog::Catalog;
-use crate::commands::Globals;
+use crate::commands::{Globals, print_json};
 use crate::failure::{Class, Failure};
 use crate::home::{Config, Home, suggest};
 use crate::keys::KeyStore;
@@ -34,6 +34,9 @@ pub(crate) enum KeysCommand {
         tool: String,
         /// The setting (default: the tool's one secret setting).
         setting: Option<String>,
+        /// Print what was stored (never the value) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show which secrets are set and where each comes from; never their values.
     List {
@@ -49,6 +52,9 @@ pub(crate) enum KeysCommand {
     Bind {
         /// The tool id.
         tool: String,
+        /// Print what was bound as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a stored secret.
     Remove {
@@ -56,7 +62,22 @@ pub(crate) enum KeysCommand {
         tool: String,
         /// The setting (default: the tool's one stored or secret setting).
         setting: Option<String>,
+        /// Print what was removed as JSON.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+impl KeysCommand {
+    /// Returns whether the command was asked for JSON (its errors are JSON then too).
+    pub(crate) fn wants_json(&self) -> bool {
+        match self {
+            KeysCommand::Set { json, .. }
+            | KeysCommand::List { json }
+            | KeysCommand::Bind { json, .. }
+            | KeysCommand::Remove { json, .. } => *json,
+        }
+    }
 }
 
 /// Runs a `launcher keys` subcommand.
@@ -68,7 +89,11 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
         config.keys = KeyStore::load(&home.keys_file())?;
     }
     match command {
-        KeysCommand::Set { tool, setting } => {
+        KeysCommand::Set {
+            tool,
+            setting,
+            json,
+        } => {
             let catalog = Catalog::discover(&home, &config);
             let spec = find_tool(&catalog, &tool)?;
             let setting = choose_setting(spec, setting.as_deref())?;
@@ -91,9 +116,17 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
                     "${var} is set and is used before the keys store; unset it to use the stored value"
                 ));
             }
+            if json {
+                print_json(json!({
+                    "action": "stored",
+                    "tool": spec.id,
+                    "setting": setting.name,
+                    "file": config.keys.path(),
+                }))?;
+            }
             Ok(())
         }
-        KeysCommand::Bind { tool } => {
+        KeysCommand::Bind { tool, json } => {
             let catalog = Catalog::discover(&home, &config);
             let spec = find_tool(&catalog, &tool)?;
             let tool = catalog.tool(&spec.id).expect("found just now");
@@ -102,6 +135,14 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
             config
                 .owners
                 .update(&tool.spec.id, |r| r.settings = Some(now.clone()))?;
+            if json {
+                print_json(json!({
+                    "action": if before.as_ref() == Some(&now) { "unchanged" } else { "bound" },
+                    "tool": tool.spec.id,
+                    "plugin": now,
+                    "previous": before,
+                }))?;
+            }
             globals.status(&match before {
                 Some(before) if before == now => {
                     format!(
@@ -121,7 +162,11 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
             let catalog = Catalog::discover(&home, &config);
             list(&catalog, &config, json)
         }
-        KeysCommand::Remove { tool, setting } => {
+        KeysCommand::Remove {
+            tool,
+            setting,
+            json,
+        } => {
             let setting = match setting {
                 Some(s) => s,
                 None => {
@@ -155,6 +200,9 @@ pub(crate) fn run(globals: &Globals, command: KeysCommand) -> Result<()> {
             globals.status(&format!(
                 "Removed setting `{setting}` of `{tool}` from the keys store."
             ));
+            if json {
+                print_json(json!({"action": "removed", "tool": tool, "setting": setting}))?;
+            }
             Ok(())
         }
     }

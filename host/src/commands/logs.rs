@@ -14,9 +14,9 @@ use crate::commands::Globals;
 use crate::escape::printable;
 use crate::failure::{Class, Failure, fail};
 use crate::home::{Config, Home};
+use crate::job::new_id;
 use crate::job::plan::JobPlan;
 use crate::job::store::{Entry, Filter, Store};
-use crate::job::{exec, new_id};
 use crate::{output, params, settings};
 
 /// What `launcher logs` lists.
@@ -102,10 +102,9 @@ pub(crate) fn list(args: ListArgs) -> Result<()> {
 pub(crate) fn show(id: &str, as_json: bool) -> Result<()> {
     let entry = find(id)?;
     if as_json {
-        print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&entry_json(&entry)?)?
-        ));
+        let mut document = entry_json(&entry)?;
+        document["schema"] = serde_json::json!(crate::commands::JSON_SCHEMA);
+        print(&format!("{}\n", serde_json::to_string_pretty(&document)?));
         return Ok(());
     }
     let mut out = format!("job {}\n", entry.id);
@@ -166,7 +165,7 @@ pub(crate) fn show(id: &str, as_json: bool) -> Result<()> {
 }
 
 /// `launcher logs on|off|status`: `on` is `Some(true)`, `off` `Some(false)`, status `None`.
-pub(crate) fn switch(on: Option<bool>) -> Result<()> {
+pub(crate) fn switch(on: Option<bool>, as_json: bool) -> Result<()> {
     let home = Home::locate()?;
     if let Some(on) = on {
         Store::set_logging(home.data_dir(), on)?;
@@ -177,13 +176,17 @@ pub(crate) fn switch(on: Option<bool>) -> Result<()> {
     } else {
         0
     };
+    let recording = Store::logging(home.data_dir());
+    if as_json {
+        return crate::commands::print_json(serde_json::json!({
+            "recording": recording,
+            "database": path,
+            "jobs": entries,
+        }));
+    }
     print(&format!(
         "history is {}: {}\n{entries} jobs recorded\n",
-        if Store::logging(home.data_dir()) {
-            "on"
-        } else {
-            "off"
-        },
+        if recording { "on" } else { "off" },
         path.display()
     ));
     Ok(())
@@ -198,9 +201,19 @@ pub(crate) fn rerun(globals: &Globals, id: &str, raw: &[String]) -> Result<()> {
     let config = Config::load(&home)?;
     let catalog = Catalog::discover(&home, &config);
     globals.report_catalog(&catalog);
-    let plan = plan_rerun(&entry, raw, &catalog, &config, &config_path)?;
+    let (raw, dry_run) = crate::commands::run::take_dry_run(raw.to_vec());
+    let plan = plan_rerun(&entry, &raw, &home, &catalog, &config, &config_path)?;
+    if dry_run {
+        let report = crate::commands::run::dry_run_report(
+            &plan,
+            &crate::commands::run::cli_settings(&raw),
+            &config,
+        )?;
+        print(&printable(&report));
+        return Ok(());
+    }
     let new = plan.id.clone();
-    let outcome = exec::execute(plan, None, home.data_dir(), globals);
+    let outcome = crate::commands::run::execute(globals, &home, plan);
     if let Ok(store) = Store::open(home.data_dir()) {
         let _ = store.set_rerun_of(&new, &entry.id);
     }
@@ -208,11 +221,12 @@ pub(crate) fn rerun(globals: &Globals, id: &str, raw: &[String]) -> Result<()> {
 }
 
 /// Plans a rerun of `entry` with the changes `raw` gives: `--name value` for a parameter,
-/// and `-o`, `--force`, `--json`, `--set NAME=VALUE` as in `run`. Settings are resolved anew:
-/// the history never has them.
+/// and `-o`, `--force`, `--json`, `--yes`, `--detach`, `--play`, `--cancel-remote`,
+/// `--set NAME=VALUE` as in `run`. Settings are resolved anew: the history never has them.
 fn plan_rerun(
     entry: &Entry,
     raw: &[String],
+    home: &Home,
     catalog: &Catalog,
     config: &Config,
     config_path: &Path,
@@ -227,6 +241,8 @@ fn plan_rerun(
         )
         .into());
     };
+    let described = describe_again(entry, raw, home, config, tool)?;
+    let tool = described.as_ref().unwrap_or(tool);
     let task = tool.spec.task(&entry.task).ok_or_else(|| {
         fail(
             Class::NotFound,
@@ -239,6 +255,7 @@ fn plan_rerun(
     let specs = params::params_of(&task, &tool.spec);
     let mut values = entry.params.clone();
     let (mut explicit, mut force, mut json, mut yes) = (None, false, false, false);
+    let (mut detach, mut play, mut cancel_remote) = (false, false, false);
     let mut cli_settings = Vec::new();
     let mut changed: Vec<String> = Vec::new();
     let mut i = 0;
@@ -258,6 +275,9 @@ fn plan_rerun(
             "--force" => force = true,
             "--json" => json = true,
             "--yes" => yes = true,
+            "--detach" => detach = true,
+            "--play" => play = true,
+            "--cancel-remote" => cancel_remote = true,
             "-v" | "-q" => {}
             "--set" => {
                 let item = value("NAME=VALUE")?;
@@ -376,9 +396,9 @@ fn plan_rerun(
         secrets,
         outputs,
         json,
-        detach: false,
-        play: false,
-        cancel_remote: false,
+        detach,
+        play,
+        cancel_remote,
         yes,
         cancel_requested: false,
         collect: false,
@@ -387,6 +407,50 @@ fn plan_rerun(
         history: Vec::new(),
         conversation: None,
     })
+}
+
+/// Returns `tool` described anew for a rerun when the parameters describe it (replicate's
+/// `--model`): with the recorded values, or the new ones `raw` gives.
+fn describe_again(
+    entry: &Entry,
+    raw: &[String],
+    home: &Home,
+    config: &Config,
+    tool: &crate::catalog::Tool,
+) -> Result<Option<crate::catalog::Tool>> {
+    let mut args = serde_json::Map::new();
+    for name in &tool.spec.described_by {
+        let flag = format!("--{}", params::flag_name(name));
+        let given = raw.iter().enumerate().find_map(|(i, arg)| {
+            match arg.strip_prefix(&flag)?.strip_prefix('=') {
+                Some(inline) => Some(inline.to_string()),
+                None if arg == &flag => raw.get(i + 1).cloned(),
+                None => None,
+            }
+        });
+        if let Some(value) = given
+            .map(Value::String)
+            .or_else(|| entry.params.get(name).cloned())
+        {
+            args.insert(name.clone(), crate::job::plan::describing_value(value));
+        }
+    }
+    if args.is_empty() {
+        return Ok(None);
+    }
+    let spec = crate::catalog::describe_tool(home, config, tool, args).map_err(|reason| {
+        fail(
+            Class::InvalidInput,
+            format!(
+                "tool `{}` could not describe its parameters: {reason}",
+                tool.spec.id
+            ),
+        )
+    })?;
+    Ok(Some(crate::catalog::Tool {
+        spec,
+        ..tool.clone()
+    }))
 }
 
 /// Returns the value of option `flag`: given inline (`--rate=200`) or the next argument.

@@ -26,7 +26,8 @@ use crate::style;
 /// The version of the JSON documents launcher prints: objects carry it as a top-level
 /// `"schema"`, and it changes only when a field changes meaning or goes away (new fields
 /// may appear at any time). Documents that are arrays (`list`, `search`, `outdated`,
-/// `registry list`, `conversations`) follow the same number; `launcher version --json` tells it.
+/// `registry list`, `conversations`, `logs`, `jobs`, `keys list`) follow the same number;
+/// `launcher version --json` tells it.
 pub(crate) const JSON_SCHEMA: u32 = 1;
 
 /// Prints the JSON document of a command on stdout, with `"schema"` added to an object.

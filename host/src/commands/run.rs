@@ -30,18 +30,7 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         }
         Planned::Job(plan) => {
             warn_if_pick_changed(globals, &home, &plan);
-            let play = plan.play;
-            let report = exec::execute(*plan, None, home.data_dir(), globals)?;
-            if play {
-                match report
-                    .outputs
-                    .iter()
-                    .find_map(|w| Some((w.path.as_ref()?, &w.kind)))
-                {
-                    Some((path, kind)) => crate::play::play(globals, path, kind),
-                    None => globals.warn("--play: the job wrote no file to play"),
-                }
-            }
+            execute(globals, &home, *plan)?;
         }
         Planned::Resume {
             id,
@@ -68,6 +57,23 @@ pub(crate) fn run(globals: &Globals, raw: Vec<String>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs a planned job, then plays what it wrote when it was asked to (`--play`).
+pub(crate) fn execute(globals: &Globals, home: &Home, plan: plan::JobPlan) -> Result<exec::Report> {
+    let play = plan.play;
+    let report = exec::execute(plan, None, home.data_dir(), globals)?;
+    if play {
+        match report
+            .outputs
+            .iter()
+            .find_map(|w| Some((w.path.as_ref()?, &w.kind)))
+        {
+            Some((path, kind)) => crate::play::play(globals, path, kind),
+            None => globals.warn("--play: the job wrote no file to play"),
+        }
+    }
+    Ok(report)
 }
 
 /// Warns when launcher picked another tool for a task than the one the last job of that task
@@ -101,7 +107,7 @@ fn warn_if_pick_changed(globals: &Globals, home: &Home, plan: &plan::JobPlan) {
 }
 
 /// Takes `--dry-run` out of `run`'s arguments (before a `--`); returns whether it was there.
-fn take_dry_run(raw: Vec<String>) -> (Vec<String>, bool) {
+pub(crate) fn take_dry_run(raw: Vec<String>) -> (Vec<String>, bool) {
     let end = raw.iter().position(|a| a == "--").unwrap_or(raw.len());
     let found = raw[..end].iter().any(|a| a == "--dry-run");
     if !found {
@@ -117,7 +123,7 @@ fn take_dry_run(raw: Vec<String>) -> (Vec<String>, bool) {
 }
 
 /// The `--set NAME=VALUE` pairs of the command line, to tell where each setting came from.
-fn cli_settings(raw: &[String]) -> Vec<(String, String)> {
+pub(crate) fn cli_settings(raw: &[String]) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
     let mut args = raw.iter();
     while let Some(arg) = args.next() {
@@ -134,7 +140,7 @@ fn cli_settings(raw: &[String]) -> Vec<(String, String)> {
 }
 
 /// `--dry-run`: what the job would be, with every secret masked; nothing is loaded or run.
-fn dry_run_report(
+pub(crate) fn dry_run_report(
     plan: &plan::JobPlan,
     cli: &[(String, String)],
     config: &Config,
@@ -181,6 +187,7 @@ fn dry_run_report(
     };
     if plan.json {
         let report = json!({
+            "schema": crate::commands::JSON_SCHEMA,
             "dry_run": true,
             "tool": plan.tool.spec.id,
             "plugin": plan.tool.plugin,

@@ -260,7 +260,11 @@ pub(crate) fn plan(
     let route = route::resolve(catalog, config, config_path, &request)?;
     let described = describe_by_args(route.tool, &rest, inputs)?;
     let tool = described.as_ref().unwrap_or(route.tool);
-    let task = route.task;
+    // A described tool may say more of its task too (the input a model takes first).
+    let task = described
+        .as_ref()
+        .and_then(|tool| route::task_of(tool, &route.task.name))
+        .unwrap_or(route.task);
     let params = params::params_of(&task, &tool.spec);
     let text_name = params::text_param(&task, &params).map(str::to_string);
     let primary = task
@@ -309,6 +313,24 @@ pub(crate) fn plan(
         }
         given_positional = Some((param.name.clone(), value.clone()));
     } else if let Some(value) = &positional {
+        // A tool whose inputs a parameter describes (replicate's --model) knows them only
+        // once that parameter is given.
+        if described.is_none()
+            && let Some(name) = tool.spec.described_by.first()
+        {
+            let flag = params::flag_name(name);
+            return Err(Failure::new(
+                Class::Usage,
+                format!(
+                    "`{value}`: tool `{}` takes its inputs from --{flag}; give --{flag} first",
+                    tool.spec.id
+                ),
+            )
+            .hint(format!(
+                "`{title} --{flag} ... --help` lists what it then takes"
+            ))
+            .into());
+        }
         return Err(fail(
             Class::Usage,
             format!("`{value}`: task `{}` takes no input of its own", task.name),
@@ -465,6 +487,21 @@ pub(crate) fn plan(
 
 /// Returns `tool` described anew when the command line gives parameters it is described by
 /// (a workflow file, a model name); `None` when it gives none of them.
+/// Returns a value a tool is described by as its plugin gets it: a file named relative to
+/// here reaches the plugin (and the description cache, which fingerprints it) as an absolute
+/// path, so an edited file is described anew.
+pub(crate) fn describing_value(value: Value) -> Value {
+    match value {
+        Value::String(text) if Path::new(&text).is_file() => Value::String(
+            Path::new(&text)
+                .canonicalize()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or(text),
+        ),
+        other => other,
+    }
+}
+
 fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Result<Option<Tool>> {
     let mut args = Map::new();
     for name in &tool.spec.described_by {
@@ -475,18 +512,7 @@ fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Re
             Some(param) => params::check(param, &raw)?,
             None => Value::String(raw),
         };
-        // A file named relative to here reaches the plugin (and the description cache, which
-        // fingerprints it) as an absolute path, so an edited file is described anew.
-        let value = match value {
-            Value::String(text) if Path::new(&text).is_file() => Value::String(
-                Path::new(&text)
-                    .canonicalize()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or(text),
-            ),
-            other => other,
-        };
-        args.insert(name.clone(), value);
+        args.insert(name.clone(), describing_value(value));
     }
     if args.is_empty() {
         return Ok(None);

@@ -186,7 +186,13 @@ impl Render {
     pub(crate) fn detached(&mut self, plan: &JobPlan, why: &str) {
         self.clear();
         if plan.json && !plan.collect {
-            let mut report = json!({"tool": plan.tool.spec.id, "task": plan.task.name, "job": plan.id, "state": "detached"});
+            let mut report = json!({
+                "schema": crate::commands::JSON_SCHEMA,
+                "tool": plan.tool.spec.id,
+                "task": plan.task.name,
+                "job": plan.id,
+                "state": "detached",
+            });
             if let Some(cost) = &self.cost {
                 report["cost"] = json!(cost);
             }

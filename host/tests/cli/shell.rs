@@ -194,8 +194,97 @@ fn json_objects_carry_the_schema_version() {
     assert_eq!(ctx.run(["info", "espeak", "--json"]).json()["schema"], 1);
     let out = ctx.run(["run", "tts", "--text", "hi", "-o", "hi.wav", "--json"]);
     assert_eq!(out.success().json()["schema"], 1);
+    let logs = ctx.run(["logs", "--json"]).json();
+    let job = logs[0]["id"].as_str().unwrap().to_string();
+    for args in [
+        vec!["logs", "show", job.as_str(), "--json"],
+        vec!["config", "list", "--json"],
+        vec!["config", "path", "--json"],
+        vec!["run", "tts", "hi", "--dry-run", "--json"],
+        vec!["rerun", job.as_str(), "--dry-run", "--json"],
+    ] {
+        let out = ctx.run(&args);
+        assert_eq!(
+            out.success().json()["schema"],
+            1,
+            "{args:?}: {}",
+            out.stdout
+        );
+    }
     // Arrays stay arrays (the schema is the same number; `version --json` tells it).
     assert!(ctx.run(["list", "--json"]).json().is_array());
+}
+
+#[test]
+fn config_keys_default_and_logs_report_as_json_and_fail_as_json() {
+    let ctx = test_context!();
+    let json = |args: &[&str]| {
+        let out = ctx.run(args);
+        let doc = out.success().json();
+        assert_eq!(doc["schema"], 1, "{args:?}");
+        doc
+    };
+    let set = json(&["config", "set", "defaults.confirm_over", "2.5", "--json"]);
+    assert_eq!(
+        (set["action"].clone(), set["value"].clone()),
+        ("set".into(), 2.5.into())
+    );
+    assert_eq!(
+        json(&["config", "get", "defaults.confirm_over", "--json"])["value"],
+        2.5
+    );
+    let unset = json(&["config", "unset", "defaults.confirm_over", "--json"]);
+    assert_eq!(unset["action"], "removed");
+    assert_eq!(
+        json(&["config", "unset", "defaults.confirm_over", "--json"])["action"],
+        "unchanged"
+    );
+
+    assert_eq!(
+        json(&["default", "tts", "espeak", "--json"])["tool"],
+        "espeak"
+    );
+    assert_eq!(json(&["default", "tts", "--json"])["tool"], "espeak");
+    assert_eq!(
+        json(&["default", "tts", "--unset", "--json"])["action"],
+        "removed"
+    );
+    assert!(json(&["default", "tts", "--json"])["tool"].is_null());
+
+    let stored = ctx.run_with_stdin(["keys", "set", "azure-tts", "--json"], b"k-secret-1\n");
+    let doc = stored.success().json();
+    assert_eq!(
+        (doc["action"].clone(), doc["setting"].clone()),
+        ("stored".into(), "key".into())
+    );
+    assert!(!stored.stdout.contains("k-secret-1"));
+    assert_eq!(
+        json(&["keys", "bind", "azure-tts", "--json"])["plugin"]["plugin"],
+        "azure-tts"
+    );
+    assert_eq!(
+        json(&["keys", "remove", "azure-tts", "--json"])["action"],
+        "removed"
+    );
+
+    assert_eq!(json(&["logs", "off", "--json"])["recording"], false);
+    assert_eq!(json(&["logs", "on", "--json"])["recording"], true);
+    assert_eq!(json(&["logs", "status", "--json"])["jobs"], 0);
+
+    // Their errors are JSON on stderr, with the documented exit codes.
+    for args in [
+        vec!["config", "get", "defaults.tts", "--json"],
+        vec!["jobs", "cancel", "nothing", "--json"],
+        vec!["logs", "show", "nothing", "--json"],
+        vec!["rerun", "nothing", "--json"],
+        vec!["keys", "remove", "azure-tts", "--json"],
+    ] {
+        let out = ctx.run(&args);
+        out.expect_code(3);
+        let error: serde_json::Value = serde_json::from_str(&out.stderr)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", out.stderr));
+        assert_eq!(error["error"]["class"], "not_found", "{args:?}");
+    }
 }
 
 #[test]

@@ -187,6 +187,80 @@ fn a_prediction_runs_to_completion_and_its_output_is_written_as_its_bytes_say() 
 }
 
 #[test]
+fn a_models_prompt_comes_from_the_argument_or_stdin_as_for_any_task() {
+    let emulator = replicate();
+    let ctx = context(&emulator);
+    let out = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "a red fox"]);
+    out.success();
+    let piped = ctx.run_with_stdin(
+        ["run", "replicate", "--model", IMAGE_MODEL, "-o", "cat.png"],
+        b"a grey cat\n",
+    );
+    piped.success();
+    let created = emulator.created();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0].1["input"]["prompt"], "a red fox");
+    assert_eq!(
+        created[1].1["input"]["prompt"], "a grey cat\n",
+        "stdin as it came"
+    );
+
+    // Without a model there are no inputs yet, and the message says what comes first.
+    let bare = ctx.run(["run", "replicate", "a red fox"]);
+    bare.expect_code(2);
+    assert!(
+        bare.stderr.contains("give --model first"),
+        "{}",
+        bare.stderr
+    );
+    assert_eq!(emulator.created().len(), 2, "nothing more was created");
+}
+
+#[test]
+fn a_replicate_job_reruns_with_its_models_inputs() {
+    let emulator = replicate();
+    let ctx = context(&emulator);
+    ctx.run([
+        "run",
+        "replicate",
+        "--model",
+        IMAGE_MODEL,
+        "a red fox",
+        "--aspect-ratio",
+        "16:9",
+    ])
+    .success();
+    let job = ctx.run(["logs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let again = ctx.run(["rerun", &job, "--prompt", "a blue fox", "-o", "blue.png"]);
+    again.success();
+    assert!(ctx.work_file("blue.png").is_file());
+    let created = emulator.created();
+    assert_eq!(created.len(), 2);
+    assert_eq!(
+        created[1].0,
+        format!("/v1/models/{IMAGE_MODEL}/predictions")
+    );
+    assert_eq!(created[1].1["input"]["prompt"], "a blue fox");
+    assert_eq!(
+        created[1].1["input"]["aspect_ratio"], "16:9",
+        "the rest as recorded"
+    );
+
+    // A model that does not exist is named, and nothing is created.
+    let other = ctx.run(["rerun", &job, "--model", "nobody/nothing"]);
+    other.expect_code(5);
+    assert!(
+        other.stderr.contains("no model `nobody/nothing`"),
+        "{}",
+        other.stderr
+    );
+    assert_eq!(emulator.created().len(), 2);
+}
+
+#[test]
 fn a_language_model_streams_its_tokens_as_text() {
     let emulator = replicate();
     let ctx = context(&emulator);

@@ -126,9 +126,7 @@ fn model_tool(
 ) -> Result<ToolSpec, PluginError> {
     let task = task.or(schema.standard_task());
     let mut tool = match task {
-        Some("predict") | None => {
-            ToolSpec::new(id, &[]).custom_task(schema::predict_task(schema.kind.clone()))
-        }
+        Some("predict") | None => ToolSpec::new(id, &[]).custom_task(schema.predict_task()),
         Some(task) => {
             if launcher_sdk::task_spec(task).is_none() {
                 return Err(PluginError::invalid_input(format!(
@@ -284,7 +282,7 @@ fn describe_tools(request: &DescribeRequest) -> Result<Vec<ToolSpec>, PluginErro
             };
             let schema = describe_model(model)?;
             let mut tool = generic_tool();
-            tool.custom_tasks = vec![schema::predict_task(schema.kind.clone())];
+            tool.custom_tasks = vec![schema.predict_task()];
             for param in schema.params() {
                 tool = tool.param(param);
             }

@@ -265,6 +265,38 @@ impl ModelSchema {
         }
     }
 
+    /// Returns [`predict_task`] for this model, taking its main input (see
+    /// [`ModelSchema::main_input`]) as the job's input: the positional argument or stdin.
+    pub fn predict_task(&self) -> TaskSpec {
+        let task = predict_task(self.kind.clone());
+        match self.main_input() {
+            Some(input) => {
+                let kind = if input.file {
+                    kind_from_words(&input.name)
+                } else {
+                    ContentKind::Text
+                };
+                task.input(Slot::new(input.param.name.clone(), kind))
+            }
+            None => task,
+        }
+    }
+
+    /// Returns the input a user gives first: `prompt` or `text` when the model takes one, else
+    /// its first required text or file input in the model's own order.
+    pub fn main_input(&self) -> Option<&Input> {
+        let takes = |i: &&Input| !i.param.multiple && (i.file || i.param.ty == ParamType::String);
+        ["prompt", "text"]
+            .iter()
+            .find_map(|name| self.inputs.iter().filter(takes).find(|i| i.name == *name))
+            .or_else(|| {
+                self.inputs
+                    .iter()
+                    .filter(takes)
+                    .find(|i| i.param.required && i.param.choices.is_empty())
+            })
+    }
+
     /// Returns the input a launcher parameter sets: the input of that name, else the one a
     /// common task parameter usually goes by (`negative` is `negative_prompt`).
     pub fn input_for(&self, param: &str) -> Option<&Input> {
@@ -468,5 +500,40 @@ mod tests {
         );
         assert_eq!(kind_from_words("music generation"), ContentKind::Audio);
         assert_eq!(kind_from_words("sdxl"), ContentKind::Image);
+    }
+
+    #[test]
+    fn the_main_input_is_the_prompt_else_the_first_required_text_or_file() {
+        let image = parse(&openapi(), "").unwrap();
+        assert_eq!(image.main_input().unwrap().name, "prompt");
+        let task = image.predict_task();
+        assert_eq!(task.primary_input().unwrap().name, "prompt");
+        assert_eq!(task.primary_input().unwrap().kind, ContentKind::Text);
+
+        let upscaler = json!({"components": {"schemas": {
+            "Input": {"type": "object", "required": ["scale", "audio_file"], "properties": {
+                "scale": {"type": "integer", "x-order": 0},
+                "audio_file": {"type": "string", "format": "uri", "x-order": 1},
+                "language": {"type": "string", "x-order": 2},
+            }},
+            "Output": {"type": "string"},
+        }}});
+        let schema = parse(&upscaler, "transcribe speech").unwrap();
+        assert_eq!(schema.main_input().unwrap().name, "audio_file");
+        let slot = schema.predict_task().primary_input().cloned().unwrap();
+        assert_eq!(
+            (slot.name.as_str(), slot.kind),
+            ("audio_file", ContentKind::Audio)
+        );
+
+        let numbers = json!({"components": {"schemas": {
+            "Input": {"type": "object", "required": ["seed"], "properties": {
+                "seed": {"type": "integer"},
+            }},
+            "Output": {"type": "string"},
+        }}});
+        let schema = parse(&numbers, "").unwrap();
+        assert!(schema.main_input().is_none());
+        assert!(schema.predict_task().primary_input().is_none());
     }
 }
