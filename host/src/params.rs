@@ -152,7 +152,11 @@ pub(crate) fn collect(
 /// spec with the SDK's checks (the same ones a plugin's tests run).
 pub(crate) fn check(param: &ParamSpec, raw: &str) -> anyhow::Result<Value> {
     let flag = flag_name(&param.name);
-    let invalid = |why: String| fail(Class::InvalidInput, format!("--{flag}: {why}"));
+    let invalid = |why: String| {
+        // "is empty" reads on from the flag; "`x` is not a number" after a colon.
+        let joint = if why.starts_with("is ") { " " } else { ": " };
+        fail(Class::InvalidInput, format!("--{flag}{joint}{why}"))
+    };
     let value = match &param.ty {
         ParamType::String | ParamType::Other(_) => {
             if raw.len() > MAX_TEXT_BYTES {

@@ -776,19 +776,30 @@ fn read_text(
             .map_err(|e| fail(Class::InvalidInput, format!("cannot read stdin: {e}")))?,
         None => return Ok(None),
     };
-    if bytes.is_empty() {
+    // Only whitespace is no text either, where the text is required.
+    let blank = bytes.iter().all(u8::is_ascii_whitespace) && (bytes.is_empty() || required);
+    if blank {
         let flag = params::flag_name(name);
+        let empty = if bytes.is_empty() {
+            "empty"
+        } else {
+            "only whitespace"
+        };
         return Err(match file.map(String::as_str) {
             Some("-") => fail(
                 Class::InvalidInput,
-                format!("--file -: stdin was empty, so there is no {name} to use"),
+                format!("--file -: stdin was {empty}, so there is no {name} to use"),
             ),
             Some(path) => fail(
                 Class::InvalidInput,
-                format!("--file {path} is empty, so there is no {name} to use"),
+                format!("--file {path} is {empty}, so there is no {name} to use"),
             ),
             // Nothing piped in (e.g. stdin is /dev/null): the text is missing, like any
             // other required parameter, and the message says where it was looked for.
+            None if !bytes.is_empty() => fail(
+                Class::InvalidInput,
+                format!("stdin was only whitespace, so there is no {name} to use"),
+            ),
             None => Failure::new(
                 Class::Usage,
                 format!("the {name} is missing: it was not given as an argument or with --{flag}, and stdin was empty"),

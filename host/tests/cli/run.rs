@@ -166,7 +166,7 @@ fn output_extension_picks_the_format() {
 fn bad_parameters_are_rejected_before_the_plugin_runs() {
     let ctx = test_context!();
     let cases: [(&[&str], i32, &str); 8] = [
-        (&["run", "tts", "--text", ""], 5, "--text: is empty"),
+        (&["run", "tts", "--text", ""], 5, "--text is empty"),
         (&["run", "tts", "--text", " \n\t"], 5, "is empty"),
         (
             &["run", "tts", "--text", "hi", "--rate", "fast"],
@@ -444,6 +444,23 @@ fn empty_inputs_say_what_was_empty_and_missing_inputs_are_usage_errors() {
     let dash = ctx.run_with_stdin(["run", "tts", "--file", "-"], b"");
     dash.expect_code(5);
     assert!(dash.stderr.contains("stdin was empty"), "{}", dash.stderr);
+
+    // Only whitespace (`echo | launcher run tts`) is no text either, and is said so.
+    let newline = ctx.run_with_stdin(["run", "tts"], b"\n");
+    newline.expect_code(5);
+    assert!(
+        newline.stderr.contains("stdin was only whitespace"),
+        "{}",
+        newline.stderr
+    );
+    std::fs::write(ctx.work_file("blank.txt"), b" \n\t\n").unwrap();
+    let blank = ctx.run(["run", "tts", "--file", "blank.txt"]);
+    blank.expect_code(5);
+    assert!(
+        blank.stderr.contains("--file blank.txt is only whitespace"),
+        "{}",
+        blank.stderr
+    );
 
     // A missing required parameter exits like a missing positional: a usage error.
     std::fs::write(ctx.work_file("a.png"), b"").unwrap();
