@@ -229,7 +229,34 @@ pub(crate) fn resolve<'c>(
                 .into_iter()
                 .next()
                 .unwrap_or_default();
-            return Err(settings::not_ready(&best.spec.id, &group, config_path));
+            let mut failure = settings::not_ready(&best.spec.id, &group, config_path);
+            // The first tool is only the first of several that could do it once set up.
+            if let [_, others @ ..] = ranked.as_slice()
+                && !others.is_empty()
+            {
+                let others: Vec<String> = others
+                    .iter()
+                    .map(|tool| {
+                        let needs = settings::missing(&tool.spec, req.cli_settings, config)
+                            .first()
+                            .map(|group| settings::describe_missing(group))
+                            .unwrap_or_default();
+                        format!("`{}` ({needs})", tool.spec.id)
+                    })
+                    .collect();
+                if let Some((_, what)) = failure.message.split_once(" is not ready: ") {
+                    failure.message = format!(
+                        "no tool for `{task_name}` is ready; first in line is `{}`: {what}",
+                        best.spec.id
+                    );
+                }
+                let hint = failure.hint.take().unwrap_or_default();
+                failure = failure.hint(format!(
+                    "{hint}\nother tools for `{task_name}`: {}",
+                    others.join(", ")
+                ));
+            }
+            return Err(failure);
         };
         reasons.push(format!(
             "chose `{}` for `{task_name}`: the first ready tool, {} with priority {} (offline tools come before cloud tools, then higher priority; set `[defaults] {task_name} = \"...\"` in config.toml to choose)",

@@ -218,10 +218,29 @@ fn unknown_targets_name_close_matches() {
     let none = ctx.run(["run", "zzzzzz"]);
     none.expect_code(3);
     assert!(none.stderr.contains("installed tools:"), "{}", none.stderr);
-    // Every standard task now has a bundled tool; a cloud one without its key is not ready.
+    // Every standard task now has a bundled tool; a cloud one without its key is not ready,
+    // and when several could do the task each says what it needs.
     let no_key = ctx.run(["run", "txt2vid", "--prompt", "a fox"]);
     no_key.expect_code(4);
-    assert!(no_key.stderr.contains("is not ready"), "{}", no_key.stderr);
+    assert!(
+        no_key
+            .stderr
+            .contains("no tool for `txt2vid` is ready; first in line is `runway`"),
+        "{}",
+        no_key.stderr
+    );
+    assert!(
+        no_key.stderr.contains("set RUNWAYML_API_SECRET"),
+        "{}",
+        no_key.stderr
+    );
+    assert!(
+        no_key
+            .stderr
+            .contains("other tools for `txt2vid`: `kling` (set KLING_ACCESS_KEY)"),
+        "{}",
+        no_key.stderr
+    );
     let wrong_tool = ctx.run(["run", "tts", "--tool", "ffmpeg", "--text", "hi"]);
     wrong_tool.expect_code(3);
     assert!(
