@@ -27,7 +27,7 @@ fn set_get_unset_keep_the_users_comments() {
     let list = ctx.run(["config", "list", "--json"]);
     assert_eq!(
         list.success().json(),
-        serde_json::json!({"defaults.tts": "espeak", "tools.espeak.program": "/usr/bin/espeak-ng"})
+        serde_json::json!({"defaults.tts": "espeak", "tools.espeak.program": "/usr/bin/espeak-ng", "schema": 1})
     );
     ctx.run(["config", "unset", "tools.espeak.program"])
         .success();
