@@ -38,6 +38,9 @@ pub(crate) struct Plan {
     /// Keep a copy of text streamed to stdout (a chat's answer, for its conversation).
     #[serde(default)]
     pub(crate) capture: bool,
+    /// The task takes `--format`, so a hint may suggest it.
+    #[serde(default)]
+    pub(crate) format_param: bool,
 }
 
 impl Plan {
@@ -261,15 +264,7 @@ impl Outputs {
         open.target = match target {
             Target::File { tmp, dest, file } => {
                 let named = self.plan.explicit.is_some();
-                if let Some(err) = named.then(|| misnamed(&dest, &open.head)).flatten() {
-                    drop(file);
-                    let _ = std::fs::remove_file(&tmp);
-                    self.pending
-                        .lock()
-                        .expect("pending list")
-                        .retain(|p| p != &tmp);
-                    return Err(err);
-                }
+                let made = named.then(|| misnamed(&dest, &open.head)).flatten();
                 let file = file.into_inner().map_err(|e| e.into_error())?;
                 file.sync_all()?;
                 drop(file);
@@ -277,6 +272,25 @@ impl Outputs {
                     .lock()
                     .expect("pending list")
                     .retain(|p| p != &tmp);
+                if let Some(made) = made {
+                    // A generated output may have cost money or minutes: it is kept under a
+                    // name that tells the truth, never one that lies, and the job still fails.
+                    let truthful = dest.with_extension(made.extension);
+                    let kept = (1..100)
+                        .map(|n| match n {
+                            1 => truthful.clone(),
+                            n => numbered(&truthful, n),
+                        })
+                        .find(|path| !path.exists())
+                        .filter(|path| place(&tmp, path, false).is_ok());
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(misnamed_failure(
+                        &dest,
+                        &made,
+                        kept.as_deref(),
+                        self.plan.format_param,
+                    ));
+                }
                 if let Err(err) = place(&tmp, &dest, self.plan.force) {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(err);
@@ -479,31 +493,50 @@ fn place(tmp: &Path, dest: &Path, force: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Returns the failure to report when the content of a finished output (recognised by its
-/// first bytes) is not what the extension of the name the user gave says: a file whose name
-/// lies about its content is never written.
-fn misnamed(dest: &Path, head: &[u8]) -> Option<anyhow::Error> {
+/// Returns the format of a finished output (recognised by its first bytes) when it is not
+/// what the extension of the name the user gave says: a file whose name lies about its
+/// content is never written.
+fn misnamed(dest: &Path, head: &[u8]) -> Option<launcher_sdk::media::MediaFormat> {
     let ext = dest.extension()?.to_str()?.to_ascii_lowercase();
     let found = launcher_sdk::media::sniff(head)?;
-    if !is_media_extension(&ext) || same_format(&ext, found.extension) {
-        return None;
-    }
-    Some(
-        Failure::new(
-            Class::InvalidInput,
-            format!(
-                "the tool made {} ({}), which {} would misname; the output was not saved",
-                found.media_type,
-                found.extension,
-                dest.display()
-            ),
-        )
-        .hint(format!(
+    (is_media_extension(&ext) && !same_format(&ext, found.extension)).then_some(found)
+}
+
+/// The failure of an output whose bytes `dest` would misname; `kept` is where they were
+/// saved instead, if they could be.
+fn misnamed_failure(
+    dest: &Path,
+    made: &launcher_sdk::media::MediaFormat,
+    kept: Option<&Path>,
+    format_param: bool,
+) -> anyhow::Error {
+    let ext = dest
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let fate = match kept {
+        Some(path) => format!("it was saved as {} instead", path.display()),
+        None => "the output was not saved".to_string(),
+    };
+    let hint = if format_param {
+        format!(
             "name the output .{} with -o, or ask the tool for .{ext} with --format {ext}",
-            found.extension
-        ))
-        .into(),
+            made.extension
+        )
+    } else {
+        format!("name the output .{} with -o", made.extension)
+    };
+    Failure::new(
+        Class::InvalidInput,
+        format!(
+            "the tool made {} ({}), which {} would misname; {fate}",
+            made.media_type,
+            made.extension,
+            dest.display()
+        ),
     )
+    .hint(hint)
+    .into()
 }
 
 /// Extensions of the same format, any of which names it truthfully.
@@ -610,6 +643,15 @@ pub(crate) fn remove_pending(pending: &Pending) {
 mod tests {
     use super::*;
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn plan(dir: &Path, name: &str) -> Plan {
         Plan {
             explicit: Some(dir.join(name)),
@@ -619,6 +661,7 @@ mod tests {
             dir: dir.to_path_buf(),
             job_id: "job1".into(),
             capture: false,
+            format_param: false,
         }
     }
 
@@ -632,7 +675,7 @@ mod tests {
     }
 
     #[test]
-    fn a_name_that_lies_about_the_content_is_never_written() {
+    fn a_name_that_lies_about_the_content_is_never_written_and_the_content_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let mut outputs = Outputs::new(plan(dir.path(), "x.wav"), Pending::default());
         outputs.open(1, &header()).unwrap();
@@ -648,7 +691,10 @@ mod tests {
             failure.message
         );
         outputs.abandon();
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Only the true name is there, with the bytes; no temporary file is left.
+        assert_eq!(names(dir.path()), ["x.mp3"]);
+        assert!(failure.message.contains("saved as"), "{}", failure.message);
+        std::fs::remove_file(dir.path().join("x.mp3")).unwrap();
 
         // The truth is written, and so is content that cannot be recognised.
         for (name, bytes) in [("y.mp3", &b"ID3\x04\x00"[..]), ("z.wav", &[0u8; 64][..])] {

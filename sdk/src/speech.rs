@@ -451,14 +451,15 @@ impl Speaker {
                 out.finish()?;
                 (bytes, false)
             }
-            encoding => {
+            _ => {
                 if count > 1 {
                     cx.progress(
                         Some(1.0),
                         &format!("encoding {} pieces as {}", count, format.extension),
                     )?;
                 }
-                let mut encoded = self.encode(spool.file.path(), encoding, cx)?;
+                let mut encoded =
+                    encode_wav(spool.file.path(), format, &self.ffmpeg, &self.work_dir, cx)?;
                 let mut out = cx.output("audio", format.media_type, format.extension)?;
                 let bytes = io::copy(encoded.file(), &mut out)?;
                 out.finish()?;
@@ -472,54 +473,65 @@ impl Speaker {
             encoded,
         })
     }
+}
 
-    /// Encodes the WAV file at `wav` with ffmpeg into a temporary file, which it returns.
-    fn encode(
-        &self,
-        wav: &Path,
-        encoding: Encoding,
-        cx: &Context<'_>,
-    ) -> Result<TempFile, PluginError> {
-        let (codec, muxer) = encoding
-            .ffmpeg_codec()
-            .expect("only compressed encodings reach ffmpeg");
-        let suffix = format!(".{}", self.format.extension);
-        let target = TempFile::new_in(&self.work_dir, "launcher-speech-", &suffix)?;
-        // ffmpeg writes to a seekable file, not a pipe, so it can go back and fill in what
-        // players read the duration from (MP3's Xing frame count, MP4's index).
-        let mut runner = Runner::new(&self.ffmpeg)
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-            .arg("-i")
-            .arg(file_arg(wav))
-            .args(["-vn", "-map_metadata", "-1", "-c:a", codec]);
-        if let Some(bitrate) = self.format.bitrate.filter(|_| encoding != Encoding::Flac) {
-            runner = runner.arg("-b:a").arg(bitrate.to_string());
-        }
-        let output = runner
-            .args(["-f", muxer])
-            .arg(file_arg(target.path()))
-            .stderr_limit(FFMPEG_STDERR_LIMIT)
-            .allow_failure()
-            .output(cx)
-            .map_err(|err| ffmpeg_missing(&self.ffmpeg, &err))?;
-        if !output.status.success() {
-            let line = output
-                .stderr
-                .lines()
-                .map(str::trim)
-                .rfind(|l| !l.is_empty())
-                .unwrap_or("no message");
-            return Err(PluginError::unavailable(format!(
-                "ffmpeg could not encode the speech as {} ({}): {line}",
-                self.format.extension, output.status
-            ))
-            .with_hint(format!(
-                "check that this ffmpeg has the `{codec}` encoder (`ffmpeg -encoders`), or ask \
-                 for --format wav"
-            )));
-        }
-        Ok(target)
+/// Encodes the WAV file at `wav` as `format`, a compressed [`Encoding`], with the ffmpeg
+/// program `ffmpeg` (`ffmpeg` on `PATH`, usually), into a temporary file in `work_dir`
+/// (the job's [`Job::work_dir`](crate::Job::work_dir)), which it returns for the adapter to
+/// copy to its output.
+///
+/// For an engine that makes WAV only (espeak-ng, a local server), so that `-o speech.mp3`
+/// gets MP3 rather than a refusal. Fails with unavailable, naming ffmpeg, when ffmpeg cannot
+/// run or cannot encode, and with invalid input for an uncompressed `format`.
+pub fn encode_wav(
+    wav: &Path,
+    format: &AudioFormat,
+    ffmpeg: &Path,
+    work_dir: &Path,
+    cx: &Context<'_>,
+) -> Result<TempFile, PluginError> {
+    let Some((codec, muxer)) = format.encoding.ffmpeg_codec() else {
+        return Err(PluginError::invalid_input(format!(
+            "{} is not an encoding for ffmpeg to make",
+            format.extension
+        )));
+    };
+    let suffix = format!(".{}", format.extension);
+    let target = TempFile::new_in(work_dir, "launcher-speech-", &suffix)?;
+    // ffmpeg writes to a seekable file, not a pipe, so it can go back and fill in what
+    // players read the duration from (MP3's Xing frame count, MP4's index).
+    let mut runner = Runner::new(ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .arg("-i")
+        .arg(file_arg(wav))
+        .args(["-vn", "-map_metadata", "-1", "-c:a", codec]);
+    if let Some(bitrate) = format.bitrate.filter(|_| format.encoding != Encoding::Flac) {
+        runner = runner.arg("-b:a").arg(bitrate.to_string());
     }
+    let output = runner
+        .args(["-f", muxer])
+        .arg(file_arg(target.path()))
+        .stderr_limit(FFMPEG_STDERR_LIMIT)
+        .allow_failure()
+        .output(cx)
+        .map_err(|err| ffmpeg_missing(ffmpeg, &err))?;
+    if !output.status.success() {
+        let line = output
+            .stderr
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("no message");
+        return Err(PluginError::unavailable(format!(
+            "ffmpeg could not encode the speech as {} ({}): {line}",
+            format.extension, output.status
+        ))
+        .with_hint(format!(
+            "check that this ffmpeg has the `{codec}` encoder (`ffmpeg -encoders`), or ask \
+             for --format wav"
+        )));
+    }
+    Ok(target)
 }
 
 /// Returns a path as ffmpeg must read it: a `file:` URL, so a name with a colon or a leading

@@ -376,6 +376,7 @@ fn plan_rerun(
         dir: PathBuf::from("."),
         job_id: id.clone(),
         capture: task.name == "chat",
+        format_param: specs.iter().any(|p| p.name == "format"),
     };
     let makes_files = task
         .outputs

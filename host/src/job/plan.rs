@@ -454,6 +454,7 @@ pub(crate) fn plan(
         dir: PathBuf::from("."),
         job_id: id.clone(),
         capture: task.name == "chat",
+        format_param: params.iter().any(|p| p.name == "format"),
     };
     let makes_files = task.outputs.iter().any(|o| o.kind != ContentKind::Text);
     output::Outputs::precheck(&outputs, makes_files)?;

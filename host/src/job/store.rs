@@ -940,6 +940,7 @@ mod tests {
             dir: PathBuf::from("/tmp/out"),
             job_id: "j1".into(),
             capture: false,
+            format_param: false,
         }
     }
 

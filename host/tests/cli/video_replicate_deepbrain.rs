@@ -217,6 +217,56 @@ fn a_models_prompt_comes_from_the_argument_or_stdin_as_for_any_task() {
 }
 
 #[test]
+fn an_output_its_name_would_misname_is_kept_under_a_true_name() {
+    let emulator = replicate();
+    let ctx = context(&emulator);
+    // The model makes PNG; `fox.jpg` would lie, but the image was paid for: it is kept.
+    let out = ctx.run([
+        "run",
+        "replicate",
+        "--model",
+        IMAGE_MODEL,
+        "a fox",
+        "-o",
+        "fox.jpg",
+    ]);
+    out.expect_code(5);
+    assert!(
+        out.stderr
+            .contains("which fox.jpg would misname; it was saved as fox.png instead"),
+        "{}",
+        out.stderr
+    );
+    // The model takes no --format, so the hint does not offer one.
+    assert!(
+        out.stderr.contains("name the output .png with -o"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--format"), "{}", out.stderr);
+    // The prediction had ended: it is not reported as cancelled.
+    assert!(!out.stderr.contains("cancelled"), "{}", out.stderr);
+    let again = ctx.run([
+        "run",
+        "replicate",
+        "--model",
+        IMAGE_MODEL,
+        "a fox",
+        "-o",
+        "fox.jpg",
+    ]);
+    again.expect_code(5);
+    assert!(
+        again.stderr.contains("saved as fox-2.png"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(ctx.work_files(), ["fox-2.png", "fox.png"]);
+    let png = std::fs::read(ctx.work_file("fox.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+}
+
+#[test]
 fn a_replicate_job_reruns_with_its_models_inputs() {
     let emulator = replicate();
     let ctx = context(&emulator);

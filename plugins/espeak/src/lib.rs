@@ -3,8 +3,9 @@
 //! The `espeak` tool performs `tts` and is the default voice of `launcher run tts` when no
 //! better tool is configured: it needs no network, no key and no model download, only
 //! Debian's `espeak-ng` package. It speaks over 100 languages, Mandarin (`--voice zh`) and
-//! Cantonese (`--voice yue`) among them, and writes WAV. Its `voices` task lists the voices
-//! installed.
+//! Cantonese (`--voice yue`) among them, and writes WAV; MP3, Ogg, FLAC and M4A are encoded
+//! from it by ffmpeg ([`speech::encode_wav`]), so `-o speech.mp3` works too. Its `voices`
+//! task lists the voices installed.
 //!
 //! Text goes to espeak-ng on stdin, never as an argument, so text starting with a dash or
 //! longer than the command line allows is spoken as is. espeak-ng cannot seek back in a pipe,
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use launcher_sdk::media;
 use launcher_sdk::process::{Event, Runner, TempFile};
+use launcher_sdk::speech::{self, AudioFormat, Encoding};
 use launcher_sdk::{
     Context, Job, JobResult, LogLevel, Manifest, Plugin, PluginError, SettingSpec, Settings,
     ToolSpec, export_plugin, serde_json::json,
@@ -59,7 +61,8 @@ struct Speak {
 }
 
 /// What the plugin and its one tool are, in the words `list` and `search` both show.
-const DESCRIPTION: &str = "offline text-to-speech with espeak-ng (WAV, 100+ languages)";
+const DESCRIPTION: &str =
+    "offline text-to-speech with espeak-ng (WAV, or MP3 and more with ffmpeg; 100+ languages)";
 
 impl Plugin for Espeak {
     fn manifest() -> Manifest {
@@ -153,15 +156,7 @@ impl Espeak {
         if text.trim().is_empty() {
             return Err(PluginError::invalid_input("the text to speak is empty"));
         }
-        if let Some(format) = params.format.filter(|f| !f.eq_ignore_ascii_case("wav")) {
-            return Err(PluginError::invalid_input(format!(
-                "the espeak tool cannot write `{format}` audio, only `wav`"
-            ))
-            .with_hint(
-                "espeak writes WAV only: name the output .wav (and leave out --format), then \
-                 convert it if you need another format, e.g. `ffmpeg -i speech.wav speech.mp3`",
-            ));
-        }
+        let format = AudioFormat::parse(params.format.as_deref().unwrap_or("wav"))?;
         let voice = match params.voice.as_deref().map(str::trim) {
             Some(v) if !v.is_empty() => voices::resolve(v),
             _ => voices::DEFAULT_VOICE.to_string(),
@@ -173,7 +168,8 @@ impl Espeak {
         let wpm = words_per_minute(params.rate.unwrap_or(1.0));
         let pitch = pitch_level(params.pitch.unwrap_or(1.0));
 
-        if job.streaming {
+        // Only WAV can go out as espeak-ng makes it; another format is made from the file.
+        if job.streaming && format.encoding == Encoding::Wav {
             return self.speak_streaming(&text, &voice, wpm, pitch, cx);
         }
         let mut spool = TempFile::new_in(job.work_dir(), "launcher-espeak-", ".wav")?;
@@ -224,12 +220,38 @@ impl Espeak {
             ))
         })?;
         let data_len = u64::from(header.declared_len);
-        cx.progress(Some(1.0), "writing the WAV file")?;
-        let mut out = cx.output("audio", "audio/wav", "wav")?;
-        out.write_all(&head[..header.data_offset])?;
-        file.seek(SeekFrom::Start(header.data_offset as u64))?;
-        io::copy(&mut file.take(data_len), &mut out)?;
-        out.finish()?;
+        match format.encoding {
+            Encoding::Wav => {
+                cx.progress(Some(1.0), "writing the WAV file")?;
+                let mut out = cx.output("audio", "audio/wav", "wav")?;
+                out.write_all(&head[..header.data_offset])?;
+                file.seek(SeekFrom::Start(header.data_offset as u64))?;
+                io::copy(&mut file.take(data_len), &mut out)?;
+                out.finish()?;
+            }
+            Encoding::Pcm => {
+                let mut out = cx.output("audio", format.media_type, format.extension)?;
+                file.seek(SeekFrom::Start(header.data_offset as u64))?;
+                io::copy(&mut file.take(data_len), &mut out)?;
+                out.finish()?;
+            }
+            _ => {
+                // ffmpeg reads the repaired header from the file itself.
+                file.rewind()?;
+                file.write_all(&head[..header.data_offset])?;
+                file.flush()?;
+                cx.progress(
+                    Some(1.0),
+                    &format!("encoding the speech as {}", format.extension),
+                )?;
+                let ffmpeg = std::path::Path::new("ffmpeg");
+                let mut encoded =
+                    speech::encode_wav(spool.path(), &format, ffmpeg, &job.work_dir(), cx)?;
+                let mut out = cx.output("audio", format.media_type, format.extension)?;
+                io::copy(encoded.file(), &mut out)?;
+                out.finish()?;
+            }
+        }
 
         let mut result = JobResult::default();
         let duration = header.spec.duration_secs(data_len);

@@ -506,6 +506,8 @@ impl Replicate {
     }
 
     /// Cancels a prediction on the way out of a cancelled job; a failure is only logged.
+    /// A prediction that had already ended (the job stopped while writing its outputs) is
+    /// left as it was, and not reported as cancelled.
     fn cancel_prediction(&self, id: &str, cx: &mut Context<'_>) {
         let cancel = Request::post(format!("{}/v1/predictions/{id}/cancel", self.base))
             .secret_header("Authorization", format!("Bearer {}", self.token));
@@ -513,10 +515,16 @@ impl Replicate {
             .client
             .send_after_cancel(&cancel, Duration::from_secs(10))
         {
-            Ok(_) => cx.log(
-                LogLevel::Warn,
-                format!("cancelled Replicate prediction {id}"),
-            ),
+            Ok(answer) => match answer.json::<Prediction>() {
+                Ok(ended) if ended.status != "canceled" => cx.log(
+                    LogLevel::Debug,
+                    format!("Replicate prediction {id} had already {}", ended.status),
+                ),
+                _ => cx.log(
+                    LogLevel::Warn,
+                    format!("cancelled Replicate prediction {id}"),
+                ),
+            },
             Err(e) => cx.log(
                 LogLevel::Warn,
                 format!("could not cancel Replicate prediction {id}: {}", e.message),
