@@ -436,22 +436,9 @@ fn describe_again(
             args.insert(name.clone(), crate::job::plan::describing_value(value));
         }
     }
-    if args.is_empty() {
-        return Ok(None);
-    }
-    let spec = crate::catalog::describe_tool(home, config, tool, args).map_err(|reason| {
-        fail(
-            Class::InvalidInput,
-            format!(
-                "tool `{}` could not describe its parameters: {reason}",
-                tool.spec.id
-            ),
-        )
-    })?;
-    Ok(Some(crate::catalog::Tool {
-        spec,
-        ..tool.clone()
-    }))
+    crate::job::plan::described(tool, args, |tool, args| {
+        crate::catalog::describe_tool(home, config, tool, args)
+    })
 }
 
 /// Returns the value of option `flag`: given inline (`--rate=200`) or the next argument.

@@ -515,10 +515,20 @@ fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Re
         };
         args.insert(name.clone(), describing_value(value));
     }
+    described(tool, args, |tool, args| inputs.describe_tool(tool, args))
+}
+
+/// Returns `tool` as `describe` describes it for the values `args` of the parameters it is
+/// described by (none given: `None`, the tool as it is).
+pub(crate) fn described(
+    tool: &Tool,
+    args: Map<String, Value>,
+    describe: impl FnOnce(&Tool, Map<String, Value>) -> Result<launcher_sdk::ToolSpec, String>,
+) -> Result<Option<Tool>> {
     if args.is_empty() {
         return Ok(None);
     }
-    let spec = inputs.describe_tool(tool, args).map_err(|reason| {
+    let spec = describe(tool, args).map_err(|reason| {
         fail(
             Class::InvalidInput,
             format!(

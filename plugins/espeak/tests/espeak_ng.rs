@@ -234,12 +234,38 @@ fn an_unknown_voice_is_refused_with_a_way_to_find_voices() {
 }
 
 #[test]
-fn only_wav_is_offered() {
-    let run = speak(json!({"text": "hello", "format": "mp3"}));
+fn other_formats_are_encoded_by_ffmpeg_and_unknown_ones_refused() {
+    audio_of(&speak(json!({"text": "hello", "format": "WAV"})));
+    for (format, media_type, extension) in [
+        ("mp3", "audio/mpeg", "mp3"),
+        ("flac", "audio/flac", "flac"),
+        ("opus", "audio/ogg", "ogg"),
+    ] {
+        let run = speak(json!({"text": "hello there", "format": format}));
+        assert!(run.result.is_ok(), "{format}: {:?}", run.result);
+        let (header, bytes) = &run.outputs[0];
+        assert_eq!(
+            (header.media_type.as_str(), header.extension.as_str()),
+            (media_type, extension)
+        );
+        let found = launcher_sdk::media::sniff(bytes).expect("recognisable audio");
+        assert_eq!(found.media_type, media_type, "{format}");
+    }
+    // Raw samples are the WAV's data without its header.
+    let pcm = speak(json!({"text": "hello", "format": "pcm"}));
+    let wav = speak(json!({"text": "hello"}));
+    let (pcm, wav) = (&pcm.outputs[0].1, &wav.outputs[0].1);
+    assert!(wav.ends_with(pcm) && wav.len() - pcm.len() >= 44);
+
+    let run = speak(json!({"text": "hello", "format": "mp4v"}));
     let err = error_of(&run);
     assert_eq!(err.kind, ErrorKind::InvalidInput);
-    assert!(err.message.contains("wav"), "{}", err.message);
-    audio_of(&speak(json!({"text": "hello", "format": "WAV"})));
+    assert!(
+        err.message.contains("unknown audio format"),
+        "{}",
+        err.message
+    );
+    assert!(run.outputs.is_empty());
 }
 
 #[test]
