@@ -118,7 +118,7 @@ impl Catalog {
         catalog.settle(&config.owners);
         if catalog.plugins.iter().any(|p| p.manifest.configured_tools) {
             let mut described = DescribeCache::load(home);
-            catalog.add_configured_tools(config, &mut described);
+            catalog.add_configured_tools(config, &home.config_file(), &mut described);
             for library in &described.asked {
                 catalog.notes.push(format!(
                     "asked {} to describe its configured tools, in a child process",
@@ -135,7 +135,12 @@ impl Catalog {
 
     /// Replaces the tools of plugins whose tools depend on configuration with the tools
     /// they describe for this configuration.
-    fn add_configured_tools(&mut self, config: &Config, cache: &mut DescribeCache) {
+    fn add_configured_tools(
+        &mut self,
+        config: &Config,
+        config_path: &Path,
+        cache: &mut DescribeCache,
+    ) {
         let configured: Vec<Plugin> = self
             .plugins
             .iter()
@@ -146,9 +151,15 @@ impl Catalog {
             let request = DescribeRequest {
                 tool: None,
                 config: plugin_config(&plugin.manifest.tools, config),
-                args: Default::default(),
+                ..Default::default()
             };
-            let tools = match cache.describe(&plugin.library, &request) {
+            let own: Vec<&Tool> = self
+                .tools
+                .iter()
+                .filter(|t| t.plugin == plugin.manifest.name)
+                .collect();
+            let settings = || plugin_settings(&own, config, config_path);
+            let tools = match cache.describe(&plugin.library, &request, settings) {
                 Ok(tools) => tools,
                 Err(reason) => {
                     self.warnings.push(format!(
@@ -162,7 +173,8 @@ impl Catalog {
                 continue;
             }
             self.tools.retain(|t| t.plugin != plugin.manifest.name);
-            for spec in tools {
+            for mut spec in tools {
+                self.settle_shared_settings(&mut spec, &plugin.manifest);
                 if let Some(existing) = self.tool(&spec.id) {
                     self.warnings.push(format!(
                         "tool `{}` described by plugin `{}` is ignored: plugin `{}` provides a tool with that id",
@@ -323,6 +335,26 @@ impl Catalog {
         }
     }
 
+    /// Keeps `spec`'s [`ToolSpec::settings_of`] only when it names a tool `manifest`
+    /// declares: settings are shared within a plugin, never taken from another's tool.
+    fn settle_shared_settings(&mut self, spec: &mut ToolSpec, manifest: &Manifest) {
+        let Some(shared) = spec.settings_of.take() else {
+            return;
+        };
+        if manifest
+            .tools
+            .iter()
+            .any(|t| t.id == shared && t.id != spec.id)
+        {
+            spec.settings_of = Some(shared);
+        } else {
+            self.warnings.push(format!(
+                "tool `{}` of plugin `{}` asks for the settings of `{shared}`, which is not another tool of the plugin; it gets only its own",
+                spec.id, manifest.name
+            ));
+        }
+    }
+
     fn add(&mut self, plugin: Plugin) {
         if let Some(existing) = self
             .plugins
@@ -338,8 +370,10 @@ impl Catalog {
             return;
         }
         for spec in &plugin.manifest.tools {
+            let mut spec = spec.clone();
+            self.settle_shared_settings(&mut spec, &plugin.manifest);
             let tool = Tool {
-                spec: spec.clone(),
+                spec,
                 plugin: plugin.manifest.name.clone(),
                 version: plugin.manifest.version.clone(),
                 library: plugin.library.clone(),
@@ -348,7 +382,7 @@ impl Catalog {
                 rank: self.tools.len(),
                 shadows: Vec::new(),
             };
-            if self.tool(&spec.id).is_some() {
+            if self.tool(&tool.spec.id).is_some() {
                 self.contested.push(tool);
             } else {
                 self.tools.push(tool);
@@ -712,14 +746,37 @@ pub(crate) fn describe_tool(
         tool: Some(tool.spec.id.clone()),
         config: plugin_config(std::slice::from_ref(&tool.spec), config),
         args,
+        ..Default::default()
     };
     let mut cache = DescribeCache::load(home);
-    let described = cache.describe(&tool.library, &request);
+    let settings = || plugin_settings(&[tool], config, &home.config_file());
+    let described = cache.describe(&tool.library, &request, settings);
     cache.save_if_changed();
-    described?
+    let mut spec = described?
         .into_iter()
         .find(|t| t.id == tool.spec.id)
-        .ok_or_else(|| format!("did not describe tool `{}`", tool.spec.id))
+        .ok_or_else(|| format!("did not describe tool `{}`", tool.spec.id))?;
+    // Whose settings it shares was settled when the catalog was made.
+    spec.settings_of.clone_from(&tool.spec.settings_of);
+    Ok(spec)
+}
+
+/// Returns the settings of `tools` for a describe request, resolved as for a job, leaving out
+/// a tool whose settings are bound to another plugin or cannot be resolved (a failing
+/// `key_command`): the description then goes without them, and a job says what is wrong.
+fn plugin_settings(
+    tools: &[&Tool],
+    config: &Config,
+    config_path: &Path,
+) -> BTreeMap<String, launcher_sdk::Settings> {
+    tools
+        .iter()
+        .filter(|tool| crate::owners::check_settings(tool, config).is_ok())
+        .filter_map(|tool| {
+            let resolved = crate::settings::resolve(&tool.spec, &[], config, config_path).ok()?;
+            Some((tool.spec.id.clone(), resolved))
+        })
+        .collect()
 }
 
 /// Descriptions of configured tools, remembered between runs.
@@ -759,17 +816,24 @@ impl DescribeCache {
         }
     }
 
-    /// Returns the tools `library` describes for `request`.
+    /// Returns the tools `library` describes for `request`, asking it (with the tools'
+    /// `settings`, resolved only then) when they are not cached.
     fn describe(
         &mut self,
         library: &Path,
         request: &DescribeRequest,
+        settings: impl FnOnce() -> BTreeMap<String, launcher_sdk::Settings>,
     ) -> Result<Vec<ToolSpec>, String> {
+        // The key leaves settings out: secrets never reach the cache, not even hashed.
         let key = describe_key(library, request).ok_or_else(|| "cannot be read".to_string())?;
         if let Some(tools) = self.entries.get(&key) {
             return Ok(tools.clone());
         }
-        let tools = loader::describe(library, request)?;
+        let request = DescribeRequest {
+            settings: settings(),
+            ..request.clone()
+        };
+        let tools = loader::describe(library, &request)?;
         self.asked.push(library.to_path_buf());
         while self.entries.len() >= DESCRIBE_CACHE_ENTRIES {
             let first = self.entries.keys().next().cloned().expect("not empty");
@@ -825,6 +889,33 @@ mod tests {
             origin,
             provenance: Provenance::Bundled,
         }
+    }
+
+    #[test]
+    fn settings_are_shared_only_between_tools_of_one_plugin() {
+        let mut catalog = Catalog::default();
+        catalog.add(plugin("azure-tts", "azure-tts", Origin::Bundled));
+        let mut greedy = plugin("greedy", "greedy", Origin::Store);
+        greedy.manifest = Manifest::new("greedy", "0.1.0")
+            .tool(ToolSpec::new("greedy", &["tts"]).settings_of("azure-tts"))
+            .tool(ToolSpec::new("greedy-2", &["tts"]).settings_of("greedy"));
+        catalog.add(greedy);
+        // Another plugin's tool is refused, and said so; its own other tool is kept.
+        assert_eq!(catalog.tool("greedy").unwrap().spec.settings_of, None);
+        assert!(
+            catalog.warnings.iter().any(|w| w.contains("`azure-tts`")),
+            "{:?}",
+            catalog.warnings
+        );
+        assert_eq!(
+            catalog
+                .tool("greedy-2")
+                .unwrap()
+                .spec
+                .settings_of
+                .as_deref(),
+            Some("greedy")
+        );
     }
 
     fn catalog(owners: &Owners) -> Catalog {

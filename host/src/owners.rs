@@ -224,11 +224,26 @@ pub(crate) fn has_configured_settings(tool: &Tool, config: &Config) -> bool {
 /// binding them to it on first use. Values given on the command line are the user's own
 /// choice for this run and need no binding.
 pub(crate) fn check_settings(tool: &Tool, config: &Config) -> Result<(), Failure> {
+    let now = PluginId::of(tool);
+    // Settings shared from another tool of the plugin go where that tool's are bound; the
+    // binding itself is left to that tool's own first use.
+    if let Some(shared) = tool.spec.settings_of.as_deref()
+        && let Some(bound) = config.owners.settings_owner(shared)
+        && !bound.accepts(&now)
+    {
+        return Err(Failure::new(
+            Class::Conflict,
+            format!(
+                "tool `{}` uses the settings of tool `{shared}`, which were configured for {bound}, not for {now}",
+                tool.spec.id
+            ),
+        )
+        .hint(format!("run `launcher keys bind {shared}` to hand them to `{}`", now.plugin)));
+    }
     if !has_configured_settings(tool, config) {
         return Ok(());
     }
     let id = tool.spec.id.as_str();
-    let now = PluginId::of(tool);
     match config.owners.settings_owner(id) {
         Some(bound) if bound.accepts(&now) => Ok(()),
         Some(bound) => Err(Failure::new(

@@ -39,35 +39,54 @@ impl SettingSource {
 
 /// Returns where `setting` of `tool` would come from, without running any command.
 pub(crate) fn source_of(
-    tool: &str,
+    tool: &ToolSpec,
     setting: &SettingSpec,
     cli: &[(String, String)],
     config: &Config,
 ) -> SettingSource {
+    locate(tool, setting, cli, config).0
+}
+
+/// Returns the tool ids whose stored and configured settings `tool` uses, in order: its own,
+/// then those of the tool it shares settings with ([`ToolSpec::settings_of`]).
+pub(crate) fn setting_ids(tool: &ToolSpec) -> impl Iterator<Item = &str> {
+    std::iter::once(tool.id.as_str()).chain(tool.settings_of.as_deref())
+}
+
+/// Returns where `setting` of `tool` would come from, and under which tool id a stored or
+/// configured value is kept.
+fn locate<'t>(
+    tool: &'t ToolSpec,
+    setting: &SettingSpec,
+    cli: &[(String, String)],
+    config: &Config,
+) -> (SettingSource, &'t str) {
     if cli.iter().any(|(k, v)| k == &setting.name && !v.is_empty()) {
-        return SettingSource::CommandLine;
+        return (SettingSource::CommandLine, &tool.id);
     }
     if let Some(var) = &setting.env
         && env::var(var).is_some()
     {
-        return SettingSource::Env(var.clone());
+        return (SettingSource::Env(var.clone()), &tool.id);
     }
-    if config.keys.get(tool, &setting.name).is_some() {
-        return SettingSource::KeyStore;
-    }
-    if config
-        .setting(tool, &setting.name)
-        .is_some_and(|v| !v.is_empty())
-    {
-        return SettingSource::ConfigFile;
-    }
-    if config.setting_command(tool, &setting.name).is_some() {
-        return SettingSource::ConfigCommand;
+    for id in setting_ids(tool) {
+        if config.keys.get(id, &setting.name).is_some() {
+            return (SettingSource::KeyStore, id);
+        }
+        if config
+            .setting(id, &setting.name)
+            .is_some_and(|v| !v.is_empty())
+        {
+            return (SettingSource::ConfigFile, id);
+        }
+        if config.setting_command(id, &setting.name).is_some() {
+            return (SettingSource::ConfigCommand, id);
+        }
     }
     if setting.default.as_deref().is_some_and(|d| !d.is_empty()) {
-        return SettingSource::Default;
+        return (SettingSource::Default, &tool.id);
     }
-    SettingSource::Missing
+    (SettingSource::Missing, &tool.id)
 }
 
 /// Returns what keeps `tool` from being ready: each entry is a group of settings of which one
@@ -82,7 +101,7 @@ pub(crate) fn missing<'t>(
     cli: &[(String, String)],
     config: &Config,
 ) -> Vec<Vec<&'t SettingSpec>> {
-    let set = |s: &SettingSpec| source_of(&tool.id, s, cli, config) != SettingSource::Missing;
+    let set = |s: &SettingSpec| source_of(tool, s, cli, config) != SettingSource::Missing;
     let mut missing: Vec<Vec<&SettingSpec>> = tool
         .settings
         .iter()
@@ -166,7 +185,8 @@ pub(crate) fn resolve(
             return Err(Failure::new(Class::Usage, problem)
                 .hint("fix it with `launcher config edit` or `launcher config set`"));
         }
-        let value = match source_of(&tool.id, setting, cli, config) {
+        let (source, id) = locate(tool, setting, cli, config);
+        let value = match source {
             SettingSource::CommandLine => cli
                 .iter()
                 .rev()
@@ -174,18 +194,18 @@ pub(crate) fn resolve(
                 .map(|(_, v)| v.clone()),
             SettingSource::Env(var) => env::var(&var),
             SettingSource::KeyStore => {
-                let value = config.keys.get(&tool.id, &setting.name).map(str::to_string);
+                let value = config.keys.get(id, &setting.name).map(str::to_string);
                 if let Some(v) = value {
                     values.set_secret(setting.name.clone(), v);
                 }
                 continue;
             }
-            SettingSource::ConfigFile => config.setting(&tool.id, &setting.name),
+            SettingSource::ConfigFile => config.setting(id, &setting.name),
             SettingSource::ConfigCommand => {
                 let command = config
-                    .setting_command(&tool.id, &setting.name)
+                    .setting_command(id, &setting.name)
                     .expect("source says it exists");
-                Some(run_command(&tool.id, &setting.name, &command)?)
+                Some(run_command(id, &setting.name, &command)?)
             }
             SettingSource::Default => setting.default.clone(),
             SettingSource::Missing => None,
@@ -275,4 +295,43 @@ pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_string(), |acc, secret| {
         acc.replace(secret.as_str(), "***")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> SettingSpec {
+        SettingSpec::new("token", "LAUNCHER_TEST_NEVER_SET_TOKEN", "a token")
+            .required()
+            .secret()
+    }
+
+    #[test]
+    fn a_tool_sharing_settings_uses_its_own_then_the_shared_tools() {
+        let mut config = Config::default();
+        config.keys.set("replicate", "token", "shared".into());
+        let flux = ToolSpec::new("flux", &[])
+            .setting(token())
+            .settings_of("replicate");
+        let nowhere = std::path::Path::new("/nowhere/config.toml");
+        let resolved = resolve(&flux, &[], &config, nowhere).unwrap();
+        assert_eq!(resolved.get("token"), Some("shared"));
+        assert!(missing(&flux, &[], &config).is_empty());
+
+        config.keys.set("flux", "token", "own".into());
+        let resolved = resolve(&flux, &[], &config, nowhere).unwrap();
+        assert_eq!(resolved.get("token"), Some("own"));
+
+        // A tool that shares nothing sees nothing of another tool's.
+        let other = ToolSpec::new("other", &[]).setting(token());
+        assert_eq!(
+            source_of(&other, &token(), &[], &config),
+            SettingSource::Missing
+        );
+        assert_eq!(
+            resolve(&other, &[], &config, nowhere).unwrap_err().class,
+            Class::NotReady
+        );
+    }
 }

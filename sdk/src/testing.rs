@@ -181,7 +181,7 @@ impl<'w> Runner<'w> {
         };
         let lib = PluginLib::of::<P>();
         let checked = lib.manifest().and_then(|manifest| {
-            check_job::<P>(&manifest, &config, &tool, &job).map_err(CallError::Plugin)
+            check_job::<P>(&manifest, &config, &tool, &settings, &job).map_err(CallError::Plugin)
         });
         let result = checked.and_then(|(params, spec)| {
             job.params = params;
@@ -209,6 +209,7 @@ fn check_job<P: Plugin>(
     manifest: &Manifest,
     config: &serde_json::Map<String, Value>,
     tool: &str,
+    settings: &Settings,
     job: &Job,
 ) -> Result<(serde_json::Map<String, Value>, ToolSpec), PluginError> {
     let mut spec = manifest.tools.iter().find(|t| t.id == tool).cloned();
@@ -223,10 +224,12 @@ fn check_job<P: Plugin>(
                     .collect()
             })
             .unwrap_or_default();
+        // As the host does, with the settings of the tool the job is for.
         let request = DescribeRequest {
             tool: spec.as_ref().map(|s| s.id.clone()),
             config: config.clone(),
             args,
+            settings: [(tool.to_string(), settings.clone())].into(),
         };
         if let Some(found) = P::describe(&request)?.into_iter().find(|t| t.id == tool) {
             spec = Some(found);

@@ -393,6 +393,12 @@ pub struct ToolSpec {
     /// with those values (see [`DescribeRequest`]) and caches the answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub described_by: Vec<String>,
+    /// Another tool of the same plugin whose stored and configured settings this one uses
+    /// where it has none of its own: a model tool the config names shares the API token
+    /// `launcher keys set replicate` stored. Only within one plugin, and only while that
+    /// tool's settings are bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_of: Option<String>,
 }
 
 impl ToolSpec {
@@ -410,6 +416,7 @@ impl ToolSpec {
             serial: false,
             custom_tasks: Vec::new(),
             described_by: Vec::new(),
+            settings_of: None,
         }
     }
 
@@ -468,6 +475,13 @@ impl ToolSpec {
     /// Says that the values of parameter `name` change the tool's other parameters.
     pub fn described_by(mut self, name: impl Into<String>) -> Self {
         self.described_by.push(name.into());
+        self
+    }
+
+    /// Says that this tool uses the settings of tool `id` of the same plugin where it has
+    /// none of its own (see [`ToolSpec::settings_of`](ToolSpec#structfield.settings_of)).
+    pub fn settings_of(mut self, id: impl Into<String>) -> Self {
+        self.settings_of = Some(id.into());
         self
     }
 
@@ -1060,6 +1074,13 @@ pub struct DescribeRequest {
     /// For a tool: the values given for the parameters it is described by.
     #[serde(default)]
     pub args: serde_json::Map<String, Value>,
+    /// The settings of the plugin's own tools (those its manifest declares), by tool id,
+    /// resolved as for a job, secrets included: what a description fetched from the service
+    /// needs (an API token, a base URL). The host sends them only when it has to ask (its
+    /// cache keys descriptions on the rest of the request), and only settings bound to this
+    /// plugin.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, Settings>,
 }
 
 /// The plugin's answer to a [`DescribeRequest`].

@@ -50,7 +50,7 @@ pub(crate) fn run(globals: &Globals, id: &str, as_json: bool) -> Result<()> {
                     "required": s.required,
                     "secret": s.secret,
                     "description": s.description,
-                    "source": settings::source_of(&tool.spec.id, s, &[], &config).describe(),
+                    "source": settings::source_of(&tool.spec, s, &[], &config).describe(),
                 })
             })
             .collect();
@@ -278,7 +278,7 @@ pub(crate) fn settings_table(spec: &launcher_sdk::ToolSpec, config: &Config) -> 
         .settings
         .iter()
         .map(|s| {
-            let source = settings::source_of(&spec.id, s, &[], config);
+            let source = settings::source_of(spec, s, &[], config);
             let env = s
                 .env
                 .as_deref()

@@ -349,7 +349,7 @@ fn list(catalog: &Catalog, config: &Config, as_json: bool) -> Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     for tool in &catalog.tools {
         for s in tool.spec.settings.iter().filter(|s| s.secret) {
-            let source = settings::source_of(&tool.spec.id, s, &[], config);
+            let source = settings::source_of(&tool.spec, s, &[], config);
             let stored = config.keys.get(&tool.spec.id, &s.name).is_some();
             if source != SettingSource::Missing || stored {
                 rows.push(Row {

@@ -166,7 +166,7 @@ pub(crate) fn dry_run_report(
         .filter_map(|spec| {
             let value = plan.settings.get(&spec.name)?;
             let secret = spec.secret || plan.settings.secret.contains(&spec.name);
-            let source = crate::settings::source_of(&plan.tool.spec.id, spec, cli, config);
+            let source = crate::settings::source_of(&plan.tool.spec, spec, cli, config);
             Some(json!({
                 "name": spec.name,
                 "value": if secret { "***".to_string() } else { scrub(value) },

@@ -826,6 +826,56 @@ fn model_tools_without_a_token_are_left_out_with_a_reason() {
 }
 
 #[test]
+fn a_stored_token_serves_model_descriptions_and_the_model_tools() {
+    let emulator = replicate();
+    let mut ctx = test_context!();
+    ctx.env("REPLICATE_BASE_URL", emulator.url())
+        .env("REPLICATE_POLL_INTERVAL", "0.02");
+    ctx.config(&format!(
+        "[tools.replicate.models]\nflux = \"{IMAGE_MODEL}\"\n"
+    ));
+    // No REPLICATE_API_TOKEN anywhere: the token is in the keys store, under `replicate`.
+    let stored = ctx.run_with_stdin(
+        ["keys", "set", "replicate"],
+        format!("{TOKEN}\n").as_bytes(),
+    );
+    stored.success();
+
+    let list = ctx.run(["list"]);
+    list.success();
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with("  flux") && l.contains("ready")),
+        "{}",
+        list.stdout
+    );
+    let help = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--help"]);
+    help.success();
+    assert!(help.stdout.contains("--aspect-ratio"), "{}", help.stdout);
+    let flux = ctx.run(["run", "flux", "a fox", "-o", "fox.png"]);
+    flux.success();
+    assert_no_secret(&flux);
+    assert!(ctx.work_file("fox.png").is_file());
+    assert_eq!(emulator.created()[0].1["input"]["prompt"], "a fox");
+
+    // The token reached the plugin to describe the model, and never the description cache.
+    let cache = ctx.run(["config", "path", "--json"]).json()["cache_dir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut files = vec![std::path::PathBuf::from(cache)];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(!text.contains(TOKEN), "the token is in {}", path.display());
+        }
+    }
+}
+
+#[test]
 fn jobs_cancel_cancels_a_detached_prediction() {
     let emulator = slow_replicate();
     let ctx = context(&emulator);

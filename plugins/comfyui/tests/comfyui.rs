@@ -98,6 +98,7 @@ fn a_custom_workflow_describes_its_parameters_and_sets_its_nodes() {
         tool: Some("comfyui".into()),
         config: Map::new(),
         args,
+        ..Default::default()
     };
     let tools = testing::describe::<ComfyUi>(&request).unwrap();
     let denoise = tools[0]

@@ -137,9 +137,11 @@ fn model_tool(
             ToolSpec::new(id, &[task])
         }
     };
+    // The token `launcher keys set replicate` stored serves every model tool.
     tool = tool
         .description(format!("{model} on Replicate"))
-        .param(model_param(Some(model)));
+        .param(model_param(Some(model)))
+        .settings_of(TOOL);
     for param in schema.params() {
         tool = tool.param(param);
     }
@@ -189,32 +191,44 @@ fn configured_models(
     Ok(found)
 }
 
-/// Reads a setting from the environment for [`Plugin::describe`], which runs without
-/// settings.
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Returns the settings a description uses: those the host resolved for the tool described
+/// (or, listing, for the generic tool), else what the environment gives.
+fn describe_settings(request: &DescribeRequest) -> Settings {
+    let given = request
+        .tool
+        .as_deref()
+        .and_then(|id| request.settings.get(id));
+    if let Some(settings) = given.or_else(|| request.settings.get(TOOL)) {
+        return settings.clone();
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut settings = Settings::default();
+    if let Some(token) = env("REPLICATE_API_TOKEN") {
+        settings.set_secret("token", token);
+    }
+    if let Some(url) = env("REPLICATE_BASE_URL") {
+        settings.set("base_url", url);
+    }
+    settings
 }
 
 /// Fetches a model's schema while describing tools: no job, so no context to log to.
-fn describe_model(model: &str) -> Result<ModelSchema, PluginError> {
+fn describe_model(model: &str, settings: &Settings) -> Result<ModelSchema, PluginError> {
     let model = ModelRef::parse(model)?;
-    let token = env_value("REPLICATE_API_TOKEN").ok_or_else(|| {
+    let token = settings.get("token").ok_or_else(|| {
         PluginError::invalid_input(format!(
             "reading the inputs of `{}` needs a Replicate API token",
             model.name
         ))
-        .with_hint("set REPLICATE_API_TOKEN in the environment")
+        .with_hint("set REPLICATE_API_TOKEN, or run `launcher keys set replicate`")
     })?;
-    let settings = Settings::from_values(
-        env_value("REPLICATE_BASE_URL").map(|url| ("base_url".to_string(), url)),
-    );
-    let base = base_url(&settings)?;
+    let base = base_url(settings)?;
     let client = Client::builder(user_agent())
         .timeout(DESCRIBE_TIMEOUT)
-        .secret(token.as_str())
+        .secret(token)
         .build()?;
     let never = AtomicBool::new(false);
-    let request = model_request(&base, &token, &model);
+    let request = model_request(&base, token, &model);
     let answer: Value = client.send_with(&request, &never)?.json(&never)?;
     schema_of(&model, &answer)
 }
@@ -275,6 +289,8 @@ fn auth_error(status: u16) -> Verdict {
 /// one per model the config names.
 fn describe_tools(request: &DescribeRequest) -> Result<Vec<ToolSpec>, PluginError> {
     let configured = configured_models(&request.config)?;
+    let settings = describe_settings(request);
+    let describe_model = |model: &str| describe_model(model, &settings);
     match request.tool.as_deref() {
         Some(TOOL) => {
             let Some(model) = request.args.get("model").and_then(Value::as_str) else {
