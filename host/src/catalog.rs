@@ -118,7 +118,7 @@ impl Catalog {
         catalog.settle(&config.owners);
         if catalog.plugins.iter().any(|p| p.manifest.configured_tools) {
             let mut described = DescribeCache::load(home);
-            catalog.add_configured_tools(config, &home.config_file(), &mut described);
+            catalog.add_configured_tools(config, &mut described);
             for library in &described.asked {
                 catalog.notes.push(format!(
                     "asked {} to describe its configured tools, in a child process",
@@ -135,12 +135,7 @@ impl Catalog {
 
     /// Replaces the tools of plugins whose tools depend on configuration with the tools
     /// they describe for this configuration.
-    fn add_configured_tools(
-        &mut self,
-        config: &Config,
-        config_path: &Path,
-        cache: &mut DescribeCache,
-    ) {
+    fn add_configured_tools(&mut self, config: &Config, cache: &mut DescribeCache) {
         let configured: Vec<Plugin> = self
             .plugins
             .iter()
@@ -158,7 +153,7 @@ impl Catalog {
                 .iter()
                 .filter(|t| t.plugin == plugin.manifest.name)
                 .collect();
-            let settings = || plugin_settings(&own, config, config_path);
+            let settings = || plugin_settings(&own, config);
             let tools = match cache.describe(&plugin.library, &request, settings) {
                 Ok(tools) => tools,
                 Err(reason) => {
@@ -749,7 +744,18 @@ pub(crate) fn describe_tool(
         ..Default::default()
     };
     let mut cache = DescribeCache::load(home);
-    let settings = || plugin_settings(&[tool], config, &home.config_file());
+    // Asked for one tool, for a job or its help: its settings as the job gets them, a
+    // `key_command` run too.
+    let settings = || {
+        let mut settings = plugin_settings(&[tool], config);
+        if let Some(slot) = settings.get_mut(&tool.spec.id)
+            && let Ok(resolved) =
+                crate::settings::resolve(&tool.spec, &[], config, &home.config_file())
+        {
+            *slot = resolved;
+        }
+        settings
+    };
     let described = cache.describe(&tool.library, &request, settings);
     cache.save_if_changed();
     let mut spec = described?
@@ -761,20 +767,19 @@ pub(crate) fn describe_tool(
     Ok(spec)
 }
 
-/// Returns the settings of `tools` for a describe request, resolved as for a job, leaving out
-/// a tool whose settings are bound to another plugin or cannot be resolved (a failing
-/// `key_command`): the description then goes without them, and a job says what is wrong.
-fn plugin_settings(
-    tools: &[&Tool],
-    config: &Config,
-    config_path: &Path,
-) -> BTreeMap<String, launcher_sdk::Settings> {
+/// Returns the settings of `tools` for a describe request: those at hand without running a
+/// `key_command` (see [`crate::settings::at_hand`]), leaving out a tool whose settings are
+/// bound to another plugin. A description that needs more fails, and a job says what is
+/// missing.
+fn plugin_settings(tools: &[&Tool], config: &Config) -> BTreeMap<String, launcher_sdk::Settings> {
     tools
         .iter()
         .filter(|tool| crate::owners::check_settings(tool, config).is_ok())
-        .filter_map(|tool| {
-            let resolved = crate::settings::resolve(&tool.spec, &[], config, config_path).ok()?;
-            Some((tool.spec.id.clone(), resolved))
+        .map(|tool| {
+            (
+                tool.spec.id.clone(),
+                crate::settings::at_hand(&tool.spec, config),
+            )
         })
         .collect()
 }

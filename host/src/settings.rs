@@ -172,6 +172,54 @@ pub(crate) fn not_ready(
     .hint(ways.join(", or "))
 }
 
+/// Returns the value of `setting` of `tool` and whether it is secret (a stored key always
+/// is), running the command the config names for it only when `run_commands` says so.
+fn value_of(
+    tool: &ToolSpec,
+    setting: &SettingSpec,
+    cli: &[(String, String)],
+    config: &Config,
+    run_commands: bool,
+) -> Result<Option<(String, bool)>, Failure> {
+    let (source, id) = locate(tool, setting, cli, config);
+    let secret = setting.secret || source == SettingSource::KeyStore;
+    let value = match source {
+        SettingSource::CommandLine => cli
+            .iter()
+            .rev()
+            .find(|(k, _)| k == &setting.name)
+            .map(|(_, v)| v.clone()),
+        SettingSource::Env(var) => env::var(&var),
+        SettingSource::KeyStore => config.keys.get(id, &setting.name).map(str::to_string),
+        SettingSource::ConfigFile => config.setting(id, &setting.name),
+        SettingSource::ConfigCommand if run_commands => {
+            let command = config
+                .setting_command(id, &setting.name)
+                .expect("source says it exists");
+            Some(run_command(id, &setting.name, &command)?)
+        }
+        SettingSource::ConfigCommand => None,
+        SettingSource::Default => setting.default.clone(),
+        SettingSource::Missing => None,
+    };
+    Ok(value.map(|v| (v, secret)))
+}
+
+/// Returns the settings of `tool` that are at hand without running a command (the
+/// environment, the keys store, the config file, defaults), for describing tools: listing
+/// them must never wait on a password manager's prompt.
+pub(crate) fn at_hand(tool: &ToolSpec, config: &Config) -> Settings {
+    let mut values = Settings::default();
+    for setting in &tool.settings {
+        match value_of(tool, setting, &[], config, false) {
+            Ok(Some((v, true))) => values.set_secret(setting.name.clone(), v),
+            Ok(Some((v, false))) => values.set(setting.name.clone(), v),
+            _ => {}
+        }
+    }
+    values
+}
+
 /// Resolves every setting of `tool`, running configured commands for those that need it.
 pub(crate) fn resolve(
     tool: &ToolSpec,
@@ -185,34 +233,9 @@ pub(crate) fn resolve(
             return Err(Failure::new(Class::Usage, problem)
                 .hint("fix it with `launcher config edit` or `launcher config set`"));
         }
-        let (source, id) = locate(tool, setting, cli, config);
-        let value = match source {
-            SettingSource::CommandLine => cli
-                .iter()
-                .rev()
-                .find(|(k, _)| k == &setting.name)
-                .map(|(_, v)| v.clone()),
-            SettingSource::Env(var) => env::var(&var),
-            SettingSource::KeyStore => {
-                let value = config.keys.get(id, &setting.name).map(str::to_string);
-                if let Some(v) = value {
-                    values.set_secret(setting.name.clone(), v);
-                }
-                continue;
-            }
-            SettingSource::ConfigFile => config.setting(id, &setting.name),
-            SettingSource::ConfigCommand => {
-                let command = config
-                    .setting_command(id, &setting.name)
-                    .expect("source says it exists");
-                Some(run_command(id, &setting.name, &command)?)
-            }
-            SettingSource::Default => setting.default.clone(),
-            SettingSource::Missing => None,
-        };
-        match value {
-            Some(v) if setting.secret => values.set_secret(setting.name.clone(), v),
-            Some(v) => values.set(setting.name.clone(), v),
+        match value_of(tool, setting, cli, config, true)? {
+            Some((v, true)) => values.set_secret(setting.name.clone(), v),
+            Some((v, false)) => values.set(setting.name.clone(), v),
             None if setting.required => {
                 return Err(not_ready(&tool.id, &[setting], config_path));
             }
@@ -322,6 +345,21 @@ mod tests {
         config.keys.set("flux", "token", "own".into());
         let resolved = resolve(&flux, &[], &config, nowhere).unwrap();
         assert_eq!(resolved.get("token"), Some("own"));
+
+        // What describing gets is at hand without running a command; a job runs it.
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let command = format!("touch {} && echo from-command", ran.display());
+        let mut table = std::collections::BTreeMap::new();
+        table.insert("token_command".to_string(), toml::Value::String(command));
+        config.tools.insert("solo".into(), table);
+        let solo = ToolSpec::new("solo", &[]).setting(token());
+        assert_eq!(at_hand(&solo, &config).get("token"), None);
+        assert!(!ran.exists(), "listing ran the command");
+        let resolved = resolve(&solo, &[], &config, nowhere).unwrap();
+        assert_eq!(resolved.get("token"), Some("from-command"));
+        assert!(ran.exists());
+        assert_eq!(at_hand(&flux, &config).get("token"), Some("own"));
 
         // A tool that shares nothing sees nothing of another tool's.
         let other = ToolSpec::new("other", &[]).setting(token());

@@ -486,8 +486,6 @@ pub(crate) fn plan(
     })))
 }
 
-/// Returns `tool` described anew when the command line gives parameters it is described by
-/// (a workflow file, a model name); `None` when it gives none of them.
 /// Returns a value a tool is described by as its plugin gets it: a file named relative to
 /// here reaches the plugin (and the description cache, which fingerprints it) as an absolute
 /// path, so an edited file is described anew.
@@ -503,6 +501,8 @@ pub(crate) fn describing_value(value: Value) -> Value {
     }
 }
 
+/// Returns `tool` described anew when the command line gives parameters it is described by
+/// (a workflow file, a model name); `None` when it gives none of them.
 fn describe_by_args(tool: &Tool, rest: &[String], inputs: &mut dyn Inputs) -> Result<Option<Tool>> {
     let mut args = Map::new();
     for name in &tool.spec.described_by {
