@@ -263,8 +263,9 @@ fn get(globals: &Globals, home: &Home, key: &str) -> Result<Value> {
 
 /// Checks a value against the installed tools: a default must name a tool performing the
 /// task (an error); a setting of a tool that is not installed, or that the tool lacks, is a
-/// warning (the plugin may come later), a secret in the config file a hint.
-fn check(globals: &Globals, home: &Home, key: &Key, value: &str) -> Result<(), Failure> {
+/// warning (the plugin may come later), a secret in the config file a hint. Returns whether
+/// the key is a secret setting, whose value is never shown.
+fn check(globals: &Globals, home: &Home, key: &Key, value: &str) -> Result<bool, Failure> {
     let catalog = catalog(home, globals);
     let specs: Vec<&ToolSpec> = catalog.tools.iter().map(|t| &t.spec).collect();
     let ids = || specs.iter().map(|t| t.id.as_str());
@@ -319,13 +320,14 @@ fn check(globals: &Globals, home: &Home, key: &Key, value: &str) -> Result<(), F
             }
         },
     }
-    Ok(())
+    Ok(matches!(key, Key::Setting { tool, name } if is_secret(&catalog, tool, name)))
 }
 
-/// Sets `key` to `value`; returns the value as written (a number for `confirm_over`).
+/// Sets `key` to `value`; returns the value as written (a number for `confirm_over`), or a
+/// placeholder for a secret.
 fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<Value> {
     let parsed = Key::parse(key)?;
-    check(globals, home, &parsed, value)?;
+    let secret = check(globals, home, &parsed, value)?;
     let path = home.config_file();
     let item = match &parsed {
         Key::Default { task } if task == CONFIRM_OVER => {
@@ -355,7 +357,11 @@ fn set(globals: &Globals, home: &Home, key: &str, value: &str) -> Result<Value> 
         let catalog = Catalog::discover(home, &config);
         crate::commands::keys::bind_first_use(globals, &catalog, &config, tool)?;
     }
-    Ok(written)
+    Ok(if secret {
+        json!("(secret, not shown)")
+    } else {
+        written
+    })
 }
 
 /// Removes `key`; returns whether it was set.

@@ -239,6 +239,20 @@ fn config_keys_default_and_logs_report_as_json_and_fail_as_json() {
         json(&["config", "unset", "defaults.confirm_over", "--json"])["action"],
         "unchanged"
     );
+    // A secret set in the config file (with a warning) is never echoed back.
+    let secret = ctx.run([
+        "config",
+        "set",
+        "tools.azure-tts.key",
+        "k-secret-2",
+        "--json",
+    ]);
+    assert!(
+        !secret.success().stdout.contains("k-secret-2"),
+        "{}",
+        secret.stdout
+    );
+    assert_eq!(secret.json()["value"], "(secret, not shown)");
 
     assert_eq!(
         json(&["default", "tts", "espeak", "--json"])["tool"],

@@ -532,7 +532,8 @@ impl Replicate {
             .send_after_cancel(&cancel, Duration::from_secs(10))
         {
             Ok(answer) => match answer.json::<Prediction>() {
-                Ok(ended) if ended.status != "canceled" => cx.log(
+                // A cancel answered while the prediction winds down shows it still running.
+                Ok(ended) if matches!(ended.status.as_str(), "succeeded" | "failed") => cx.log(
                     LogLevel::Debug,
                     format!("Replicate prediction {id} had already {}", ended.status),
                 ),
