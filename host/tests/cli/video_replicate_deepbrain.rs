@@ -32,6 +32,15 @@ fn context(emulator: &ReplicateEmulator) -> TestContext {
     ctx
 }
 
+/// Runs `launcher run replicate --model MODEL ARGS...`.
+fn run_model(ctx: &TestContext, model: &str, args: &[&str]) -> Outcome {
+    ctx.run(
+        ["run", "replicate", "--model", model]
+            .into_iter()
+            .chain(args.iter().copied()),
+    )
+}
+
 #[track_caller]
 fn assert_no_secret(out: &Outcome) {
     for secret in [TOKEN, KEY] {
@@ -46,7 +55,7 @@ fn assert_no_secret(out: &Outcome) {
 fn replicate_help_shows_the_models_inputs() {
     let emulator = replicate();
     let ctx = context(&emulator);
-    let out = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--help"]);
+    let out = run_model(&ctx, IMAGE_MODEL, &["--help"]);
     out.success();
     for expected in [
         "--prompt",
@@ -62,7 +71,7 @@ fn replicate_help_shows_the_models_inputs() {
         assert!(out.stdout.contains(expected), "{expected}: {}", out.stdout);
     }
     // Described once, then from the host's cache.
-    let again = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--help"]);
+    let again = run_model(&ctx, IMAGE_MODEL, &["--help"]);
     again.success();
     let describes = emulator
         .requests()
@@ -103,19 +112,19 @@ fn a_prediction_runs_to_completion_and_its_output_is_written_as_its_bytes_say() 
     let emulator = replicate();
     let ctx = context(&emulator);
     std::fs::write(ctx.work_file("fox.png"), png(4, 4, [1, 2, 3])).unwrap();
-    let out = ctx.run([
-        "run",
-        "replicate",
-        "--model",
+    let out = run_model(
+        &ctx,
         IMAGE_MODEL,
-        "--prompt",
-        "a red fox",
-        "--aspect-ratio",
-        "16:9",
-        "--image",
-        "fox.png",
-        "--json",
-    ]);
+        &[
+            "--prompt",
+            "a red fox",
+            "--aspect-ratio",
+            "16:9",
+            "--image",
+            "fox.png",
+            "--json",
+        ],
+    );
     out.success();
     assert_no_secret(&out);
     let report = out.json();
@@ -152,18 +161,11 @@ fn a_prediction_runs_to_completion_and_its_output_is_written_as_its_bytes_say() 
 
     // A video model by version: created at /v1/predictions, polled (no Prefer: wait).
     let model = format!("{VIDEO_MODEL}:{VIDEO_VERSION}");
-    let out = ctx.run([
-        "run",
-        "replicate",
-        "--model",
+    let out = run_model(
+        &ctx,
         &model,
-        "--prompt",
-        "waves",
-        "--duration",
-        "3",
-        "-o",
-        "waves.mp4",
-    ]);
+        &["--prompt", "waves", "--duration", "3", "-o", "waves.mp4"],
+    );
     out.success();
     let video = std::fs::read(ctx.work_file("waves.mp4")).unwrap();
     assert_eq!(video, mp4_bytes());
@@ -190,7 +192,7 @@ fn a_prediction_runs_to_completion_and_its_output_is_written_as_its_bytes_say() 
 fn a_models_prompt_comes_from_the_argument_or_stdin_as_for_any_task() {
     let emulator = replicate();
     let ctx = context(&emulator);
-    let out = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "a red fox"]);
+    let out = run_model(&ctx, IMAGE_MODEL, &["a red fox"]);
     out.success();
     let piped = ctx.run_with_stdin(
         ["run", "replicate", "--model", IMAGE_MODEL, "-o", "cat.png"],
@@ -221,15 +223,7 @@ fn an_output_its_name_would_misname_is_kept_under_a_true_name() {
     let emulator = replicate();
     let ctx = context(&emulator);
     // The model makes PNG; `fox.jpg` would lie, but the image was paid for: it is kept.
-    let out = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "a fox",
-        "-o",
-        "fox.jpg",
-    ]);
+    let out = run_model(&ctx, IMAGE_MODEL, &["a fox", "-o", "fox.jpg"]);
     out.expect_code(5);
     assert!(
         out.stderr
@@ -246,15 +240,7 @@ fn an_output_its_name_would_misname_is_kept_under_a_true_name() {
     assert!(!out.stderr.contains("--format"), "{}", out.stderr);
     // The prediction had ended: it is not reported as cancelled.
     assert!(!out.stderr.contains("cancelled"), "{}", out.stderr);
-    let again = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "a fox",
-        "-o",
-        "fox.jpg",
-    ]);
+    let again = run_model(&ctx, IMAGE_MODEL, &["a fox", "-o", "fox.jpg"]);
     again.expect_code(5);
     assert!(
         again.stderr.contains("saved as fox-2.png"),
@@ -270,16 +256,7 @@ fn an_output_its_name_would_misname_is_kept_under_a_true_name() {
 fn a_replicate_job_reruns_with_its_models_inputs() {
     let emulator = replicate();
     let ctx = context(&emulator);
-    ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "a red fox",
-        "--aspect-ratio",
-        "16:9",
-    ])
-    .success();
+    run_model(&ctx, IMAGE_MODEL, &["a red fox", "--aspect-ratio", "16:9"]).success();
     let job = ctx.run(["logs", "--json"]).json()[0]["id"]
         .as_str()
         .unwrap()
@@ -314,14 +291,7 @@ fn a_replicate_job_reruns_with_its_models_inputs() {
 fn a_language_model_streams_its_tokens_as_text() {
     let emulator = replicate();
     let ctx = context(&emulator);
-    let out = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        TEXT_MODEL,
-        "--prompt",
-        "foxes?",
-    ]);
+    let out = run_model(&ctx, TEXT_MODEL, &["--prompt", "foxes?"]);
     out.success();
     assert_eq!(out.stdout.trim_end(), "Foxes are clever.");
     assert!(
@@ -390,23 +360,13 @@ fn invalid_fields_are_named_one_per_line_and_exit_5() {
     let ctx = context(&emulator);
     // Describe (and cache) the model, then let it gain a required input and a lower limit,
     // as a model's new version may: the service refuses what the stale description allowed.
-    ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--help"])
-        .success();
+    run_model(&ctx, IMAGE_MODEL, &["--help"]).success();
     let mut schema = image_schema();
     let input = &mut schema["components"]["schemas"]["Input"];
     input["required"] = serde_json::json!(["prompt", "seed"]);
     input["properties"]["num_outputs"]["maximum"] = serde_json::json!(2);
     emulator.replace_schema(IMAGE_MODEL, schema);
-    let out = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "--prompt",
-        "x",
-        "--num-outputs",
-        "4",
-    ]);
+    let out = run_model(&ctx, IMAGE_MODEL, &["--prompt", "x", "--num-outputs", "4"]);
     out.expect_code(5);
     assert!(out.stderr.contains("--seed: is required"), "{}", out.stderr);
     assert!(
@@ -423,8 +383,7 @@ fn invalid_fields_are_named_one_per_line_and_exit_5() {
 fn a_rejected_token_exits_6_and_names_the_setting() {
     let emulator = replicate();
     let ctx = context(&emulator);
-    ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--help"])
-        .success();
+    run_model(&ctx, IMAGE_MODEL, &["--help"]).success();
     // The description is cached; the token has since been revoked.
     let out = ctx.run_with_env(
         ["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"],
@@ -441,7 +400,7 @@ fn failed_and_expired_predictions_say_what_happened() {
     let emulator = replicate();
     let ctx = context(&emulator);
     emulator.fail_model(IMAGE_MODEL, "CUDA out of memory");
-    let failed = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    let failed = run_model(&ctx, IMAGE_MODEL, &["--prompt", "x"]);
     failed.expect_code(8);
     assert!(
         failed.stderr.contains("failed: CUDA out of memory"),
@@ -452,7 +411,7 @@ fn failed_and_expired_predictions_say_what_happened() {
     let emulator = replicate();
     let ctx = context(&emulator);
     emulator.expire_outputs();
-    let expired = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    let expired = run_model(&ctx, IMAGE_MODEL, &["--prompt", "x"]);
     expired.expect_code(8);
     assert!(
         expired.stderr.contains("output file is gone"),
@@ -466,7 +425,7 @@ fn failed_and_expired_predictions_say_what_happened() {
     let ctx = context(&emulator);
     emulator.throttle_next(Some(0));
     emulator.throttle_next(None);
-    let throttled = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    let throttled = run_model(&ctx, IMAGE_MODEL, &["--prompt", "x"]);
     throttled.success();
     assert!(emulator.requests().len() >= 5, "{:?}", emulator.requests());
     assert_eq!(emulator.created().len(), 1);
@@ -698,18 +657,10 @@ fn a_priced_video_model_asks_before_it_is_created_and_others_say_the_cost_is_unk
     assert_eq!(emulator.created().len(), 1);
 
     // An image's unknown cost is said under -v only; a video's is a warning (below).
-    let image = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--prompt", "x"]);
+    let image = run_model(&ctx, IMAGE_MODEL, &["--prompt", "x"]);
     image.success();
     assert!(!image.stderr.contains("not known"), "{}", image.stderr);
-    let image = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        IMAGE_MODEL,
-        "--prompt",
-        "x",
-        "-v",
-    ]);
+    let image = run_model(&ctx, IMAGE_MODEL, &["--prompt", "x", "-v"]);
     image.success();
     assert!(
         image.stderr.contains("is not known before it runs"),
@@ -850,7 +801,7 @@ fn a_stored_token_serves_model_descriptions_and_the_model_tools() {
         "{}",
         list.stdout
     );
-    let help = ctx.run(["run", "replicate", "--model", IMAGE_MODEL, "--help"]);
+    let help = run_model(&ctx, IMAGE_MODEL, &["--help"]);
     help.success();
     assert!(help.stdout.contains("--aspect-ratio"), "{}", help.stdout);
     let flux = ctx.run(["run", "flux", "a fox", "-o", "fox.png"]);
@@ -880,15 +831,7 @@ fn jobs_cancel_cancels_a_detached_prediction() {
     let emulator = slow_replicate();
     let ctx = context(&emulator);
     let model = format!("{VIDEO_MODEL}:{VIDEO_VERSION}");
-    let out = ctx.run([
-        "run",
-        "replicate",
-        "--model",
-        &model,
-        "--prompt",
-        "tide",
-        "--detach",
-    ]);
+    let out = run_model(&ctx, &model, &["--prompt", "tide", "--detach"]);
     out.success();
     let prediction = emulator.created().len();
     assert_eq!(prediction, 1);
