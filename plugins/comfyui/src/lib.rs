@@ -551,28 +551,25 @@ fn execution_error(data: &Value) -> PluginError {
     ))
 }
 
-/// Guesses a file's media type, extension and kind from its name, for formats `sniff` does
-/// not know.
+/// Guesses a file's media type, extension and kind from its name, for bytes `sniff` does not
+/// know; a name of no known format is still written, as a file.
 fn by_extension(filename: &str) -> (String, String, String) {
     let ext = filename
         .rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
-    let (media_type, kind) = match ext.as_str() {
-        "mp4" | "m4v" => ("video/mp4", "video"),
-        "webm" => ("video/webm", "video"),
-        "mov" => ("video/quicktime", "video"),
-        "gif" => ("image/gif", "image"),
-        "webp" => ("image/webp", "image"),
-        "png" => ("image/png", "image"),
-        "jpg" | "jpeg" => ("image/jpeg", "image"),
-        "wav" => ("audio/wav", "audio"),
-        "flac" => ("audio/flac", "audio"),
-        "mp3" => ("audio/mpeg", "audio"),
-        "ogg" | "opus" => ("audio/ogg", "audio"),
-        _ => ("application/octet-stream", "file"),
-    };
-    (media_type.to_string(), ext, kind.to_string())
+    match media::format_for_name(&ext) {
+        Some(f) => (
+            f.media_type.to_string(),
+            f.extension.to_string(),
+            f.kind.to_string(),
+        ),
+        None => (
+            "application/octet-stream".to_string(),
+            ext,
+            "file".to_string(),
+        ),
+    }
 }
 
 /// Returns a random number (for client ids, seeds and multipart boundaries).
@@ -586,4 +583,29 @@ pub(crate) fn random_u64() -> u64 {
     );
     hasher.write_u32(std::process::id());
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrecognised_bytes_are_named_by_their_file_name() {
+        assert_eq!(
+            by_extension("ComfyUI_00001_.WEBM"),
+            ("video/webm".into(), "webm".into(), "video".into())
+        );
+        assert_eq!(
+            by_extension("frame.jpeg"),
+            ("image/jpeg".into(), "jpg".into(), "image".into())
+        );
+        assert_eq!(
+            by_extension("mesh.glb"),
+            (
+                "application/octet-stream".into(),
+                "glb".into(),
+                "file".into()
+            )
+        );
+    }
 }
